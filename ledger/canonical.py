@@ -1,0 +1,109 @@
+"""RFC 8785 (JCS) canonical JSON, with input validation and limits.
+
+``canonicalize`` is the only way event bytes are produced. It validates the value
+(types, finite numbers, integer range, nesting depth, valid Unicode) and then emits
+JCS. Python's C JSON encoder already produces JCS output for most documents: keys sorted,
+no whitespace, the same string escapes. It differs only for floats outside
+[1e-4, 1e16) or with an integral value, and for key ordering when keys contain
+characters above U+D7FF (JCS sorts by UTF-16 code units). The validating walk spots
+those cases and hands the document to the reference ``rfc8785`` encoder instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import rfc8785
+
+from .errors import InputError
+
+MAX_DEPTH = 32
+#: Integers must be exactly representable as IEEE-754 doubles (I-JSON, RFC 7493).
+MAX_SAFE_INTEGER = 2**53 - 1
+
+_fast = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+).encode
+
+
+def canonicalize(value: Any) -> bytes:
+    """Return the RFC 8785 canonical UTF-8 bytes of a JSON value.
+
+    Raises InputError for values JSON cannot carry exactly: NaN and infinities, integers
+    beyond 2**53-1, non-string keys, lone surrogates, nesting deeper than MAX_DEPTH.
+    Integral floats are emitted as integers, as JCS requires (``1.0`` -> ``1``).
+    """
+    slow = _check(value, 0, "$")
+    if slow:
+        return rfc8785.dumps(value)
+    return _fast(value).encode("utf-8")
+
+
+def _check(value: Any, depth: int, where: str) -> bool:
+    """Validate ``value``; return True when the fast encoder would not give JCS output."""
+    t = type(value)
+    if t is str:
+        _check_str(value, where)
+        return False
+    if value is None or t is bool:
+        return False
+    if t is int:
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return False
+        raise InputError(f"integer at {where} is outside the exact JSON range ±(2**53-1)")
+    if t is float:
+        if not math.isfinite(value):
+            raise InputError(f"number at {where} is {value!r}; JSON has no NaN or infinity")
+        mag = abs(value)
+        # Python's repr matches ECMAScript's Number.toString only here.
+        return not (1e-4 <= mag < 1e16) or value.is_integer()
+    if depth >= MAX_DEPTH:
+        raise InputError(f"value at {where} is nested deeper than {MAX_DEPTH} levels")
+    slow = False
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str:
+                raise InputError(f"object key {k!r} at {where} is not a string")
+            _check_str(k, where)
+            if not k.isascii() and max(k) > "\ud7ff":
+                slow = True
+            slow = _check(v, depth + 1, f"{where}.{k}") or slow
+        return slow
+    if t is list or t is tuple:
+        for i, v in enumerate(value):
+            slow = _check(v, depth + 1, f"{where}[{i}]") or slow
+        return slow
+    raise InputError(f"value at {where} has type {t.__name__}, which JSON cannot represent")
+
+
+def _check_str(s: str, where: str) -> None:
+    if not s.isascii():
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"string at {where} contains a lone surrogate") from None
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON text, rejecting NaN/Infinity literals and duplicate object keys."""
+    try:
+        return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"invalid JSON: {exc}") from None
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise ValueError(f"duplicate key {k!r}")
+            seen.add(k)
+    return d
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")

@@ -1,0 +1,340 @@
+"""Core commands: init, keys, register / approve / deploy …, log, verify, compact, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import events as E
+from ..errors import InputError
+from ..output import OutputFormat, render
+from . import cli
+from .options import format_option, key_option, ledger_option, load_key, passphrase
+
+
+def _open(path: str) -> Any:
+    from ..ledger import Ledger
+
+    return Ledger.open(path)
+
+
+def _ref(ref: str) -> tuple[str, int]:
+    return E.parse_model_ref(ref)
+
+
+def _receipt(r: Any) -> None:
+    what = f"{r.action} {r.ref}" if r.ref else r.action
+    click.echo(f"{what}: seq {r.seq}, hash {r.hash}")
+
+
+# --- init and keys -------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option(
+    "--key",
+    "key_path",
+    envvar="LEDGER_KEY",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Admin private key; generated (mode 0600) if the file does not exist.",
+)
+@click.option("--actor", required=True, help="Name the admin key is bound to.")
+@click.option(
+    "--roles", default="admin", show_default=True, help="Roles of the admin key, comma separated."
+)
+@click.option("--origin", help="Ledger identity (default: ledger.local/<random>).")
+@click.option("--encrypt", is_flag=True, help="Encrypt a generated key with a passphrase.")
+def init(
+    path: str, key_path: str, actor: str, roles: str, origin: str | None, encrypt: bool
+) -> None:
+    """Create a new ledger in PATH whose genesis event registers the admin key."""
+    from ..keys import SigningKey, write_key_files
+    from ..ledger import Ledger
+
+    if Path(key_path).exists():
+        key = load_key(key_path)
+    else:
+        key = SigningKey.generate()
+        write_key_files(
+            Path(key_path), key, passphrase(key_path, confirm=True) if encrypt else None
+        )
+        click.echo(
+            f"generated key {key.key_id} in {key_path} (public key in {Path(key_path).with_suffix('.pub')})"
+        )
+    led = Ledger.init(path, key, actor, roles, origin)
+    click.echo(f"created ledger {led.origin} in {path}; admin {actor} key {key.key_id}")
+
+
+@cli.group()
+def keys() -> None:
+    """Generate, register, revoke and list signing keys."""
+
+
+@keys.command("generate")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option(
+    "--encrypt", is_flag=True, help="Encrypt with a passphrase ($LEDGER_PASSPHRASE or prompt)."
+)
+def keys_generate(path: str, encrypt: bool) -> None:
+    """Write a new Ed25519 private key to PATH (mode 0600) and its public key to PATH.pub."""
+    from ..keys import SigningKey, write_key_files
+
+    key = SigningKey.generate()
+    pub = write_key_files(Path(path), key, passphrase(path, confirm=True) if encrypt else None)
+    click.echo(f"key {key.key_id}: private {path}, public {pub}")
+
+
+@keys.command("add")
+@click.argument("public_key", type=click.Path(dir_okay=False))
+@click.option("--actor", required=True, help="Name the key is bound to.")
+@click.option("--roles", required=True, help=f"Comma separated: {', '.join(E.ROLES)}.")
+@ledger_option
+@key_option
+def keys_add(public_key: str, actor: str, roles: str, ledger_path: str, key_path: str) -> None:
+    """Register PUBLIC_KEY for ACTOR (signed by an admin key)."""
+    from ..keys import load_public_key
+
+    _receipt(
+        _open(ledger_path).add_key(
+            load_public_key(public_key), actor, roles, key=load_key(key_path)
+        )
+    )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@click.option("--reason", help="Why the key is revoked.")
+@ledger_option
+@key_option
+def keys_revoke(key_id: str, reason: str | None, ledger_path: str, key_path: str) -> None:
+    """Revoke KEY_ID: events it signs from now on are refused."""
+    _receipt(_open(ledger_path).revoke_key(key_id, key=load_key(key_path), reason=reason))
+
+
+@keys.command("list")
+@ledger_option
+@format_option(OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.JSONL, OutputFormat.CSV)
+def keys_list(ledger_path: str, fmt: str, out_path: str | None) -> None:
+    """List every key ever registered, with its roles and revocation."""
+    rows = [
+        {
+            "key_id": k.key_id,
+            "actor": k.actor,
+            "roles": ",".join(sorted(k.roles)),
+            "added_seq": k.added_seq,
+            "added": E.format_ts(k.added_ts),
+            "revoked_seq": k.revoked_seq,
+            "revoked": E.format_ts(k.revoked_ts) if k.revoked_ts is not None else None,
+        }
+        for k in _open(ledger_path).keys()
+    ]
+    render(rows, list(rows[0]) if rows else ["key_id"], fmt, path=out_path, empty="No keys.")
+
+
+# --- model actions -------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--artifact", type=click.Path(), help="Local model file or folder to digest.")
+@click.option("--artifact-uri", help="Where the artifact lives (recorded with its digest).")
+@click.option("--artifact-digest", help="sha256:HEX of an artifact that is not local.")
+@click.option(
+    "--dataset", "datasets", multiple=True, metavar="NAME=URI[@sha256:HEX]", help="Training data."
+)
+@click.option("--code", metavar="REPO@COMMIT", help="Source repository and commit.")
+@click.option(
+    "--parent",
+    "parents",
+    multiple=True,
+    metavar="MODEL:VERSION=RELATION",
+    help=f"Parent model version; relation is one of {', '.join(E.RELATIONS)}.",
+)
+@click.option("--metric", "metrics", multiple=True, metavar="NAME=NUMBER")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE")
+@click.option("--tag", "tags", multiple=True, metavar="NAME=VALUE")
+@click.option("--meta", "meta", multiple=True, metavar="NAME=VALUE", help="Free metadata.")
+@click.option("--description", help="What this version is.")
+@ledger_option
+@key_option
+def register(
+    model: str,
+    artifact: str | None,
+    artifact_uri: str | None,
+    artifact_digest: str | None,
+    datasets: tuple[str, ...],
+    code: str | None,
+    parents: tuple[str, ...],
+    metrics: tuple[str, ...],
+    params: tuple[str, ...],
+    tags: tuple[str, ...],
+    meta: tuple[str, ...],
+    description: str | None,
+    ledger_path: str,
+    key_path: str,
+) -> None:
+    """Register the next version of MODEL."""
+    if artifact and artifact_digest:
+        raise InputError("give --artifact or --artifact-digest, not both")
+    art: Any = artifact
+    if artifact_digest:
+        art = {"digest": artifact_digest}
+    metadata = dict(E.parse_pair(m, "--meta") for m in meta) or None
+    r = _open(ledger_path).register(
+        model,
+        key=load_key(key_path),
+        artifact=art,
+        artifact_uri=artifact_uri,
+        datasets=datasets,
+        code=code,
+        parents=parents,
+        metrics=metrics,
+        params=params,
+        tags=tags,
+        metadata=metadata,
+        description=description,
+    )
+    _receipt(r)
+
+
+def _model_command(name: str, needs_env: bool, doc: str) -> None:
+    @click.argument("ref", metavar="MODEL:VERSION")
+    @click.option("--comment", help="Recorded with the event.")
+    @ledger_option
+    @key_option
+    def command(
+        ref: str, comment: str | None, ledger_path: str, key_path: str, env: str | None = None
+    ) -> None:
+        model, version = _ref(ref)
+        led = _open(ledger_path)
+        key = load_key(key_path)
+        method = getattr(led, name)
+        r = (
+            method(model, version, env, key=key, comment=comment)
+            if needs_env
+            else method(model, version, key=key, comment=comment)
+        )
+        _receipt(r)
+
+    command.__doc__ = doc
+    if needs_env:
+        command = click.option(
+            "--env", required=True, help="Environment, e.g. staging or production."
+        )(command)
+    cli.command(name)(command)
+
+
+_model_command("approve", True, "Approve MODEL:VERSION for an environment.")
+_model_command("reject", False, "Reject MODEL:VERSION: it can no longer be approved or deployed.")
+_model_command("deploy", True, "Deploy MODEL:VERSION to an environment (replacing the live one).")
+_model_command("undeploy", True, "Take MODEL:VERSION out of an environment.")
+_model_command("deprecate", False, "Deprecate MODEL:VERSION: it can no longer be deployed.")
+
+
+# --- reading, verifying, maintenance -------------------------------------------------------
+
+
+def _details(payload: dict[str, Any]) -> str:
+    parts = []
+    for k in ("env", "comment", "reason", "key_id", "actor"):
+        if k in payload:
+            parts.append(f"{k}={payload[k]}")
+    if payload.get("parents"):
+        parts.append(
+            "parents="
+            + ",".join(f"{p['model']}:{p['version']}({p['relation']})" for p in payload["parents"])
+        )
+    return " ".join(parts)
+
+
+@cli.command()
+@click.option("--model", help="Only this model's events.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the last N events.")
+@ledger_option
+@format_option(OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.JSONL, OutputFormat.CSV)
+def log(
+    model: str | None, limit: int | None, ledger_path: str, fmt: str, out_path: str | None
+) -> None:
+    """Show events in order."""
+    if model is not None:
+        E.check_model_name(model)
+    table = _open(ledger_path).events(
+        model=model,
+        columns=["seq", "ts", "action", "model", "version", "actor", "key_id", "payload", "hash"],
+    )
+    if limit:
+        table = table.slice(max(0, table.num_rows - limit))
+    rows = table.to_pylist()
+    for r in rows:
+        r["ts"] = r["ts"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        r["payload"] = json.loads(r["payload"])
+        r["hash"] = r["hash"].hex()
+    if fmt == OutputFormat.TABLE.value:
+        for r in rows:
+            r["ref"] = f"{r['model']}:{r['version']}" if r["model"] else ""
+            r["details"] = _details(r["payload"])
+        cols = ["seq", "ts", "action", "ref", "actor", "key_id", "details"]
+    else:
+        cols = ["seq", "ts", "action", "model", "version", "actor", "key_id", "payload", "hash"]
+    render(
+        rows,
+        cols,
+        fmt,
+        path=out_path,
+        empty="No events." if model is None else f"No events for {model}.",
+    )
+
+
+@cli.command()
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@ledger_option
+def verify(fmt: str, ledger_path: str) -> None:
+    """Check the whole chain; print OK or FAIL with the first bad event. Exit 0 / 1."""
+    led = _open(ledger_path)
+    report = _with_progress(led.verify) if fmt == "text" and sys.stderr.isatty() else led.verify()
+    if fmt == "json":
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(report.summary())
+    if not report.ok:
+        sys.exit(1)
+
+
+def _with_progress(run: Any) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("verifying", total=None)
+        return run(progress=lambda done, total: bar.update(task, completed=done, total=total))
+
+
+@cli.command()
+@ledger_option
+def compact(ledger_path: str) -> None:
+    """Merge small segments into large ones; every event's bytes stay the same."""
+    before, after = _open(ledger_path).compact()
+    click.echo(f"compacted {before} segments into {after}")
+
+
+@cli.command()
+@click.argument("path", default="demo-ledger", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Replace PATH (and PATH-keys) if they exist.")
+def demo(path: str, force: bool) -> None:
+    """Build a small realistic ledger in PATH (keys in PATH-keys) and verify it."""
+    from ..demo import run_demo
+
+    run_demo(Path(path), force=force, echo=click.echo)

@@ -1,0 +1,82 @@
+"""Options and helpers shared by the command modules."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..errors import KeyProblem
+from ..output import OutputFormat
+
+F = Callable[..., Any]
+
+
+def ledger_option(f: F) -> F:
+    return click.option(
+        "--ledger",
+        "ledger_path",
+        envvar="LEDGER_PATH",
+        default=".",
+        show_default="$LEDGER_PATH or .",
+        type=click.Path(file_okay=False),
+        help="Ledger folder.",
+    )(f)
+
+
+def key_option(f: F) -> F:
+    return click.option(
+        "--key",
+        "key_path",
+        envvar="LEDGER_KEY",
+        required=True,
+        type=click.Path(dir_okay=False),
+        help="Private key file that signs the event (or $LEDGER_KEY).",
+    )(f)
+
+
+def format_option(
+    *choices: OutputFormat, default: OutputFormat = OutputFormat.TABLE
+) -> Callable[[F], F]:
+    """The one --format/--out pair every command that prints rows shares."""
+    names = [c.value for c in (choices or tuple(OutputFormat))]
+
+    def deco(f: F) -> F:
+        f = click.option(
+            "--out",
+            "out_path",
+            type=click.Path(dir_okay=False, writable=True),
+            help="Write to this file instead of standard output (needed for parquet).",
+        )(f)
+        return click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(names),
+            default=default.value,
+            show_default=True,
+            help="Output format.",
+        )(f)
+
+    return deco
+
+
+def passphrase(path: str, confirm: bool = False) -> str | None:
+    """The passphrase from $LEDGER_PASSPHRASE, else a prompt if a terminal is attached."""
+    env = os.environ.get("LEDGER_PASSPHRASE")
+    if env is not None:
+        return env
+    if not sys.stdin.isatty():
+        raise KeyProblem(
+            f"key file {path} is encrypted; set LEDGER_PASSPHRASE (no terminal to ask)"
+        )
+    return click.prompt(f"Passphrase for {path}", hide_input=True, confirmation_prompt=confirm)
+
+
+def load_key(path: str) -> Any:
+    from ..keys import is_encrypted_key_file, load_signing_key
+
+    pw = passphrase(path) if is_encrypted_key_file(path) else None
+    return load_signing_key(path, pw)

@@ -1,0 +1,377 @@
+"""The event: fields, actions, roles, names, limits and canonical bytes (pure, no I/O)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .canonical import canonicalize
+from .errors import InputError
+
+FORMAT = "ledger/1"
+GENESIS_PREV_HASH = "0" * 64
+
+GENESIS = "genesis"
+KEY_ADD = "key_add"
+KEY_REVOKE = "key_revoke"
+REGISTER = "register"
+APPROVE = "approve"
+REJECT = "reject"
+DEPLOY = "deploy"
+UNDEPLOY = "undeploy"
+DEPRECATE = "deprecate"
+
+ADMIN, REGISTRAR, APPROVER, DEPLOYER = "admin", "registrar", "approver", "deployer"
+#: Roles a key may hold. Later format versions may add more; unknown roles are kept.
+ROLES = (ADMIN, REGISTRAR, APPROVER, DEPLOYER)
+
+#: The role a key must hold to sign each action.
+ACTION_ROLE: dict[str, str] = {
+    GENESIS: ADMIN,
+    KEY_ADD: ADMIN,
+    KEY_REVOKE: ADMIN,
+    REGISTER: REGISTRAR,
+    DEPRECATE: REGISTRAR,
+    APPROVE: APPROVER,
+    REJECT: APPROVER,
+    DEPLOY: DEPLOYER,
+    UNDEPLOY: DEPLOYER,
+}
+ACTIONS = tuple(ACTION_ROLE)
+MODEL_ACTIONS = frozenset({REGISTER, APPROVE, REJECT, DEPLOY, UNDEPLOY, DEPRECATE})
+ENV_ACTIONS = frozenset({APPROVE, DEPLOY, UNDEPLOY})
+KEY_ACTIONS = frozenset({GENESIS, KEY_ADD, KEY_REVOKE})
+
+# --- limits (docs/FORMAT.md, "Limits") --------------------------------------------------
+MAX_NAME = 128
+MAX_EVENT_BYTES = 64 * 1024
+MAX_TEXT = 4096
+
+MODEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9])?")
+ENV_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+ACTOR_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._@-]{0,62}[A-Za-z0-9])?")
+RELATION_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+KEYNAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,63}")
+DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
+COMMIT_RE = re.compile(r"[0-9a-f]{7,64}")
+
+#: Relations of a model to its parent, after Hugging Face's ``base_model_relation``.
+RELATIONS = ("finetune", "adapter", "distill", "quantize", "merge", "retrain", "prune", "derived")
+
+
+def check_model_name(name: str) -> str:
+    if not isinstance(name, str) or not MODEL_RE.fullmatch(name):
+        raise InputError(
+            f"invalid model name {name!r}: use letters, digits, '.', '_' and '-', start and end"
+            f" with a letter or digit, at most {MAX_NAME} characters (e.g. fraud.detector.xgb)"
+        )
+    return name
+
+
+def check_env(env: str) -> str:
+    if not isinstance(env, str) or not ENV_RE.fullmatch(env):
+        raise InputError(
+            f"invalid environment name {env!r}: lowercase letters, digits, '_' and '-',"
+            " starting with a letter, at most 32 characters (e.g. production)"
+        )
+    return env
+
+
+def check_actor(actor: str) -> str:
+    if not isinstance(actor, str) or not ACTOR_RE.fullmatch(actor):
+        raise InputError(
+            f"invalid actor name {actor!r}: letters, digits, '.', '_', '-' and '@',"
+            " at most 64 characters"
+        )
+    return actor
+
+
+def check_roles(roles: list[str] | tuple[str, ...] | str) -> list[str]:
+    if isinstance(roles, str):
+        roles = [r.strip() for r in roles.split(",") if r.strip()]
+    unknown = sorted(set(roles) - set(ROLES))
+    if unknown:
+        raise InputError(f"unknown role {unknown[0]!r}; roles are {', '.join(ROLES)}")
+    if not roles:
+        raise InputError("a key needs at least one role")
+    return sorted(set(roles))
+
+
+def check_text(text: str | None, what: str) -> str | None:
+    if text is not None and len(text) > MAX_TEXT:
+        raise InputError(f"{what} is longer than {MAX_TEXT} characters")
+    return text
+
+
+def parse_model_ref(ref: str) -> tuple[str, int]:
+    """Parse ``MODEL:VERSION``."""
+    name, sep, version = ref.rpartition(":")
+    if not sep or not version.isdigit() or int(version) < 1 or version != str(int(version)):
+        raise InputError(f"expected MODEL:VERSION (e.g. fraud.detector.xgb:4), got {ref!r}")
+    return check_model_name(name), int(version)
+
+
+def format_ts(micros: int) -> str:
+    """RFC 3339 UTC with exactly six fractional digits, the only form events use."""
+    dt = datetime.fromtimestamp(micros // 1_000_000, UTC)
+    return f"{dt:%Y-%m-%dT%H:%M:%S}.{micros % 1_000_000:06d}Z"
+
+
+_TS_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+
+
+def parse_ts(text: str) -> int:
+    """Inverse of format_ts; raises ValueError on any other form."""
+    if not isinstance(text, str) or not _TS_RE.fullmatch(text):
+        raise ValueError(f"timestamp {text!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    dt = datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    return int(dt.timestamp()) * 1_000_000 + int(text[20:26])
+
+
+def now_micros() -> int:
+    return int(datetime.now(UTC).timestamp() * 1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One ledger event as signed. ``ts`` is microseconds since the Unix epoch, UTC."""
+
+    seq: int
+    ts: int
+    origin: str
+    action: str
+    actor: str
+    key_id: str
+    payload: dict[str, Any]
+    prev_hash: str
+    model: str | None = None
+    version: int | None = None
+
+    def document(self) -> dict[str, Any]:
+        """The JSON object whose canonical bytes are hashed and signed."""
+        return {
+            "action": self.action,
+            "actor": self.actor,
+            "key_id": self.key_id,
+            "model": self.model,
+            "origin": self.origin,
+            "payload": self.payload,
+            "prev_hash": self.prev_hash,
+            "seq": self.seq,
+            "ts": format_ts(self.ts),
+            "version": self.version,
+        }
+
+    def canonical(self) -> bytes:
+        data = canonicalize(self.document())
+        if len(data) > MAX_EVENT_BYTES:
+            raise InputError(
+                f"event is {len(data)} bytes once encoded; the limit is {MAX_EVENT_BYTES}"
+            )
+        return data
+
+
+def event_hash(canonical: bytes) -> bytes:
+    return hashlib.sha256(canonical).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An event before the ledger gives it a seq, time, origin, signer and prev_hash."""
+
+    action: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+    version: int | None = None
+    ts: int | None = None  # importers may carry historical times; must not go backwards
+
+
+def event_from_document(doc: dict[str, Any]) -> Event:
+    """Build an Event from a parsed canonical document; raises ValueError if malformed."""
+    if not isinstance(doc, dict):
+        raise ValueError("event is not a JSON object")
+    try:
+        ev = Event(
+            seq=doc["seq"],
+            ts=parse_ts(doc["ts"]),
+            origin=doc["origin"],
+            action=doc["action"],
+            actor=doc["actor"],
+            key_id=doc["key_id"],
+            payload=doc["payload"],
+            prev_hash=doc["prev_hash"],
+            model=doc["model"],
+            version=doc["version"],
+        )
+    except KeyError as exc:
+        raise ValueError(f"event lacks the field {exc.args[0]!r}") from None
+    for name, typ in (
+        ("seq", int),
+        ("origin", str),
+        ("action", str),
+        ("actor", str),
+        ("key_id", str),
+        ("payload", dict),
+        ("prev_hash", str),
+    ):
+        v = getattr(ev, name)
+        if type(v) is not typ:
+            raise ValueError(f"field {name!r} has type {type(v).__name__}, expected {typ.__name__}")
+    if ev.model is not None and type(ev.model) is not str:
+        raise ValueError("field 'model' is neither a string nor null")
+    if ev.version is not None and type(ev.version) is not int:
+        raise ValueError("field 'version' is neither an integer nor null")
+    return ev
+
+
+# --- register payload --------------------------------------------------------------------
+
+
+def _kv(spec: str, what: str, example: str) -> tuple[str, str]:
+    k, sep, v = spec.partition("=")
+    if not sep or not KEYNAME_RE.fullmatch(k) or not v:
+        raise InputError(f"malformed {what} {spec!r}: expected {example}")
+    return k, v
+
+
+def parse_dataset(spec: str | dict[str, Any]) -> dict[str, Any]:
+    """``NAME=URI[@sha256:HEX]`` -> {"name", "uri"[, "digest"]}."""
+    if isinstance(spec, dict):
+        name, uri, digest = spec.get("name"), spec.get("uri"), spec.get("digest")
+    else:
+        name, rest = _kv(spec, "--dataset", "NAME=URI[@sha256:HEX]")
+        uri, sep, hexd = rest.rpartition("@sha256:")
+        if sep:
+            digest = f"sha256:{hexd}"
+        else:
+            uri, digest = rest, None
+    if not isinstance(name, str) or not KEYNAME_RE.fullmatch(name):
+        raise InputError(f"malformed --dataset {spec!r}: the name must be a simple identifier")
+    if not isinstance(uri, str) or not uri or len(uri) > MAX_TEXT:
+        raise InputError(f"malformed --dataset {spec!r}: the URI is empty or too long")
+    if digest is not None and (not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest)):
+        raise InputError(
+            f"malformed --dataset {spec!r}: the digest must be sha256: and 64 lowercase hex digits"
+        )
+    out = {"name": name, "uri": uri}
+    if digest:
+        out["digest"] = digest
+    return out
+
+
+def parse_code(spec: str | dict[str, Any]) -> dict[str, Any]:
+    """``REPOSITORY@COMMIT`` -> {"repo", "commit"}."""
+    if isinstance(spec, dict):
+        repo, commit = spec.get("repo"), spec.get("commit")
+    else:
+        repo, _, commit = spec.rpartition("@")
+    if not isinstance(repo, str) or not repo or len(repo) > MAX_TEXT:
+        raise InputError(f"malformed --code {spec!r}: expected REPOSITORY@COMMIT")
+    if not isinstance(commit, str) or not COMMIT_RE.fullmatch(commit):
+        raise InputError(
+            f"malformed --code {spec!r}: the commit must be 7 to 64 lowercase hex digits"
+        )
+    return {"repo": repo, "commit": commit}
+
+
+def parse_parent(spec: str | dict[str, Any]) -> dict[str, Any]:
+    """``MODEL:VERSION=RELATION`` -> {"model", "version", "relation"}."""
+    if isinstance(spec, dict):
+        model, version, relation = spec.get("model"), spec.get("version"), spec.get("relation")
+        if not isinstance(model, str) or type(version) is not int:
+            raise InputError(f"malformed parent {spec!r}: needs model and version")
+        check_model_name(model)
+    else:
+        ref, sep, relation = spec.partition("=")
+        if not sep:
+            raise InputError(
+                f"malformed --parent {spec!r}: expected MODEL:VERSION=RELATION"
+                f" (relation one of {', '.join(RELATIONS)})"
+            )
+        model, version = parse_model_ref(ref)
+    if relation not in RELATIONS:
+        raise InputError(
+            f"unknown relation {relation!r} in parent {spec!r}; use one of {', '.join(RELATIONS)}"
+        )
+    return {"model": model, "relation": relation, "version": version}
+
+
+def parse_metric(spec: str) -> tuple[str, float | int]:
+    name, value = _kv(spec, "--metric", "NAME=NUMBER (e.g. auc=0.91)")
+    try:
+        num = float(value)
+    except ValueError:
+        raise InputError(f"malformed --metric {spec!r}: {value!r} is not a number") from None
+    if num != num or num in (float("inf"), float("-inf")):
+        raise InputError(f"malformed --metric {spec!r}: metrics must be finite numbers")
+    return name, int(num) if num.is_integer() and abs(num) < 2**53 else num
+
+
+def parse_pair(spec: str, what: str) -> tuple[str, str]:
+    return _kv(spec, what, "KEY=VALUE")
+
+
+def _mapping(items: Any, what: str, parse: Any) -> dict[str, Any]:
+    if items is None:
+        return {}
+    if isinstance(items, dict):
+        out = dict(items)
+    else:
+        out = {}
+        for spec in items:
+            k, v = parse(spec)
+            if k in out:
+                raise InputError(f"{what} {k!r} is given twice")
+            out[k] = v
+    for k in out:
+        if not isinstance(k, str) or not KEYNAME_RE.fullmatch(k):
+            raise InputError(f"invalid {what} name {k!r}")
+    return out
+
+
+def register_payload(
+    *,
+    artifact: dict[str, Any] | None = None,
+    datasets: Any = (),
+    code: str | dict[str, Any] | None = None,
+    parents: Any = (),
+    metrics: Any = None,
+    params: Any = None,
+    tags: Any = None,
+    metadata: dict[str, Any] | None = None,
+    description: str | None = None,
+) -> dict[str, Any]:
+    """Validate and assemble a register payload; strings use the CLI's spec syntax."""
+    ds = [parse_dataset(d) for d in datasets]
+    names = [d["name"] for d in ds]
+    if len(set(names)) != len(names):
+        raise InputError("two datasets share a name; give each --dataset a distinct NAME")
+    ps = [parse_parent(p) for p in parents]
+    if len({(p["model"], p["version"]) for p in ps}) != len(ps):
+        raise InputError("the same parent is given twice")
+    payload: dict[str, Any] = {
+        "datasets": ds,
+        "metrics": _mapping(metrics, "metric", parse_metric),
+        "params": _mapping(params, "param", lambda s: parse_pair(s, "--param")),
+        "parents": ps,
+        "tags": _mapping(tags, "tag", lambda s: parse_pair(s, "--tag")),
+    }
+    if artifact is not None:
+        if not isinstance(artifact, dict) or not DIGEST_RE.fullmatch(str(artifact.get("digest"))):
+            raise InputError("artifact needs a digest of the form sha256:<64 hex digits>")
+        payload["artifact"] = artifact
+    if code is not None:
+        payload["code"] = parse_code(code)
+    if metadata:
+        if not isinstance(metadata, dict):
+            raise InputError("metadata must be a JSON object")
+        payload["metadata"] = metadata
+    if description is not None:
+        payload["description"] = check_text(description, "description")
+    for name, v in payload["metrics"].items():
+        if type(v) not in (int, float):
+            raise InputError(f"metric {name!r} must be a number")
+    return payload

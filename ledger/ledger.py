@@ -1,0 +1,463 @@
+"""The Ledger facade: every operation the CLI offers, as one method each."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from . import events as E
+from .canonical import canonicalize
+from .errors import CorruptLedgerError, InputError, NotFoundError
+from .keys import SigningKey, key_id, pae
+from .state import KeyRecord, State
+from .store import COLUMNS, SCHEMA, Store
+from .verify import Failed, Problem, Verifier, VerifyReport
+
+#: Typed columns used to rebuild state on the write path (no signature work needed).
+_STATE_COLUMNS = ["seq", "ts", "action", "model", "version", "actor", "key_id", "payload"]
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What an append returns once the event is durably on disk."""
+
+    seq: int
+    hash: str
+    ts: str
+    action: str
+    model: str | None = None
+    version: int | None = None
+
+    @property
+    def ref(self) -> str | None:
+        return f"{self.model}:{self.version}" if self.model else None
+
+
+class Ledger:
+    """A ledger folder. Create one with ``Ledger.init``, open one with ``Ledger.open``."""
+
+    def __init__(self, store: Store, identity: dict[str, Any]) -> None:
+        self.store = store
+        self.identity = identity
+
+    # --- lifecycle of the folder -----------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Ledger:
+        store = Store(path)
+        return cls(store, store.read_identity())
+
+    @classmethod
+    def init(
+        cls,
+        path: str | os.PathLike[str],
+        key: SigningKey,
+        actor: str,
+        roles: Sequence[str] | str = (E.ADMIN,),
+        origin: str | None = None,
+    ) -> Ledger:
+        """Create a ledger whose genesis event registers ``key`` for ``actor``."""
+        E.check_actor(actor)
+        roles = E.check_roles(roles)
+        if E.ADMIN not in roles:
+            raise InputError("the genesis key must hold the admin role")
+        origin = origin or f"ledger.local/{uuid.uuid4().hex}"
+        if not E.KEYNAME_RE.fullmatch(origin) or len(origin) > E.MAX_NAME:
+            raise InputError(
+                f"invalid origin {origin!r}: letters, digits and _.:/- only (e.g. example.com/models)"
+            )
+        ev = E.Event(
+            seq=0,
+            ts=E.now_micros(),
+            origin=origin,
+            action=E.GENESIS,
+            actor=actor,
+            key_id=key.key_id,
+            payload=_key_payload(key.public_key, actor, roles) | {"format": E.FORMAT},
+            prev_hash=E.GENESIS_PREV_HASH,
+        )
+        State().step(ev)
+        cols = _Columns()
+        h = cols.add(ev, key)
+        identity = {"format": E.FORMAT, "origin": origin, "genesis_hash": h.hex()}
+        store = Store(path)
+        store.create(identity, cols.table())
+        return cls(store, identity)
+
+    @property
+    def path(self) -> Path:
+        return self.store.root
+
+    @property
+    def origin(self) -> str:
+        return self.identity["origin"]
+
+    # --- appending -----------------------------------------------------------------------
+    def append(self, draft: E.Draft, key: SigningKey) -> Receipt:
+        """Sign and durably append one event; returns after fsync."""
+        return self.append_many([draft], key)[0]
+
+    def append_many(self, drafts: Iterable[E.Draft], key: SigningKey) -> list[Receipt]:
+        """Sign and append a batch atomically checked: if any draft breaks a rule, nothing
+        is written. Register drafts without a version get the next one."""
+        drafts = list(drafts)
+        if not drafts:
+            return []
+        models: set[str] = set()
+        for d in drafts:
+            if d.model is not None:
+                models.add(E.check_model_name(d.model))
+            if d.action == E.REGISTER:
+                models.update(
+                    p.get("model") for p in d.payload.get("parents", ()) if isinstance(p, dict)
+                )
+        with self.store.lock():
+            n, last_hash, last_ts = self.store.tail()
+            state = self.state(models=models)
+            state.next_seq, state.last_ts = n, last_ts
+            prev = last_hash.hex()
+            cols = _Columns()
+            receipts = []
+            now = E.now_micros()
+            for d in drafts:
+                version = d.version
+                if d.action == E.REGISTER and version is None:
+                    version = state.latest.get(d.model, 0) + 1  # type: ignore[arg-type]
+                if d.ts is not None and d.ts < state.last_ts:
+                    raise InputError(
+                        f"timestamp {E.format_ts(d.ts)} is earlier than the ledger's last event"
+                        f" ({E.format_ts(state.last_ts)}); events must not go back in time"
+                    )
+                ev = E.Event(
+                    seq=state.next_seq,
+                    ts=d.ts if d.ts is not None else max(now, state.last_ts),
+                    origin=self.origin,
+                    action=d.action,
+                    actor=self._actor_of(state, key),
+                    key_id=key.key_id,
+                    payload=d.payload,
+                    prev_hash=prev,
+                    model=d.model,
+                    version=version,
+                )
+                state.step(ev)
+                h = cols.add(ev, key)
+                prev = h.hex()
+                receipts.append(
+                    Receipt(ev.seq, prev, E.format_ts(ev.ts), ev.action, ev.model, ev.version)
+                )
+            self.store.append(cols.table())
+        return receipts
+
+    @staticmethod
+    def _actor_of(state: State, key: SigningKey) -> str:
+        # The actor is whoever the registry binds the key to; unknown keys fail in step().
+        rec = state.keys.get(key.key_id)
+        return rec.actor if rec else "unknown"
+
+    # --- model actions -------------------------------------------------------------------
+    def register(
+        self,
+        model: str,
+        *,
+        key: SigningKey,
+        artifact: str | os.PathLike[str] | dict[str, Any] | None = None,
+        artifact_uri: str | None = None,
+        datasets: Iterable[str | dict[str, Any]] = (),
+        code: str | dict[str, Any] | None = None,
+        parents: Iterable[str | dict[str, Any]] = (),
+        metrics: Any = None,
+        params: Any = None,
+        tags: Any = None,
+        metadata: dict[str, Any] | None = None,
+        description: str | None = None,
+    ) -> Receipt:
+        """Register the next version of ``model``. ``artifact`` is a local file or folder
+        (digested here), or a ready ``{"digest": "sha256:…", …}`` object."""
+        E.check_model_name(model)
+        if artifact is not None and not isinstance(artifact, dict):
+            from .artifact import describe
+
+            art: dict[str, Any] | None = describe(artifact, artifact_uri)
+        elif isinstance(artifact, dict):
+            art = dict(artifact) | ({"uri": artifact_uri} if artifact_uri else {})
+        else:
+            art = {"uri": artifact_uri} if artifact_uri else None
+            if art is not None:
+                raise InputError("--artifact-uri needs --artifact (a local path) or a digest")
+        payload = E.register_payload(
+            artifact=art,
+            datasets=datasets,
+            code=code,
+            parents=parents,
+            metrics=metrics,
+            params=params,
+            tags=tags,
+            metadata=metadata,
+            description=description,
+        )
+        return self.append(E.Draft(E.REGISTER, payload, model), key)
+
+    def _model_action(
+        self, action: str, model: str, version: int, key: SigningKey, **fields: Any
+    ) -> Receipt:
+        payload = {k: v for k, v in fields.items() if v is not None}
+        if "env" in payload:
+            E.check_env(payload["env"])
+        if "comment" in payload:
+            E.check_text(payload["comment"], "comment")
+        if type(version) is not int or version < 1:
+            raise InputError(f"version must be a positive integer, got {version!r}")
+        return self.append(E.Draft(action, payload, E.check_model_name(model), version), key)
+
+    def approve(
+        self, model: str, version: int, env: str, *, key: SigningKey, comment: str | None = None
+    ) -> Receipt:
+        """Record that the key's actor approves ``model:version`` for ``env``."""
+        return self._model_action(E.APPROVE, model, version, key, env=env, comment=comment)
+
+    def reject(
+        self, model: str, version: int, *, key: SigningKey, comment: str | None = None
+    ) -> Receipt:
+        return self._model_action(E.REJECT, model, version, key, comment=comment)
+
+    def deploy(
+        self, model: str, version: int, env: str, *, key: SigningKey, comment: str | None = None
+    ) -> Receipt:
+        """Make ``model:version`` the live version in ``env`` (replacing any other)."""
+        return self._model_action(E.DEPLOY, model, version, key, env=env, comment=comment)
+
+    def undeploy(
+        self, model: str, version: int, env: str, *, key: SigningKey, comment: str | None = None
+    ) -> Receipt:
+        return self._model_action(E.UNDEPLOY, model, version, key, env=env, comment=comment)
+
+    def deprecate(
+        self, model: str, version: int, *, key: SigningKey, comment: str | None = None
+    ) -> Receipt:
+        return self._model_action(E.DEPRECATE, model, version, key, comment=comment)
+
+    # --- keys ------------------------------------------------------------------------------
+    def add_key(
+        self, public_key: bytes, actor: str, roles: Sequence[str] | str, *, key: SigningKey
+    ) -> Receipt:
+        """Register ``public_key`` for ``actor`` with ``roles``; signed by an admin key."""
+        payload = _key_payload(public_key, E.check_actor(actor), E.check_roles(roles))
+        return self.append(E.Draft(E.KEY_ADD, payload), key)
+
+    def revoke_key(self, kid: str, *, key: SigningKey, reason: str | None = None) -> Receipt:
+        payload: dict[str, Any] = {"key_id": kid}
+        if reason:
+            payload["reason"] = E.check_text(reason, "reason")
+        return self.append(E.Draft(E.KEY_REVOKE, payload), key)
+
+    def keys(self) -> list[KeyRecord]:
+        """Every key ever registered, in the order added."""
+        return sorted(self.state(models=set()).keys.values(), key=lambda k: k.added_seq)
+
+    # --- reading ---------------------------------------------------------------------------
+    def events(self, model: str | None = None, columns: Sequence[str] | None = None) -> pa.Table:
+        """All events (or one model's) as an Arrow table in seq order."""
+        table = self.store.read(columns or COLUMNS)
+        if model is not None:
+            import pyarrow.compute as pc
+
+            table = table.filter(pc.equal(table["model"], model))
+        return table
+
+    def state(self, models: set[str] | None = None, at_seq: int | None = None) -> State:
+        """Replay the typed columns into a State. ``models`` limits the replay to those
+        models' events (plus every key event), which is all a write needs."""
+        table = self.store.read(_STATE_COLUMNS)
+        if models is not None or at_seq is not None:
+            import pyarrow.compute as pc
+
+            mask = None
+            if models is not None:
+                mask = pc.is_in(table["action"], pa.array(sorted(E.KEY_ACTIONS)))
+                if models:
+                    mask = pc.or_(mask, pc.is_in(table["model"], pa.array(sorted(models))))
+            if at_seq is not None:
+                upto = pc.less_equal(table["seq"], at_seq)
+                mask = upto if mask is None else pc.and_(mask, upto)
+            table = table.filter(mask)
+        state = State()
+        ts = table["ts"].cast(pa.int64()).to_pylist()
+        cols = [
+            table[c].to_pylist()
+            for c in ("seq", "action", "model", "version", "actor", "key_id", "payload")
+        ]
+        for i, (seq, action, model, version, actor, kid, payload) in enumerate(
+            zip(*cols, strict=True)
+        ):
+            if action not in E.ACTION_ROLE:
+                continue
+            try:
+                p = json.loads(payload)
+            except ValueError:
+                raise CorruptLedgerError(
+                    f"seq {seq}: payload column is not JSON; run ledger verify"
+                ) from None
+            state.apply(E.Event(seq, ts[i], self.origin, action, actor, kid, p, "", model, version))
+        return state
+
+    def version_info(self, model: str, version: int) -> Any:
+        state = self.state(models={model})
+        return state.version(model, version)
+
+    # --- verification and maintenance -------------------------------------------------------
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+        """Check every segment, event, hash, signature, key and rule; stop at the first
+        problem. ``progress(done, total)`` is called after each segment."""
+        v = Verifier(self.origin, self.identity["genesis_hash"])
+        try:
+            self._verify_into(v, progress)
+        except Failed as f:
+            v.report.problems.append(f.problem)
+        return v.finish()
+
+    def _verify_into(self, v: Verifier, progress: Callable[[int, int], None] | None) -> None:
+        layout = self.store.layout()
+        for p in layout.strays:
+            kind = "symlink" if p.is_symlink() else "stray_file"
+            what = "a symbolic link" if p.is_symlink() else "not a segment"
+            v.fail(
+                kind,
+                f"events/{p.name} is {what}; a ledger's events/ holds only segments",
+                segment=p.name,
+            )
+        if layout.overlapping:
+            a, b = layout.overlapping[0]
+            v.fail(
+                "overlap",
+                f"segment overlaps {a.name} (seq {b.first}..{a.last} in both)",
+                b.first,
+                b.name,
+            )
+        total = sum(s.count for s in layout.live)
+        if not layout.live:
+            v.fail("segment_missing", "events/ holds no segments", 0)
+        expected = done = 0
+        for seg in layout.live:
+            if seg.first != expected:
+                v.fail(
+                    "segment_missing",
+                    f"events {expected}..{seg.first - 1} are missing: no segment holds them"
+                    f" (segment file deleted?); next segment is {seg.name}",
+                    expected,
+                )
+            v.feed(seg.name, seg.first, seg.last, self._columns(v, seg))
+            expected = seg.last + 1
+            done += seg.count
+            if progress:
+                progress(done, total)
+        for leftover, live in layout.superseded:
+            cols = self._columns(v, leftover, ["seq", "hash"])
+            for s, h in zip(cols["seq"], cols["hash"], strict=True):
+                if (
+                    type(s) is not int
+                    or not leftover.first <= s < len(v.hashes)
+                    or v.hashes[s] != h
+                ):
+                    v.fail(
+                        "overlap",
+                        f"segment lies inside {live.name} but holds different events",
+                        s if isinstance(s, int) else leftover.first,
+                        leftover.name,
+                    )
+
+    def _columns(
+        self, v: Verifier, seg: Any, names: Sequence[str] = COLUMNS
+    ) -> dict[str, list[Any]]:
+        try:
+            table = self.store.read_segment(seg, names)
+        except (CorruptLedgerError, FileNotFoundError) as exc:
+            v.fail("unreadable", str(exc).split(": ", 1)[-1], seg.first, seg.name)
+        for name in names:
+            want = SCHEMA.field(name).type
+            if name not in table.column_names:
+                v.fail("unreadable", f"segment lacks the column {name!r}", seg.first, seg.name)
+            got = table.schema.field(name).type
+            if got != want and not (name == "ts" and pa.types.is_timestamp(got)):
+                v.fail(
+                    "unreadable",
+                    f"column {name!r} has type {got}, expected {want}",
+                    seg.first,
+                    seg.name,
+                )
+        out = {name: table.column(name).to_pylist() for name in names if name != "ts"}
+        if "ts" in names:
+            out["ts"] = (
+                table.column("ts").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
+            )
+        return out
+
+    def compact(self) -> tuple[int, int]:
+        """Merge small segments; returns (segments before, after). Event bytes unchanged."""
+        with self.store.lock():
+            return self.store.compact()
+
+    # --- Merkle tree, checkpoints, proofs, evidence (issue 3) -------------------------------
+
+    # --- state views, as-of state and audit queries (issue 4) -------------------------------
+
+    # --- lineage graph (issue 5) -------------------------------------------------------------
+
+    # --- governance policy (issue 6) ---------------------------------------------------------
+
+
+class _Columns:
+    """Accumulates signed events as Arrow columns."""
+
+    def __init__(self) -> None:
+        self.cols: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+
+    def add(self, ev: E.Event, key: SigningKey) -> bytes:
+        canon = ev.canonical()
+        h = E.event_hash(canon)
+        c = self.cols
+        c["seq"].append(ev.seq)
+        c["ts"].append(ev.ts)
+        c["action"].append(ev.action)
+        c["model"].append(ev.model)
+        c["version"].append(ev.version)
+        c["actor"].append(ev.actor)
+        c["key_id"].append(ev.key_id)
+        c["payload"].append(_payload_text(canon, ev))
+        c["hash"].append(h)
+        c["sig"].append(key.sign(pae(canon)))
+        c["canonical"].append(canon)
+        return h
+
+    def table(self) -> pa.Table:
+        return pa.Table.from_pydict(self.cols, schema=SCHEMA)
+
+
+def _payload_text(canon: bytes, ev: E.Event) -> str:
+    """The payload's JSON text, cut from the canonical bytes (keys are sorted, so the
+    payload sits between the top-level ``"payload":`` and ``,"prev_hash":``)."""
+    version = "null" if ev.version is None else str(ev.version)
+    suffix = f',"prev_hash":"{ev.prev_hash}","seq":{ev.seq},"ts":"{E.format_ts(ev.ts)}","version":{version}}}'.encode()
+    start = canon.find(b'"payload":') + len(b'"payload":')
+    if canon.endswith(suffix):
+        return canon[start : len(canon) - len(suffix)].decode("utf-8")
+    return canonicalize(ev.payload).decode("utf-8")  # pragma: no cover - defensive
+
+
+def _key_payload(public_key: bytes, actor: str, roles: Sequence[str]) -> dict[str, Any]:
+    return {
+        "actor": actor,
+        "key_id": key_id(public_key),
+        "public_key": base64.b64encode(public_key).decode(),
+        "roles": list(roles),
+    }
+
+
+__all__ = ["Ledger", "NotFoundError", "Problem", "Receipt"]

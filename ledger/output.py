@@ -1,0 +1,105 @@
+"""Rendering rows for people (rich tables) and programs (JSON, JSON Lines, CSV, Parquet)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
+from typing import IO, Any
+
+from .errors import InputError
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    JSONL = "jsonl"
+    CSV = "csv"
+    PARQUET = "parquet"
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, ensure_ascii=False, sort_keys=True)
+    return str(v)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.hex()
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    return v
+
+
+def render(
+    rows: Iterable[dict[str, Any]],
+    columns: Sequence[str],
+    fmt: OutputFormat | str = OutputFormat.TABLE,
+    out: IO[str] | None = None,
+    path: str | None = None,
+    empty: str = "No rows.",
+    title: str | None = None,
+) -> None:
+    """Write ``rows`` (dicts keyed by ``columns``) in ``fmt`` to ``out`` or ``path``."""
+    fmt = OutputFormat(fmt)
+    out = out or sys.stdout
+    rows = list(rows)
+    if fmt is OutputFormat.PARQUET:
+        if not path:
+            raise InputError("--format parquet needs --out FILE")
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows])
+        pq.write_table(table, path)
+        return
+    if fmt is not OutputFormat.TABLE and path:
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            render(rows, columns, fmt, f)
+        return
+    if fmt is OutputFormat.JSON:
+        json.dump(
+            [{c: _jsonable(r.get(c)) for c in columns} for r in rows],
+            out,
+            ensure_ascii=False,
+            indent=2,
+        )
+        out.write("\n")
+    elif fmt is OutputFormat.JSONL:
+        for r in rows:
+            out.write(
+                json.dumps({c: _jsonable(r.get(c)) for c in columns}, ensure_ascii=False) + "\n"
+            )
+    elif fmt is OutputFormat.CSV:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(columns)
+        for r in rows:
+            w.writerow([_cell(_jsonable(r.get(c))) for c in columns])
+        out.write(buf.getvalue())
+    else:
+        if not rows:
+            out.write(empty + "\n")
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title, show_lines=False, header_style="bold")
+        for i, c in enumerate(columns):
+            last = i == len(columns) - 1
+            table.add_column(c, overflow="fold", no_wrap=not last)
+        for r in rows:
+            table.add_row(*(_cell(_jsonable(r.get(c))) for c in columns))
+        Console(file=out, width=max(100, min(200, _term_width())), soft_wrap=False).print(table)
+
+
+def _term_width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((120, 40)).columns

@@ -1,0 +1,299 @@
+"""The ledger's rules as a pure state machine: key registry and model lifecycle.
+
+This is the single definition of what an event may do. The write path replays the
+relevant events, calls ``State.step`` on the proposed event and appends only if it
+passes; ``verify`` replays every event through the same ``step``. The DuckDB views in
+``queries/`` rebuild the same state, and a property test checks they agree.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import events as E
+from .errors import InputError, KeyProblem, NotFoundError, RuleViolation
+from .keys import key_id as derive_key_id
+
+
+@dataclass(slots=True)
+class KeyRecord:
+    key_id: str
+    actor: str
+    public_key: bytes
+    roles: frozenset[str]
+    added_seq: int
+    added_ts: int
+    revoked_seq: int | None = None
+    revoked_ts: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_seq is None
+
+
+@dataclass(slots=True)
+class Approval:
+    actor: str
+    seq: int
+    ts: int
+
+
+@dataclass(slots=True)
+class Version:
+    model: str
+    version: int
+    registrant: str
+    registered_seq: int
+    registered_ts: int
+    parents: list[tuple[str, int, str]]
+    rejected_seq: int | None = None
+    deprecated_seq: int | None = None
+    approvals: dict[str, list[Approval]] = field(default_factory=dict)
+    #: environment -> seq of the deploy event that made this version live there
+    live: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model}:{self.version}"
+
+    @property
+    def status(self) -> str:
+        if self.deprecated_seq is not None:
+            return "deprecated"
+        if self.rejected_seq is not None:
+            return "rejected"
+        if self.approvals:
+            return "approved"
+        return "registered"
+
+
+def _need(payload: dict[str, Any], name: str, typ: type, what: str) -> Any:
+    v = payload.get(name)
+    if type(v) is not typ:
+        raise InputError(f"{what} payload needs {name!r} as {typ.__name__}")
+    return v
+
+
+class State:
+    """Keys and model versions as they stand after the events applied so far."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, KeyRecord] = {}
+        self.versions: dict[tuple[str, int], Version] = {}
+        self.latest: dict[str, int] = {}
+        #: (model, environment) -> version live there now
+        self.live: dict[tuple[str, str], int] = {}
+        self.next_seq = 0
+        self.last_ts = 0
+        self.unknown_actions = 0
+
+    # --- lookups --------------------------------------------------------------------
+    def version(self, model: str, version: int) -> Version:
+        v = self.versions.get((model, version))
+        if v is None:
+            if model not in self.latest:
+                raise NotFoundError(f"model {model} is not registered", kind="unknown_model")
+            raise NotFoundError(
+                f"{model}:{version} is not registered (latest is {model}:{self.latest[model]})",
+                kind="unknown_version",
+            )
+        return v
+
+    def key(self, kid: str) -> KeyRecord:
+        rec = self.keys.get(kid)
+        if rec is None:
+            raise KeyProblem(f"key {kid} is not registered in this ledger", kind="unknown_key")
+        return rec
+
+    def admin_keys(self) -> list[KeyRecord]:
+        return [k for k in self.keys.values() if k.active and E.ADMIN in k.roles]
+
+    # --- the rules ------------------------------------------------------------------
+    def authorize(self, ev: E.Event) -> KeyRecord | None:
+        """Check that the signing key may sign ``ev``; returns its record."""
+        if ev.action == E.GENESIS:
+            return None
+        rec = self.key(ev.key_id)
+        if rec.revoked_seq is not None:
+            raise KeyProblem(
+                f"key {rec.key_id} ({rec.actor}) was revoked at seq {rec.revoked_seq}",
+                kind="revoked_key",
+            )
+        if ev.actor != rec.actor:
+            raise KeyProblem(
+                f"event names actor {ev.actor!r} but key {rec.key_id} belongs to {rec.actor!r}",
+                kind="actor_mismatch",
+            )
+        role = E.ACTION_ROLE.get(ev.action)
+        if role is not None and role not in rec.roles:
+            raise KeyProblem(
+                f"key {rec.key_id} ({rec.actor}) lacks the {role!r} role needed to {ev.action}",
+                kind="missing_role",
+            )
+        return rec
+
+    def check(self, ev: E.Event) -> None:
+        """Raise if the lifecycle rules forbid ``ev`` in the current state."""
+        a = ev.action
+        if ev.seq != self.next_seq:
+            raise RuleViolation(f"event seq {ev.seq} is not the next seq {self.next_seq}")
+        if ev.ts < self.last_ts:
+            raise RuleViolation(
+                f"timestamp {E.format_ts(ev.ts)} is earlier than the previous event's"
+                f" {E.format_ts(self.last_ts)}",
+                kind="timestamp_backwards",
+            )
+        if (a == E.GENESIS) != (ev.seq == 0):
+            raise RuleViolation("genesis must be the first event, and only the first")
+        if a in E.MODEL_ACTIONS:
+            if ev.model is None or ev.version is None:
+                raise InputError(f"{a} event needs a model and a version")
+            E.check_model_name(ev.model)
+            if a in E.ENV_ACTIONS:
+                E.check_env(_need(ev.payload, "env", str, a))
+        if a == E.GENESIS or a == E.KEY_ADD:
+            self._check_new_key(ev)
+        elif a == E.KEY_REVOKE:
+            kid = _need(ev.payload, "key_id", str, a)
+            rec = self.keys.get(kid)
+            if rec is None:
+                raise NotFoundError(f"key {kid} is not registered", kind="unknown_key")
+            if not rec.active:
+                raise RuleViolation(
+                    f"key {kid} ({rec.actor}) is already revoked at seq {rec.revoked_seq}"
+                )
+            if E.ADMIN in rec.roles and len(self.admin_keys()) == 1:
+                raise RuleViolation(f"cannot revoke key {kid}: it is the last admin key")
+        elif a == E.REGISTER:
+            expected = self.latest.get(ev.model, 0) + 1  # type: ignore[arg-type]
+            if ev.version != expected:
+                raise RuleViolation(
+                    f"{ev.model}:{ev.version} registered out of order (next version is {expected})"
+                )
+            for pm, pv, _ in _parents(ev.payload):
+                if (pm, pv) not in self.versions:
+                    raise NotFoundError(
+                        f"parent {pm}:{pv} is not registered; parents must be registered first",
+                        kind="unknown_parent",
+                    )
+        elif a in E.MODEL_ACTIONS:
+            v = self.version(ev.model, ev.version)  # type: ignore[arg-type]
+            env = ev.payload.get("env")
+            if a in (E.APPROVE, E.DEPLOY):
+                verb = "approve" if a == E.APPROVE else "deploy"
+                if v.rejected_seq is not None:
+                    raise RuleViolation(
+                        f"cannot {verb} {v.ref}: it was rejected at seq {v.rejected_seq}"
+                    )
+                if v.deprecated_seq is not None:
+                    raise RuleViolation(
+                        f"cannot {verb} {v.ref}: it was deprecated at seq {v.deprecated_seq}"
+                    )
+                if a == E.DEPLOY and env in v.live:
+                    raise RuleViolation(f"{v.ref} is already deployed to {env}")
+            elif a == E.UNDEPLOY:
+                if env not in v.live:
+                    raise RuleViolation(f"{v.ref} is not deployed to {env}")
+            elif a == E.REJECT:
+                if v.rejected_seq is not None:
+                    raise RuleViolation(f"{v.ref} is already rejected (seq {v.rejected_seq})")
+                if v.deprecated_seq is not None:
+                    raise RuleViolation(
+                        f"cannot reject {v.ref}: it was deprecated at seq {v.deprecated_seq}"
+                    )
+            elif a == E.DEPRECATE and v.deprecated_seq is not None:
+                raise RuleViolation(f"{v.ref} is already deprecated (seq {v.deprecated_seq})")
+
+    def _check_new_key(self, ev: E.Event) -> None:
+        p = ev.payload
+        kid = _need(p, "key_id", str, ev.action)
+        actor = E.check_actor(_need(p, "actor", str, ev.action))
+        roles = _need(p, "roles", list, ev.action)
+        if not roles or any(type(r) is not str for r in roles):
+            raise InputError(f"{ev.action} payload needs 'roles' as a non-empty list of strings")
+        pub = _public_key(p)
+        if derive_key_id(pub) != kid:
+            raise InputError(f"{ev.action} payload: key_id {kid} does not match its public key")
+        if kid in self.keys:
+            raise RuleViolation(f"key {kid} is already registered (actor {self.keys[kid].actor})")
+        if ev.action == E.GENESIS and (kid != ev.key_id or actor != ev.actor):
+            raise RuleViolation("genesis must be signed by the key it registers")
+
+    def step(self, ev: E.Event) -> KeyRecord | None:
+        """Authorize, check and apply ``ev``; the state is unchanged if it raises."""
+        if ev.action not in E.ACTION_ROLE:
+            # A newer format's action: keep the chain and key checks, skip the rules.
+            rec = self.authorize(ev)
+            self.unknown_actions += 1
+            self.next_seq = ev.seq + 1
+            self.last_ts = ev.ts
+            return rec
+        rec = self.authorize(ev)
+        self.check(ev)
+        self.apply(ev)
+        return rec
+
+    def apply(self, ev: E.Event) -> None:
+        """Update the state with an event already checked."""
+        a, p = ev.action, ev.payload
+        self.next_seq = ev.seq + 1
+        self.last_ts = ev.ts
+        if a == E.GENESIS or a == E.KEY_ADD:
+            self.keys[p["key_id"]] = KeyRecord(
+                p["key_id"], p["actor"], _public_key(p), frozenset(p["roles"]), ev.seq, ev.ts
+            )
+        elif a == E.KEY_REVOKE:
+            rec = self.keys[p["key_id"]]
+            rec.revoked_seq, rec.revoked_ts = ev.seq, ev.ts
+        elif a == E.REGISTER:
+            m, n = ev.model, ev.version
+            self.versions[(m, n)] = Version(m, n, ev.actor, ev.seq, ev.ts, _parents(p))  # type: ignore[arg-type]
+            self.latest[m] = n  # type: ignore[index]
+        elif a in E.MODEL_ACTIONS:
+            v = self.versions[(ev.model, ev.version)]  # type: ignore[index]
+            env = p.get("env")
+            if a == E.APPROVE:
+                v.approvals.setdefault(env, []).append(Approval(ev.actor, ev.seq, ev.ts))
+            elif a == E.DEPLOY:
+                prev = self.live.get((v.model, env))
+                if prev is not None:
+                    self.versions[(v.model, prev)].live.pop(env, None)
+                v.live[env] = ev.seq
+                self.live[(v.model, env)] = v.version
+            elif a == E.UNDEPLOY:
+                del v.live[env]
+                del self.live[(v.model, env)]
+            elif a == E.REJECT:
+                v.rejected_seq = ev.seq
+            elif a == E.DEPRECATE:
+                v.deprecated_seq = ev.seq
+
+
+def _public_key(payload: dict[str, Any]) -> bytes:
+    try:
+        raw = base64.b64decode(payload.get("public_key", ""), validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raw = b""
+    if len(raw) != 32:
+        raise InputError("key payload needs 'public_key' as base64 of 32 bytes")
+    return raw
+
+
+def _parents(payload: dict[str, Any]) -> list[tuple[str, int, str]]:
+    out = []
+    parents = payload.get("parents", [])
+    if type(parents) is not list:
+        raise InputError("register payload: 'parents' must be a list")
+    for p in parents:
+        if (
+            type(p) is not dict
+            or type(p.get("model")) is not str
+            or type(p.get("version")) is not int
+            or type(p.get("relation")) is not str
+        ):
+            raise InputError("register payload: each parent needs model, version and relation")
+        out.append((p["model"], p["version"], p["relation"]))
+    return out

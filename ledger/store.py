@@ -1,0 +1,401 @@
+"""Parquet segments on disk: the only module that reads or writes the ledger folder.
+
+Layout::
+
+    LEDGER/ledger.json                          identity: format, origin, genesis hash
+    LEDGER/events/<first>-<last>.parquet        immutable segments, 12-digit seq bounds
+    LEDGER/.lock                                flock(2) target serialising writers
+
+A segment is written to a dot-named temporary file in ``events/``, fsynced, renamed
+into place and the folder fsynced; only then is the append acknowledged. Readers look
+only at names matching the segment pattern, so a half-written temporary file is never
+mistaken for a segment. Compaction writes the merged segment before deleting the ones
+it replaces; a segment whose range lies inside another's is a leftover of an
+interrupted compaction and is ignored by readers (``verify`` checks that its events
+are byte-identical to the live ones) and deleted by the next writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import CorruptLedgerError, InputError, NotFoundError, StorageError
+from .events import FORMAT
+
+IDENTITY = "ledger.json"
+EVENTS = "events"
+LOCK = ".lock"
+SEGMENT_RE = re.compile(r"(\d{12})-(\d{12})\.parquet")
+#: Compaction builds segments of this many events aligned on multiples of it, so each
+#: full segment is a complete Merkle subtree.
+SEGMENT_EVENTS = 1 << 16
+ROW_GROUP = 1 << 14
+LOCK_TIMEOUT = float(os.environ.get("LEDGER_LOCK_TIMEOUT", "60"))
+
+SCHEMA = pa.schema(
+    [
+        ("seq", pa.int64()),
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("action", pa.string()),
+        ("model", pa.string()),
+        ("version", pa.int64()),
+        ("actor", pa.string()),
+        ("key_id", pa.string()),
+        ("payload", pa.string()),
+        ("hash", pa.binary(32)),
+        ("sig", pa.binary(64)),
+        ("canonical", pa.binary()),
+    ]
+)
+COLUMNS = tuple(SCHEMA.names)
+_DICT_COLUMNS = ["action", "model", "actor", "key_id"]
+_STATS_COLUMNS = ["seq", "ts", "action", "model", "version", "actor", "key_id"]
+
+
+@dataclass(frozen=True, order=True)
+class Segment:
+    first: int
+    last: int
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def count(self) -> int:
+        return self.last - self.first + 1
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Segments found in ``events/``: the live tiling and anything that does not fit."""
+
+    live: list[Segment]
+    superseded: list[tuple[Segment, Segment]]  # (leftover, the live segment containing it)
+    overlapping: list[tuple[Segment, Segment]]
+    strays: list[Path]  # files in events/ that are neither segments nor our temporaries
+
+
+def segment_name(first: int, last: int) -> str:
+    return f"{first:012d}-{last:012d}.parquet"
+
+
+def _oserror(exc: OSError, what: str) -> StorageError:
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        reason = "no space left on device"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        reason = f"{reason} (is the ledger folder read-only?)"
+    return StorageError(f"cannot {what}: {reason}")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Store:
+    """A ledger folder on disk."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.events_dir = self.root / EVENTS
+        self._lock_fd: int | None = None
+
+    # --- identity ---------------------------------------------------------------------
+    def read_identity(self) -> dict[str, Any]:
+        p = self.root / IDENTITY
+        if not self.root.is_dir():
+            raise NotFoundError(f"{self.root} is not a ledger: no such folder")
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"{self.root} is not a ledger: {IDENTITY} is missing") from None
+        except OSError as exc:
+            raise CorruptLedgerError(f"cannot read {p}: {exc.strerror}") from None
+        try:
+            ident = json.loads(data)
+        except ValueError:
+            raise CorruptLedgerError(f"{p} is not valid JSON") from None
+        if not isinstance(ident, dict):
+            raise CorruptLedgerError(f"{p} is not a JSON object")
+        if ident.get("format") != FORMAT:
+            raise CorruptLedgerError(
+                f"{p}: unsupported format {ident.get('format')!r} (this version reads {FORMAT})"
+            )
+        for name in ("origin", "genesis_hash"):
+            if not isinstance(ident.get(name), str):
+                raise CorruptLedgerError(f"{p} lacks {name!r}")
+        if not re.fullmatch(r"[0-9a-f]{64}", ident["genesis_hash"]):
+            raise CorruptLedgerError(f"{p}: genesis_hash is not 64 hex digits")
+        return ident
+
+    def create(self, identity: dict[str, Any], genesis: pa.Table) -> None:
+        """Create a new ledger folder holding the identity file and the genesis segment."""
+        if (self.root / IDENTITY).exists():
+            raise InputError(f"{self.root} is already a ledger")
+        if self.root.exists() and any(self.root.iterdir()):
+            raise InputError(f"{self.root} exists and is not empty; choose a new folder")
+        try:
+            self.events_dir.mkdir(parents=True, exist_ok=True)
+            with self.lock():
+                self.write_segment(genesis)
+                self._write_atomic(
+                    self.root / IDENTITY,
+                    (json.dumps(identity, indent=2, sort_keys=True) + "\n").encode(),
+                )
+        except OSError as exc:
+            raise _oserror(exc, f"create the ledger in {self.root}") from None
+
+    # --- locking ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, timeout: float | None = None) -> Iterator[None]:
+        """Hold the writer lock. flock is released by the kernel if the holder dies,
+        so a crashed writer can never leave a stale lock behind."""
+        if self._lock_fd is not None:  # re-entrant within one Store
+            yield
+            return
+        timeout = LOCK_TIMEOUT if timeout is None else timeout
+        try:
+            fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise _oserror(exc, f"open the lock file in {self.root}") from None
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StorageError(
+                            f"timed out after {timeout:g}s waiting for another writer to release"
+                            f" {self.root / LOCK}"
+                        ) from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+            self._lock_fd = fd
+            try:
+                self._clean()
+                yield
+            finally:
+                self._lock_fd = None
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def _clean(self) -> None:
+        """Remove what an interrupted writer left: temporaries and superseded segments."""
+        if not self.events_dir.is_dir():
+            return
+        removed = False
+        for p in self.events_dir.iterdir():
+            if p.name.startswith(".tmp-"):
+                p.unlink(missing_ok=True)
+                removed = True
+        layout = self.layout()
+        for leftover, _ in layout.superseded:
+            leftover.path.unlink(missing_ok=True)
+            removed = True
+        if removed:
+            _fsync_dir(self.events_dir)
+
+    # --- listing ----------------------------------------------------------------------
+    def layout(self) -> Layout:
+        segs: list[Segment] = []
+        strays: list[Path] = []
+        try:
+            entries = list(self.events_dir.iterdir())
+        except FileNotFoundError:
+            raise CorruptLedgerError(f"{self.events_dir} is missing") from None
+        for p in entries:
+            m = SEGMENT_RE.fullmatch(p.name)
+            if m and p.is_file() and not p.is_symlink():
+                first, last = int(m[1]), int(m[2])
+                if last >= first:
+                    segs.append(Segment(first, last, p))
+                    continue
+            if not p.name.startswith(".tmp-"):
+                strays.append(p)
+        # Longest first among equal starts, so a compacted segment wins over its parts.
+        segs.sort(key=lambda s: (s.first, -s.last))
+        live: list[Segment] = []
+        superseded: list[tuple[Segment, Segment]] = []
+        overlapping: list[tuple[Segment, Segment]] = []
+        for s in segs:
+            if live and s.first <= live[-1].last:
+                if s.last <= live[-1].last:
+                    superseded.append((s, live[-1]))
+                else:
+                    overlapping.append((live[-1], s))
+                continue
+            live.append(s)
+        return Layout(live, superseded, overlapping, sorted(strays))
+
+    def segments(self) -> list[Segment]:
+        """Live segments, checked to tile 0..n-1 with no gap or overlap."""
+        layout = self.layout()
+        if layout.overlapping:
+            a, b = layout.overlapping[0]
+            raise CorruptLedgerError(f"segments {a.name} and {b.name} overlap; run ledger verify")
+        expected = 0
+        for s in layout.live:
+            if s.first != expected:
+                raise CorruptLedgerError(
+                    f"events {expected}..{s.first - 1} are missing before {s.name}; run ledger verify"
+                )
+            expected = s.last + 1
+        return layout.live
+
+    # --- reading ----------------------------------------------------------------------
+    def read_segment(self, seg: Segment, columns: Sequence[str] | None = None) -> pa.Table:
+        try:
+            table = pq.read_table(seg.path, columns=list(columns) if columns else None)
+        except FileNotFoundError:
+            raise
+        except (OSError, pa.ArrowException) as exc:
+            raise CorruptLedgerError(f"segment {seg.name} is unreadable: {_short(exc)}") from None
+        return table
+
+    def read(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """All live events, in seq order. Retries if a compaction swaps files meanwhile."""
+        for attempt in range(5):
+            try:
+                segs = self.segments()
+                tables = [self.read_segment(s, columns) for s in segs]
+                break
+            except FileNotFoundError:
+                if attempt == 4:
+                    raise CorruptLedgerError("segments kept disappearing while reading") from None
+        if not tables:
+            return SCHEMA.empty_table().select(list(columns) if columns else COLUMNS)
+        try:
+            return pa.concat_tables(tables)
+        except pa.ArrowInvalid as exc:
+            raise CorruptLedgerError(f"segments have incompatible columns: {_short(exc)}") from None
+
+    def tail(self) -> tuple[int, bytes, int]:
+        """(number of events, hash of the last event, its ts in µs) from the last segment."""
+        segs = self.segments()
+        if not segs:
+            raise CorruptLedgerError(f"{self.events_dir} holds no segments")
+        last = segs[-1]
+        try:
+            pf = pq.ParquetFile(last.path)
+            rg = pf.read_row_group(pf.num_row_groups - 1, columns=["seq", "ts", "hash"])
+        except (OSError, pa.ArrowException, IndexError) as exc:
+            raise CorruptLedgerError(f"segment {last.name} is unreadable: {_short(exc)}") from None
+        n = rg.num_rows
+        if n == 0 or rg.column("seq")[n - 1].as_py() != last.last:
+            raise CorruptLedgerError(f"segment {last.name} does not end at seq {last.last}")
+        ts = rg.column("ts").cast(pa.int64())[n - 1].as_py()
+        return last.last + 1, rg.column("hash")[n - 1].as_py(), ts
+
+    # --- writing ----------------------------------------------------------------------
+    def _require_lock(self) -> None:
+        if self._lock_fd is None:
+            raise RuntimeError("write attempted without holding the ledger lock")
+
+    def _write_atomic(self, path: Path, data: bytes) -> None:
+        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+
+    def write_segment(self, table: pa.Table) -> Segment:
+        """Durably add a segment. Caller holds the lock and has checked the seq range."""
+        self._require_lock()
+        seqs = table.column("seq")
+        first, last = seqs[0].as_py(), seqs[len(seqs) - 1].as_py()
+        final = self.events_dir / segment_name(first, last)
+        tmp = self.events_dir / f".tmp-{os.getpid()}-{final.name}"
+        try:
+            with open(tmp, "wb") as f:
+                pq.write_table(
+                    table,
+                    f,
+                    compression="zstd",
+                    row_group_size=ROW_GROUP,
+                    use_dictionary=_DICT_COLUMNS,
+                    write_statistics=_STATS_COLUMNS,
+                )
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, final)
+            _fsync_dir(self.events_dir)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise _oserror(exc, f"write segment {final.name}") from None
+        return Segment(first, last, final)
+
+    def append(self, table: pa.Table) -> list[Segment]:
+        """Durably add events, one segment per SEGMENT_EVENTS-aligned block they touch,
+        so that compaction can later make every full block a single segment."""
+        out = []
+        first = table.column("seq")[0].as_py()
+        offset = 0
+        while offset < table.num_rows:
+            room = SEGMENT_EVENTS - (first + offset) % SEGMENT_EVENTS
+            out.append(self.write_segment(table.slice(offset, room)))
+            offset += room
+        return out
+
+    def compact(self) -> tuple[int, int]:
+        """Merge small segments into aligned segments of SEGMENT_EVENTS events.
+
+        Returns (segments before, segments after). Event rows are copied unchanged.
+        """
+        self._require_lock()
+        segs = self.segments()
+        before = len(segs)
+        groups: list[list[Segment]] = []
+        for s in segs:
+            block = s.first // SEGMENT_EVENTS
+            if (
+                groups
+                and groups[-1][0].first // SEGMENT_EVENTS == block == s.last // SEGMENT_EVENTS
+            ):
+                groups[-1].append(s)
+            else:
+                groups.append([s])
+        after = 0
+        for g in groups:
+            after += 1
+            if len(g) == 1:
+                continue
+            table = pa.concat_tables([self.read_segment(s) for s in g])
+            self.write_segment(table)
+            try:
+                for s in g:
+                    s.path.unlink()
+                _fsync_dir(self.events_dir)
+            except OSError as exc:
+                raise _oserror(exc, "remove compacted segments") from None
+        return before, after
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

@@ -1,0 +1,266 @@
+"""Verification of the hash chain, signatures, key registry and rules (pure, no I/O).
+
+The caller feeds segments in seq order as column lists; ``Verifier`` replays every event
+through the same ``State`` the write path uses and stops at the first problem. Every
+problem has a stable ``kind`` (see docs/FORMAT.md, "Verification") so that tools and
+tests can tell a deleted event from a forged signature without parsing messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import events as E
+from .errors import LedgerError
+from .keys import pae, verify_signature
+from .state import State, _public_key
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str
+    message: str
+    seq: int | None = None
+    segment: str | None = None
+
+    def __str__(self) -> str:
+        where = []
+        if self.seq is not None:
+            where.append(f"seq {self.seq}")
+        if self.segment is not None:
+            where.append(f"in {self.segment}")
+        return f"{' '.join(where)}: {self.message}" if where else self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "seq": self.seq,
+            "segment": self.segment,
+            "message": self.message,
+        }
+
+
+@dataclass
+class VerifyReport:
+    """Outcome of a verification; truthy when the ledger verified."""
+
+    events: int = 0
+    head: str | None = None
+    segments: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    unknown_actions: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"OK: {self.events} events, head {self.head}"
+        return f"FAIL: {self.problems[0]}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "events": self.events,
+            "head": self.head,
+            "segments": self.segments,
+            "unknown_actions": self.unknown_actions,
+            "problems": [p.to_dict() for p in self.problems],
+        }
+
+
+class Failed(Exception):
+    """Internal: stops the replay at the first problem."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+
+
+_TYPED = ("action", "model", "version", "actor", "key_id")
+
+
+class Verifier:
+    """Replays events segment by segment; ``report`` holds the outcome."""
+
+    def __init__(self, origin: str, genesis_hash: str) -> None:
+        self.origin = origin
+        self.genesis_hash = genesis_hash
+        self.state = State()
+        self.prev_hash = E.GENESIS_PREV_HASH
+        self.hashes: list[bytes] = []
+        self.report = VerifyReport()
+
+    def fail(
+        self, kind: str, message: str, seq: int | None = None, segment: str | None = None
+    ) -> None:
+        raise Failed(Problem(kind, message, seq, segment))
+
+    def feed(self, segment: str, first: int, last: int, cols: dict[str, Sequence[Any]]) -> None:
+        """Check one segment's rows. ``cols`` maps column name to a sequence of values,
+        with ``ts`` as integer microseconds. Raises Failed at the first problem."""
+        canon = cols["canonical"]
+        n = len(canon)
+        for i in range(n):
+            self._row(segment, cols, i)
+        if n != last - first + 1:
+            end = first + n - 1
+            self.fail(
+                "segment_range",
+                f"segment holds events {first}..{end} but its name says {first}..{last}"
+                " (events removed from the segment)",
+                end + 1 if n < last - first + 1 else last + 1,
+                segment,
+            )
+        self.report.segments += 1
+
+    def _row(self, segment: str, cols: dict[str, Sequence[Any]], i: int) -> None:
+        expected = len(self.hashes)
+        canon: bytes = cols["canonical"][i]
+        stored = cols["hash"][i]
+        typed_seq = cols["seq"][i]
+        where = typed_seq if isinstance(typed_seq, int) else expected
+        h = hashlib.sha256(canon).digest()
+        if h != stored:
+            self.fail(
+                "bytes_modified",
+                "event bytes do not match their stored hash (event bytes modified)",
+                where,
+                segment,
+            )
+        try:
+            ev = E.event_from_document(json.loads(canon))
+        except (ValueError, RecursionError) as exc:
+            self.fail("malformed", f"event bytes are not a valid event: {exc}", where, segment)
+        # The typed columns are what queries read; they must say what was signed.
+        if typed_seq != ev.seq or type(typed_seq) is not int:
+            self.fail(
+                "column_mismatch",
+                f"typed column 'seq' ({typed_seq!r}) disagrees with the signed bytes ({ev.seq})",
+                ev.seq,
+                segment,
+            )
+        if cols["ts"][i] != ev.ts:
+            self.fail(
+                "column_mismatch",
+                "typed column 'ts' disagrees with the signed bytes",
+                ev.seq,
+                segment,
+            )
+        for name in _TYPED:
+            v = cols[name][i]
+            if v != getattr(ev, name) or type(v) is not type(getattr(ev, name)):
+                self.fail(
+                    "column_mismatch",
+                    f"typed column {name!r} ({v!r}) disagrees with the signed bytes"
+                    f" ({getattr(ev, name)!r})",
+                    ev.seq,
+                    segment,
+                )
+        try:
+            typed_payload = json.loads(cols["payload"][i])
+        except (ValueError, TypeError):
+            typed_payload = None
+        if not _same(typed_payload, ev.payload):
+            self.fail(
+                "column_mismatch",
+                "typed column 'payload' disagrees with the signed bytes",
+                ev.seq,
+                segment,
+            )
+        if ev.origin != self.origin:
+            self.fail(
+                "foreign_origin",
+                f"event belongs to ledger {ev.origin!r}, not this one ({self.origin!r})"
+                " (replayed from another ledger)",
+                ev.seq,
+                segment,
+            )
+        if ev.seq != expected:
+            if ev.seq > expected:
+                missing = f"{expected}" if ev.seq == expected + 1 else f"{expected}..{ev.seq - 1}"
+                self.fail(
+                    "deleted",
+                    f"event seq {missing} is missing: the next event carries seq {ev.seq}"
+                    " (event deleted)",
+                    expected,
+                    segment,
+                )
+            if self.hashes[ev.seq] == h:
+                self.fail(
+                    "duplicate",
+                    f"event is a copy of seq {ev.seq} (duplicated or replayed event)",
+                    expected,
+                    segment,
+                )
+            self.fail(
+                "reordered",
+                f"found the event signed as seq {ev.seq} at position {expected}"
+                " (events reordered or inserted)",
+                expected,
+                segment,
+            )
+        if ev.prev_hash != self.prev_hash:
+            self.fail(
+                "chain_broken",
+                f"prev_hash {ev.prev_hash[:16]}… does not match the hash of the previous event"
+                f" {self.prev_hash[:16]}… (history rewritten or event inserted)",
+                ev.seq,
+                segment,
+            )
+        if ev.seq == 0 and h.hex() != self.genesis_hash:
+            self.fail(
+                "genesis_mismatch",
+                "genesis event does not match the genesis_hash in ledger.json",
+                0,
+                segment,
+            )
+        try:
+            rec = self.state.authorize(ev)
+            if rec is None:  # genesis: self-signed by the key it registers
+                public = _public_key(ev.payload)
+                signer = ev.key_id
+            else:
+                public, signer = rec.public_key, f"{rec.key_id} ({rec.actor})"
+            if not verify_signature(public, pae(canon), cols["sig"][i]):
+                self.fail(
+                    "bad_signature",
+                    f"signature does not verify against key {signer}",
+                    ev.seq,
+                    segment,
+                )
+            if ev.action in E.ACTION_ROLE:
+                self.state.check(ev)
+                self.state.apply(ev)
+            else:
+                self.state.unknown_actions += 1
+                self.state.next_seq, self.state.last_ts = ev.seq + 1, ev.ts
+        except LedgerError as exc:
+            kind = exc.kind if exc.kind != type(exc).__name__ else "rule_violation"
+            self.fail(kind, str(exc), ev.seq, segment)
+        self.hashes.append(h)
+        self.prev_hash = h.hex()
+
+    def finish(self) -> VerifyReport:
+        self.report.events = len(self.hashes)
+        self.report.head = self.prev_hash if self.hashes else None
+        self.report.unknown_actions = self.state.unknown_actions
+        return self.report
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality that also tells ``1`` from ``1.0`` and ``true`` from ``1``."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if type(a) is list:
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
