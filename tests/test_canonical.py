@@ -1,0 +1,95 @@
+"""RFC 8785 canonical JSON: published vectors and equality with the reference encoder."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+
+import pytest
+import rfc8785
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger.canonical import MAX_DEPTH, canonicalize, loads
+from ledger.errors import InputError
+
+from .conftest import vectors
+
+
+def test_jcs_document_pairs():
+    doc = vectors("jcs_vectors.json")
+    assert doc["document_pairs"], "no document pairs in the vector file"
+    for pair in doc["document_pairs"]:
+        out = canonicalize(json.loads(pair["input"]))
+        assert out == pair["expected_output"].encode("utf-8"), pair["name"]
+        assert out.hex() == pair["expected_output_hex"], pair["name"]
+
+
+def test_jcs_number_vectors():
+    doc = vectors("jcs_vectors.json")
+    for vec in doc["number_vectors"]:
+        value = struct.unpack(">d", bytes.fromhex(vec["ieee754_hex"]))[0]
+        if vec["expected"] is None:
+            with pytest.raises(InputError, match="NaN or infinity"):
+                canonicalize(value)
+        else:
+            assert canonicalize(value) == vec["expected"].encode(), vec["comment"]
+
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_equals_reference_encoder(value):
+    assert canonicalize(value) == rfc8785.dumps(value)
+
+
+@given(st.dictionaries(st.text(alphabet=st.characters(min_codepoint=0xD000), max_size=3), st.integers(0, 9)))
+def test_key_order_is_utf16(value):
+    # Keys above U+D7FF sort differently by UTF-16 code units than by code points.
+    assert canonicalize(value) == rfc8785.dumps(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (math.nan, "NaN or infinity"),
+        ({"a": [math.inf]}, r"number at \$\.a\[0\] is inf"),
+        (2**53, "outside the exact JSON range"),
+        ({1: "x"}, "is not a string"),
+        ("\ud800", "lone surrogate"),
+        ({"b": b"x"}, "type bytes"),
+    ],
+)
+def test_rejects_values_json_cannot_carry(value, message):
+    with pytest.raises(InputError, match=message):
+        canonicalize(value)
+
+
+def test_nesting_limit():
+    deep: object = 0
+    for _ in range(MAX_DEPTH):
+        deep = [deep]
+    canonicalize(deep)
+    with pytest.raises(InputError, match="nested deeper than 32"):
+        canonicalize([deep])
+
+
+def test_loads_rejects_duplicates_and_constants():
+    with pytest.raises(InputError, match="duplicate key 'a'"):
+        loads('{"a": 1, "a": 2}')
+    with pytest.raises(InputError, match="NaN is not valid JSON"):
+        loads('{"a": NaN}')
+    assert loads('{"a": [1, 2.5]}') == {"a": [1, 2.5]}
