@@ -1,0 +1,148 @@
+"""Key files, key ids, DSSE pre-authentication encoding and signatures."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ledger.errors import InputError, KeyProblem
+from ledger.keys import (
+    PAYLOAD_TYPE,
+    SigningKey,
+    key_id,
+    load_public_key,
+    load_signing_key,
+    pae,
+    private_key_pem,
+    public_key_pem,
+    verify_signature,
+    write_key_files,
+)
+
+
+def test_pae_matches_dsse_spec_example():
+    # From the DSSE protocol specification.
+    assert pae(b"hello world", "http://example.com/HelloWorld") == (
+        b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+    )
+
+
+def test_key_id_is_sha256_prefix_of_raw_public_key():
+    raw = bytes(range(32))
+    assert key_id(raw) == "630dcd2966c43366"
+
+
+def test_sign_verify_and_independent_check():
+    k = SigningKey.generate()
+    msg = pae(b'{"a":1}')
+    sig = k.sign(msg)
+    assert verify_signature(k.public_key, msg, sig)
+    assert not verify_signature(k.public_key, msg + b" ", sig)
+    assert not verify_signature(k.public_key, msg, sig[:-1] + bytes([sig[-1] ^ 1]))
+    # OpenSSL (through cryptography) agrees: any Ed25519 implementation can check events.
+    Ed25519PublicKey.from_public_bytes(k.public_key).verify(sig, msg)
+
+
+def test_pem_files_are_standard(tmp_path):
+    k = SigningKey.generate()
+    pub = write_key_files(tmp_path / "a.pem", k)
+    loaded = serialization.load_pem_private_key((tmp_path / "a.pem").read_bytes(), None)
+    assert (
+        loaded.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        == k.public_key
+    )
+    assert load_public_key(pub) == k.public_key
+    assert load_signing_key(tmp_path / "a.pem").public_key == k.public_key
+    assert stat.S_IMODE(os.stat(tmp_path / "a.pem").st_mode) == 0o600
+    assert public_key_pem(k.public_key) == pub.read_bytes()
+
+
+def test_repr_hides_secret():
+    k = SigningKey.generate()
+    assert repr(k) == f"SigningKey(key_id={k.key_id})"
+    assert k.seed.hex() not in repr(k)
+
+
+def test_encrypted_key(tmp_path):
+    k = SigningKey.generate()
+    write_key_files(tmp_path / "e.pem", k, passphrase="correct horse")
+    assert b"ENCRYPTED PRIVATE KEY" in (tmp_path / "e.pem").read_bytes()
+    assert load_signing_key(tmp_path / "e.pem", "correct horse").seed == k.seed
+    with pytest.raises(KeyProblem, match=r"wrong passphrase for key file .*e\.pem$"):
+        load_signing_key(tmp_path / "e.pem", "wrong")
+    with pytest.raises(KeyProblem, match="is encrypted; set LEDGER_PASSPHRASE"):
+        load_signing_key(tmp_path / "e.pem")
+
+
+def test_refuses_group_readable_key(tmp_path):
+    k = SigningKey.generate()
+    write_key_files(tmp_path / "k.pem", k)
+    os.chmod(tmp_path / "k.pem", 0o644)
+    with pytest.raises(
+        KeyProblem, match=r"readable by group or others \(mode 0644\); run: chmod 600"
+    ):
+        load_signing_key(tmp_path / "k.pem")
+
+
+def test_refuses_to_overwrite(tmp_path):
+    k = SigningKey.generate()
+    write_key_files(tmp_path / "k.pem", k)
+    before = (tmp_path / "k.pem").read_bytes()
+    with pytest.raises(InputError, match="already exists; refusing to overwrite"):
+        write_key_files(tmp_path / "k.pem", SigningKey.generate())
+    assert (tmp_path / "k.pem").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "is not a PEM key file"),
+        (b"-----BEGIN PRIVATE KEY-----\n!!!\n-----END PRIVATE KEY-----\n", "bad base64"),
+        (None, "holds a public key; signing needs the private key file"),
+    ],
+)
+def test_bad_key_files(tmp_path, content, message):
+    p = tmp_path / "bad.pem"
+    if content is None:
+        content = public_key_pem(SigningKey.generate().public_key)
+    p.write_bytes(content)
+    os.chmod(p, 0o600)
+    with pytest.raises(KeyProblem, match=message):
+        load_signing_key(p)
+
+
+def test_missing_key_file(tmp_path):
+    with pytest.raises(KeyProblem, match=r"key file .*nope\.pem does not exist"):
+        load_signing_key(tmp_path / "nope.pem")
+
+
+def test_public_key_forms(tmp_path):
+    k = SigningKey.generate()
+    (tmp_path / "raw.pub").write_text(base64.b64encode(k.public_key).decode() + "\n")
+    assert load_public_key(tmp_path / "raw.pub") == k.public_key
+    (tmp_path / "priv.pem").write_bytes(private_key_pem(k))
+    with pytest.raises(KeyProblem, match="is a private key; pass the .pub file"):
+        load_public_key(tmp_path / "priv.pem")
+
+
+def test_event_is_a_valid_dsse_envelope(history):
+    """Each stored event, wrapped as a DSSE envelope, verifies with plain cryptography."""
+    table = history.ledger.events()
+    pubs = {k.key_id: k.public_key for k in history.ledger.keys()}
+    for row in table.to_pylist():
+        envelope = {
+            "payloadType": PAYLOAD_TYPE,
+            "payload": base64.b64encode(row["canonical"]).decode(),
+            "signatures": [{"keyid": row["key_id"], "sig": base64.b64encode(row["sig"]).decode()}],
+        }
+        env = json.loads(json.dumps(envelope))
+        body = base64.b64decode(env["payload"])
+        Ed25519PublicKey.from_public_bytes(pubs[env["signatures"][0]["keyid"]]).verify(
+            base64.b64decode(env["signatures"][0]["sig"]), pae(body, env["payloadType"])
+        )
