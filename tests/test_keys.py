@@ -127,7 +127,7 @@ def test_public_key_forms(tmp_path):
     (tmp_path / "raw.pub").write_text(base64.b64encode(k.public_key).decode() + "\n")
     assert load_public_key(tmp_path / "raw.pub") == k.public_key
     (tmp_path / "priv.pem").write_bytes(private_key_pem(k))
-    with pytest.raises(KeyProblem, match="is a private key; pass the .pub file"):
+    with pytest.raises(KeyProblem, match=r"is a private key; pass the \.pub file"):
         load_public_key(tmp_path / "priv.pem")
 
 

@@ -59,7 +59,7 @@ CASES = [
         "registrar_cannot_approve",
         lambda t: t.ledger.approve(XGB, 1, "staging", key=t.keys["alice"]),
         KeyProblem,
-        f"key {{alice}} (alice) lacks the 'approver' role needed to approve",
+        "key {alice} (alice) lacks the 'approver' role needed to approve",
     ),
     (
         "unregistered_key",
@@ -288,5 +288,5 @@ def test_open_not_a_ledger(tmp_path):
 
     with pytest.raises(NotFoundError, match="is not a ledger: no such folder"):
         Ledger.open(tmp_path / "nope")
-    with pytest.raises(NotFoundError, match="is not a ledger: ledger.json is missing"):
+    with pytest.raises(NotFoundError, match=r"is not a ledger: ledger\.json is missing"):
         Ledger.open(tmp_path)
