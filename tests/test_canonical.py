@@ -46,7 +46,9 @@ json_scalars = (
 )
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -56,7 +58,11 @@ def test_equals_reference_encoder(value):
     assert canonicalize(value) == rfc8785.dumps(value)
 
 
-@given(st.dictionaries(st.text(alphabet=st.characters(min_codepoint=0xD000), max_size=3), st.integers(0, 9)))
+@given(
+    st.dictionaries(
+        st.text(alphabet=st.characters(min_codepoint=0xD000), max_size=3), st.integers(0, 9)
+    )
+)
 def test_key_order_is_utf16(value):
     # Keys above U+D7FF sort differently by UTF-16 code units than by code points.
     assert canonicalize(value) == rfc8785.dumps(value)
