@@ -62,8 +62,10 @@ class Ledger:
         actor: str,
         roles: Sequence[str] | str = (E.ADMIN,),
         origin: str | None = None,
+        ts: int | None = None,
     ) -> Ledger:
-        """Create a ledger whose genesis event registers ``key`` for ``actor``."""
+        """Create a ledger whose genesis event registers ``key`` for ``actor``. ``ts``
+        (µs since the epoch) lets an importer start the ledger at a historical time."""
         E.check_actor(actor)
         roles = E.check_roles(roles)
         if E.ADMIN not in roles:
@@ -75,7 +77,7 @@ class Ledger:
             )
         ev = E.Event(
             seq=0,
-            ts=E.now_micros(),
+            ts=E.now_micros() if ts is None else ts,
             origin=origin,
             action=E.GENESIS,
             actor=actor,
@@ -407,8 +409,104 @@ class Ledger:
     # --- Merkle tree, checkpoints, proofs, evidence (issue 3) -------------------------------
 
     # --- state views, as-of state and audit queries (issue 4) -------------------------------
+    # Each returns an Arrow table. ``as_of`` (µs or a timestamp string) answers as the
+    # ledger stood after every event with ts <= as_of; ``at_seq`` after event N.
+    def status(
+        self,
+        model: str | None = None,
+        env: str | None = None,
+        *,
+        as_of: int | str | None = None,
+        at_seq: int | None = None,
+    ) -> pa.Table:
+        """Current state: one row per model; per version of ``model``; or what is live
+        in ``env`` (with who deployed and approved it)."""
+        from .query import status
+
+        return status(self.store, model, env, as_of, at_seq)[0]
+
+    def history(
+        self,
+        model: str,
+        version: int | None = None,
+        *,
+        as_of: int | str | None = None,
+        at_seq: int | None = None,
+    ) -> pa.Table:
+        """Every event of ``model`` (or of one version), in order."""
+        from .query import history
+
+        return history(self.store, model, version, as_of, at_seq)[0]
+
+    def queries(self) -> list[Any]:
+        """The named audit queries (``ledger.query.NamedQuery``), sorted by name."""
+        from .query import load_queries
+
+        return list(load_queries().values())
+
+    def query(
+        self,
+        name: str,
+        params: dict[str, Any] | None = None,
+        *,
+        as_of: int | str | None = None,
+        at_seq: int | None = None,
+    ) -> pa.Table:
+        """Run the named audit query ``name`` (``queries/NAME.sql``) with ``params``."""
+        from .query import named
+
+        return named(self.store, name, params, as_of, at_seq)[0]
+
+    def sql(
+        self, text: str, *, as_of: int | str | None = None, at_seq: int | None = None
+    ) -> pa.Table:
+        """Run one ad-hoc SELECT against the views (events, model_versions, deployments,
+        live, approvals, keys, registrations, lineage, datasets, as_of)."""
+        from .query import adhoc
+
+        return adhoc(self.store, text, as_of, at_seq)[0]
 
     # --- lineage graph (issue 5) -------------------------------------------------------------
+    def lineage_graph(self, as_of: int | None = None, at_seq: int | None = None) -> Any:
+        """The lineage graph (a networkx MultiDiGraph, see ``ledger.lineage``) as the
+        ledger stood at ``as_of`` (µs since the epoch) / ``at_seq``, or now."""
+        from . import lineage
+
+        table = lineage.select(self.events(columns=lineage.COLUMNS), as_of, at_seq)
+        return lineage.from_table(table)
+
+    def lineage(
+        self,
+        ref: str,
+        direction: str = "up",
+        depth: int | None = None,
+        as_of: int | None = None,
+        at_seq: int | None = None,
+    ) -> Any:
+        """The subgraph of ``MODEL:VERSION``'s ancestors (``up``) or descendants
+        (``down``) within ``depth`` hops, with their actors and environments."""
+        from . import lineage
+
+        g = self.lineage_graph(as_of, at_seq)
+        node = lineage.version_node(g, ref)
+        walk = lineage.up if direction == "up" else lineage.down
+        return lineage.context(g, walk(g, node, depth))
+
+    def impact(
+        self,
+        *,
+        dataset: str | None = None,
+        model: str | None = None,
+        commit: str | None = None,
+        as_of: int | None = None,
+        at_seq: int | None = None,
+    ) -> Any:
+        """Every version downstream of a dataset (URI or digest), a ``MODEL:VERSION`` or
+        a commit, and their live deployments (``ledger.lineage.Impact``)."""
+        from . import lineage
+
+        g = self.lineage_graph(as_of, at_seq)
+        return lineage.impact(g, dataset=dataset, model=model, commit=commit)
 
     # --- governance policy (issue 6) ---------------------------------------------------------
 
