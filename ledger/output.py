@@ -103,3 +103,64 @@ def _term_width() -> int:
     import shutil
 
     return shutil.get_terminal_size((120, 40)).columns
+
+
+def render_arrow(
+    table: Any,
+    fmt: OutputFormat | str = OutputFormat.TABLE,
+    out: IO[str] | None = None,
+    path: str | None = None,
+    empty: str = "No rows.",
+    title: str | None = None,
+) -> None:
+    """Like ``render`` for a pyarrow Table: parquet keeps the column types; the text
+    formats print timestamps as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (the events' own form),
+    and the table format joins lists of plain values with ", "."""
+    fmt = OutputFormat(fmt)
+    if fmt is OutputFormat.PARQUET:
+        if not path:
+            raise InputError("--format parquet needs --out FILE")
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path)
+        return
+    rows = table.to_pylist()
+    joined = fmt is OutputFormat.TABLE
+    for r in rows:
+        for k, v in r.items():
+            r[k] = _text_value(v, joined)
+    if fmt is not OutputFormat.TABLE or not rows:
+        render(rows, table.column_names, fmt, out, path, empty, title)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    # Short values (numbers, names, timestamps) never wrap; long free text and digests
+    # fold, so a wide table shrinks its prose instead of crushing its keys.
+    cells = [[_cell(r.get(c)) for c in table.column_names] for r in rows]
+    rt = Table(title=title, header_style="bold")
+    needed = 1
+    for i, c in enumerate(table.column_names):
+        longest = max(len(c), *(len(row[i]) for row in cells))
+        short = longest <= 30
+        rt.add_column(c, no_wrap=short, overflow="fold", min_width=longest if short else len(c))
+        needed += 3 + (longest if short else max(len(c), 24))
+    for row in cells:
+        rt.add_row(*row)
+    # Never narrower than the short columns need: a wide table runs past the terminal
+    # edge (like psql) rather than chopping seq numbers and timestamps.
+    width = max(100, min(200, _term_width()), needed)
+    Console(file=out or sys.stdout, width=width, soft_wrap=False).print(rt)
+
+
+def _text_value(v: Any, joined: bool) -> Any:
+    if hasattr(v, "utcoffset") and hasattr(v, "microsecond"):
+        return f"{v:%Y-%m-%dT%H:%M:%S}.{v.microsecond:06d}Z"
+    if isinstance(v, list):
+        items = [_text_value(x, False) for x in v]
+        if joined and all(not isinstance(x, (dict, list)) for x in items):
+            return ", ".join("" if x is None else str(x) for x in items)
+        return items
+    if isinstance(v, dict):
+        return {k: _text_value(x, False) for k, x in v.items()}
+    return v

@@ -1,5 +1,179 @@
-"""Commands: status, history, queries, query and sql (issue 4)."""
+"""Commands: status, history, queries, query and sql (issue 4).
+
+Each is one library call (``Ledger.status`` … ``Ledger.sql``) plus rendering. All take
+``--as-of TIMESTAMP`` or ``--at-seq N`` to answer as the ledger stood then.
+"""
 
 from __future__ import annotations
 
-from . import cli  # noqa: F401
+from typing import Any
+
+import click
+
+from .. import events as E
+from ..errors import InputError
+from ..output import OutputFormat, render, render_arrow
+from . import cli
+from .options import F, format_option, ledger_option
+
+
+def point_in_time(f: F) -> F:
+    """The shared --as-of / --at-seq pair."""
+    f = click.option(
+        "--at-seq",
+        type=int,
+        metavar="N",
+        help="Answer as the ledger stood just after event N.",
+    )(f)
+    return click.option(
+        "--as-of",
+        metavar="TIMESTAMP",
+        help="Answer as the ledger stood at this instant: every event with ts <= TIMESTAMP"
+        " (e.g. 2026-03-01T09:00:00Z; no zone means UTC).",
+    )(f)
+
+
+def _open(path: str) -> Any:
+    from ..ledger import Ledger
+
+    return Ledger.open(path)
+
+
+def _when(as_of: str | None, at_seq: int | None) -> str:
+    """' as of …' / ' at seq N' for messages, checking the timestamp early."""
+    if as_of is not None and at_seq is not None:
+        raise InputError("give --as-of or --at-seq, not both")
+    if as_of is not None:
+        from ..query import parse_instant
+
+        return f" as of {E.format_ts(parse_instant(as_of))}"
+    if at_seq is not None:
+        return f" at seq {at_seq}"
+    return ""
+
+
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--env", help="Only what is live in this environment, with who deployed it.")
+@point_in_time
+@ledger_option
+@format_option()
+def status(
+    model: str | None,
+    env: str | None,
+    as_of: str | None,
+    at_seq: int | None,
+    ledger_path: str,
+    fmt: str,
+    out_path: str | None,
+) -> None:
+    """Current state: every model; every version of MODEL; or what is live in --env."""
+    when = _when(as_of, at_seq)
+    table = _open(ledger_path).status(model, env, as_of=as_of, at_seq=at_seq)
+    if env is not None:
+        empty = f"Nothing is live in {env}" + (f" for {model}" if model else "")
+    elif model is not None:
+        empty = f"No versions of {model}"
+    else:
+        empty = "No models registered"
+    render_arrow(table, fmt, path=out_path, empty=empty + when + ".", title=when.strip() or None)
+
+
+@cli.command()
+@click.argument("ref", metavar="MODEL[:VERSION]")
+@point_in_time
+@ledger_option
+@format_option()
+def history(
+    ref: str,
+    as_of: str | None,
+    at_seq: int | None,
+    ledger_path: str,
+    fmt: str,
+    out_path: str | None,
+) -> None:
+    """Every event of MODEL (or of one version), in order."""
+    when = _when(as_of, at_seq)
+    if ":" in ref:
+        model, version = E.parse_model_ref(ref)
+    else:
+        model, version = E.check_model_name(ref), None
+    table = _open(ledger_path).history(model, version, as_of=as_of, at_seq=at_seq)
+    render_arrow(
+        table, fmt, path=out_path, empty=f"No events for {ref}{when}.", title=when.strip() or None
+    )
+
+
+@cli.command("queries")
+@format_option(OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.JSONL, OutputFormat.CSV)
+def queries_(fmt: str, out_path: str | None) -> None:
+    """List the audit queries with their parameters and descriptions."""
+    from ..query import load_queries
+
+    rows = []
+    for q in load_queries().values():
+        params = []
+        for p in q.params:
+            if p.default is not None:
+                params.append(f"{p.name}={p.default}")
+            elif p.optional:
+                params.append(f"[{p.name}]")
+            else:
+                params.append(p.name)
+        rows.append({"name": q.name, "params": " ".join(params), "description": q.description})
+    render(rows, ["name", "params", "description"], fmt, path=out_path, empty="No queries.")
+
+
+def _params(specs: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for spec in specs:
+        k, sep, v = spec.partition("=")
+        if not sep or not k:
+            raise InputError(f"malformed --param {spec!r}: expected NAME=VALUE")
+        if k in out:
+            raise InputError(f"--param {k} is given twice")
+        out[k] = v
+    return out
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A query parameter.")
+@point_in_time
+@ledger_option
+@format_option()
+def query(
+    name: str,
+    params: tuple[str, ...],
+    as_of: str | None,
+    at_seq: int | None,
+    ledger_path: str,
+    fmt: str,
+    out_path: str | None,
+) -> None:
+    """Run the audit query NAME (see `ledger queries`)."""
+    when = _when(as_of, at_seq)
+    table = _open(ledger_path).query(name, _params(params), as_of=as_of, at_seq=at_seq)
+    render_arrow(
+        table, fmt, path=out_path, empty=f"No rows for {name}{when}.", title=when.strip() or None
+    )
+
+
+@cli.command()
+@click.argument("text", metavar='"SELECT …"')
+@point_in_time
+@ledger_option
+@format_option()
+def sql(
+    text: str,
+    as_of: str | None,
+    at_seq: int | None,
+    ledger_path: str,
+    fmt: str,
+    out_path: str | None,
+) -> None:
+    """Run one SELECT against the views: events, model_versions, deployments, live,
+    approvals, keys, registrations, lineage, datasets, deployment_log, as_of."""
+    when = _when(as_of, at_seq)
+    table = _open(ledger_path).sql(text, as_of=as_of, at_seq=at_seq)
+    render_arrow(table, fmt, path=out_path, empty=f"No rows{when}.", title=when.strip() or None)

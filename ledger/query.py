@@ -1,0 +1,541 @@
+"""DuckDB views over the live Parquet segments, point-in-time cutoffs and named audit queries.
+
+Every call builds a fresh in-memory DuckDB connection whose views read the ledger's live
+segments in place (the exact file list from ``Store.segments()``, never a glob, so a
+writer's temporary file or a compaction leftover is never read). Nothing is copied or
+cached, so no answer can drift from the events.
+
+Point in time: every view is defined over ``events``, which keeps only the events with
+``seq <= cutoff``. ``at_seq=N`` sets the cutoff to N; ``as_of=T`` sets it to the last
+event whose ``ts <= T`` (timestamps never go backwards along the chain, so this is the
+same as "every event with ts <= T", equal timestamps included). Two events with the same
+timestamp can only be told apart with ``at_seq``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from . import events as E
+from .errors import CorruptLedgerError, InputError, NotFoundError
+from .store import Store
+
+#: Where the named audit queries live: one ``NAME.sql`` file each.
+QUERIES_DIR = Path(__file__).resolve().parents[1] / "queries"
+
+# --- the views: the ledger's state defined once, in SQL ------------------------------------
+# {source} is the events relation (read_parquet of the live segments, cut off at a seq);
+# {as_of_ts} and {as_of_seq} are literals of the instant the views answer for.
+VIEWS = """
+CREATE VIEW events AS
+SELECT seq, ts, action, model, version, actor, key_id, payload,
+       CASE WHEN model IS NOT NULL THEN model || ':' || version END AS ref,
+       CASE WHEN action IN ('approve', 'deploy', 'undeploy') THEN payload ->> '$.env' END AS env,
+       payload ->> '$.comment' AS comment,
+       lower(hex(hash)) AS hash
+FROM {source};
+
+CREATE VIEW as_of AS SELECT {as_of_seq}::BIGINT AS seq, {as_of_ts}::TIMESTAMPTZ AS ts;
+
+CREATE VIEW registrations AS
+SELECT seq, ts, model, version, ref, actor AS registered_by, key_id,
+       payload ->> '$.artifact.digest' AS artifact_digest,
+       payload ->> '$.artifact.uri' AS artifact_uri,
+       payload ->> '$.code.repo' AS code_repo,
+       payload ->> '$.code.commit' AS code_commit,
+       payload ->> '$.description' AS description,
+       coalesce(TRY_CAST(payload -> '$.parents'
+                AS STRUCT(model VARCHAR, version BIGINT, relation VARCHAR)[]), []) AS parents,
+       coalesce(TRY_CAST(payload -> '$.datasets'
+                AS STRUCT(name VARCHAR, uri VARCHAR, digest VARCHAR)[]), []) AS datasets,
+       payload -> '$.metrics' AS metrics,
+       payload -> '$.tags' AS tags
+FROM events WHERE action = 'register';
+
+CREATE VIEW lineage AS
+SELECT r.model, r.version, r.ref, p.model AS parent_model, p.version AS parent_version,
+       p.model || ':' || p.version AS parent_ref, p.relation
+FROM registrations r, unnest(r.parents) AS t(p);
+
+CREATE VIEW datasets AS
+SELECT r.model, r.version, r.ref, d.name, d.uri, d.digest
+FROM registrations r, unnest(r.datasets) AS t(d);
+
+CREATE VIEW approvals AS
+SELECT seq, ts, model, version, ref, env, actor, key_id, comment
+FROM events WHERE action = 'approve';
+
+CREATE VIEW deployment_log AS
+SELECT seq, ts, action, model, version, ref, env, actor, key_id, comment,
+       lag(CASE WHEN action = 'deploy' THEN version END) OVER w AS replaced_version,
+       lead(ts) OVER w AS until,
+       lead(seq) OVER w AS until_seq,
+       lead(CASE WHEN action = 'deploy' THEN version END) OVER w AS replaced_by,
+       action = 'deploy' AND lead(seq) OVER w IS NULL AS live,
+       coalesce(action = 'deploy' AND version < max(CASE WHEN action = 'deploy' THEN version END)
+                OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), false) AS rollback
+FROM events WHERE action IN ('deploy', 'undeploy')
+WINDOW w AS (PARTITION BY model, env ORDER BY seq);
+
+CREATE VIEW deployments AS
+WITH approved AS (
+    SELECT d.seq, list(DISTINCT a.actor ORDER BY a.actor) AS approved_by
+    FROM deployment_log d JOIN approvals a
+      ON a.model = d.model AND a.version = d.version AND a.env = d.env AND a.seq < d.seq
+    WHERE d.action = 'deploy'
+    GROUP BY d.seq)
+SELECT d.*, CASE WHEN d.action = 'deploy' THEN coalesce(approved.approved_by, []) END
+       AS approved_by
+FROM deployment_log d LEFT JOIN approved USING (seq);
+
+CREATE VIEW live AS
+WITH l AS (SELECT * FROM deployment_log WHERE live),
+approved AS (
+    SELECT l.seq, list(DISTINCT a.actor ORDER BY a.actor) AS approved_by
+    FROM l JOIN approvals a
+      ON a.model = l.model AND a.version = l.version AND a.env = l.env AND a.seq < l.seq
+    GROUP BY l.seq)
+SELECT l.model, l.env, l.version, l.ref, l.ts AS since, l.seq AS deploy_seq,
+       l.actor AS deployed_by, coalesce(approved.approved_by, []) AS approved_by, l.comment,
+       l.rollback
+FROM l LEFT JOIN approved USING (seq);
+
+CREATE VIEW model_versions AS
+WITH acts AS (
+    SELECT model, version,
+           min(seq) FILTER (WHERE action = 'reject') AS rejected_seq,
+           min(ts) FILTER (WHERE action = 'reject') AS rejected_at,
+           min(seq) FILTER (WHERE action = 'deprecate') AS deprecated_seq,
+           min(ts) FILTER (WHERE action = 'deprecate') AS deprecated_at,
+           list(DISTINCT env ORDER BY env) FILTER (WHERE action = 'approve') AS approved_for,
+           count(*) FILTER (WHERE action = 'approve') AS approvals
+    FROM events WHERE action IN ('approve', 'reject', 'deprecate')
+    GROUP BY model, version),
+lv AS (
+    SELECT model, version, list(env ORDER BY env) AS live_in
+    FROM deployment_log WHERE live GROUP BY model, version)
+SELECT r.model, r.version, r.ref,
+       CASE WHEN acts.deprecated_seq IS NOT NULL THEN 'deprecated'
+            WHEN acts.rejected_seq IS NOT NULL THEN 'rejected'
+            WHEN acts.approvals > 0 THEN 'approved'
+            ELSE 'registered' END AS status,
+       coalesce(acts.approved_for, []) AS approved_for,
+       coalesce(lv.live_in, []) AS live_in,
+       r.registered_by, r.ts AS registered_at, r.seq AS registered_seq,
+       r.artifact_digest, r.code_repo, r.code_commit, r.parents, r.datasets,
+       acts.rejected_seq, acts.rejected_at, acts.deprecated_seq, acts.deprecated_at
+FROM registrations r
+LEFT JOIN acts USING (model, version)
+LEFT JOIN lv USING (model, version);
+
+CREATE VIEW keys AS
+WITH added AS (
+    SELECT payload ->> '$.key_id' AS key_id, payload ->> '$.actor' AS actor,
+           coalesce(TRY_CAST(payload -> '$.roles' AS VARCHAR[]), []) AS roles,
+           seq AS added_seq, ts AS added_at, actor AS added_by
+    FROM events WHERE action IN ('genesis', 'key_add')),
+revoked AS (
+    SELECT payload ->> '$.key_id' AS key_id, seq AS revoked_seq, ts AS revoked_at,
+           actor AS revoked_by, payload ->> '$.reason' AS reason
+    FROM events WHERE action = 'key_revoke')
+SELECT added.*, revoked.revoked_seq, revoked.revoked_at, revoked.revoked_by, revoked.reason,
+       revoked.revoked_seq IS NULL AS active
+FROM added LEFT JOIN revoked USING (key_id);
+"""
+
+#: The views, in the order ``ledger sql`` users are most likely to want them.
+VIEW_NAMES = (
+    "events",
+    "model_versions",
+    "deployments",
+    "live",
+    "approvals",
+    "keys",
+    "registrations",
+    "lineage",
+    "datasets",
+    "deployment_log",
+    "as_of",
+)
+
+
+# --- point in time -------------------------------------------------------------------------
+
+_INSTANT_RE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?"
+    r"(Z|z|[+-]\d{2}:\d{2})?"
+)
+
+
+def parse_instant(text: str, what: str = "--as-of") -> int:
+    """An instant as microseconds since the epoch, from RFC 3339 or a shorter form.
+
+    Accepted: ``2026-03-01``, ``2026-03-01T09:00``, ``2026-03-01 09:00:00``,
+    ``2026-03-01T09:00:00.123456Z``, ``…+01:00``. No zone means UTC; a date alone means
+    the start of that day.
+    """
+    m = _INSTANT_RE.fullmatch(text.strip()) if isinstance(text, str) else None
+    hint = "use YYYY-MM-DD[THH:MM[:SS[.ffffff]]][Z|+HH:MM], e.g. 2026-03-01T09:00:00Z"
+    if not m:
+        raise InputError(f"invalid {what} timestamp {text!r}: {hint}")
+    y, mo, d, h, mi, s, frac, zone = m.groups()
+    try:
+        dt = datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0), tzinfo=UTC)
+    except ValueError as exc:
+        raise InputError(f"invalid {what} timestamp {text!r}: {exc}") from None
+    if zone and zone not in ("Z", "z"):
+        sign = 1 if zone[0] == "+" else -1
+        zh, zm = int(zone[1:3]), int(zone[4:6])
+        if zh > 23 or zm > 59:
+            raise InputError(f"invalid {what} timestamp {text!r}: bad zone offset {zone}")
+        dt -= sign * timedelta(hours=zh, minutes=zm)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    micros = (dt - epoch) // timedelta(microseconds=1)
+    return micros + (int(frac.ljust(6, "0")) if frac else 0)
+
+
+@dataclass(frozen=True)
+class Cutoff:
+    """The instant views answer for: events with ``seq <= seq`` (None = all events)."""
+
+    seq: int | None
+    ts: int | None  # µs; the as-of instant, or the ts of event ``seq``; None = now
+    label: str | None  # how the user asked, for titles: "as of …" / "at seq N"
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _sql_ts(micros: int) -> str:
+    return f"make_timestamp({micros}::BIGINT)::TIMESTAMPTZ"
+
+
+# --- named queries ---------------------------------------------------------------------------
+
+PARAM_TYPES = ("text", "int", "timestamp")
+_PARAM_RE = re.compile(
+    r"(?P<name>[a-z_][a-z0-9_]*)\s+(?P<type>text|int|timestamp)"
+    r"(?:\s+(?P<optional>optional)|\s*=\s*(?P<default>\S+))?\s*:\s+(?P<doc>.*)"
+)
+_NAME_RE = re.compile(r"[a-z][a-z0-9-]*")
+_REF_RE = re.compile(r"\$([a-z_][a-z0-9_]*)")
+
+
+@dataclass(frozen=True)
+class Param:
+    """A named parameter of a query: ``-- param: NAME TYPE [optional | = DEFAULT]: DOC``."""
+
+    name: str
+    type: str
+    doc: str
+    default: str | None = None
+    optional: bool = False
+
+    @property
+    def required(self) -> bool:
+        return self.default is None and not self.optional
+
+    def convert(self, value: str | int | datetime | None, query: str) -> Any:
+        if value is None:
+            return None
+        if self.type == "int":
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            try:
+                return int(str(value))
+            except ValueError:
+                raise InputError(
+                    f"parameter {self.name} of query {query} must be an integer, got {value!r}"
+                ) from None
+        if self.type == "timestamp":
+            if isinstance(value, datetime):
+                return value
+            micros = parse_instant(str(value), f"parameter {self.name}")
+            return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+        return str(value)
+
+
+@dataclass(frozen=True)
+class NamedQuery:
+    """One audit query from ``queries/NAME.sql``."""
+
+    name: str
+    description: str
+    params: tuple[Param, ...]
+    sql: str
+    path: Path
+
+    def bind(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Check and convert the given parameters; fill in defaults."""
+        given = dict(given or {})
+        known = {p.name: p for p in self.params}
+        for k in given:
+            if k not in known:
+                names = ", ".join(known) or "none"
+                raise InputError(f"query {self.name} has no parameter {k!r} (parameters: {names})")
+        out = {}
+        for p in self.params:
+            if p.name in given:
+                out[p.name] = p.convert(given[p.name], self.name)
+            elif p.required:
+                raise InputError(f"query {self.name} needs --param {p.name}=… ({p.type}): {p.doc}")
+            else:
+                out[p.name] = p.convert(p.default, self.name)
+        # DuckDB refuses named parameters the statement does not use.
+        used = set(_REF_RE.findall(self.sql))
+        return {k: v for k, v in out.items() if k in used}
+
+
+def parse_query_file(path: Path) -> NamedQuery:
+    """Read a ``.sql`` file: ``-- name:``, description comments, ``-- param:`` lines, SQL."""
+    text = path.read_text(encoding="utf-8")
+    name = None
+    doc: list[str] = []
+    params: list[Param] = []
+    body: list[str] = []
+    header = True
+    for line in text.splitlines():
+        s = line.strip()
+        if header and s.startswith("--"):
+            c = s[2:].strip()
+            if c.startswith("name:"):
+                name = c[5:].strip()
+            elif c.startswith("param:"):
+                m = _PARAM_RE.fullmatch(c[6:].strip())
+                if not m:
+                    raise InputError(f"{path.name}: malformed parameter line {s!r}")
+                params.append(
+                    Param(
+                        m["name"],
+                        m["type"],
+                        m["doc"].strip(),
+                        m["default"],
+                        bool(m["optional"]),
+                    )
+                )
+            elif c:
+                doc.append(c)
+            continue
+        if header and not s:
+            continue
+        header = False
+        body.append(line)
+    if not name or not _NAME_RE.fullmatch(name):
+        raise InputError(f"{path.name}: the file must start with '-- name: <name>'")
+    if name != path.stem:
+        raise InputError(f"{path.name}: query name {name!r} differs from the file name")
+    sql = "\n".join(body).strip().rstrip(";")
+    declared = {p.name for p in params}
+    for ref in sorted(set(_REF_RE.findall(sql)) - declared):
+        raise InputError(f"{path.name}: ${ref} is used but not declared with '-- param:'")
+    return NamedQuery(name, " ".join(doc), tuple(params), sql, path)
+
+
+def load_queries(folder: Path = QUERIES_DIR) -> dict[str, NamedQuery]:
+    """Every named query in ``folder``, by name."""
+    if not folder.is_dir():
+        return {}
+    out = {}
+    for p in sorted(folder.glob("*.sql")):
+        q = parse_query_file(p)
+        out[q.name] = q
+    return out
+
+
+def get_query(name: str, folder: Path = QUERIES_DIR) -> NamedQuery:
+    queries = load_queries(folder)
+    if name not in queries:
+        raise NotFoundError(
+            f"unknown query {name!r}; `ledger queries` lists them ({', '.join(queries)})",
+            kind="unknown_query",
+        )
+    return queries[name]
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+class Session:
+    """One DuckDB connection with the views defined, at one point in time."""
+
+    def __init__(
+        self, store: Store, as_of: int | str | None = None, at_seq: int | None = None
+    ) -> None:
+        if as_of is not None and at_seq is not None:
+            raise InputError("give --as-of or --at-seq, not both")
+        self.store = store
+        self.segments = store.segments()
+        if not self.segments:
+            raise CorruptLedgerError(f"{store.events_dir} holds no segments")
+        self.con = duckdb.connect(":memory:")
+        # Results carry UTC; threads stay at DuckDB's default (all cores).
+        self.con.execute("SET TimeZone = 'UTC'")
+        paths = ", ".join(_sql_str(str(s.path)) for s in self.segments)
+        scan = "read_parquet([" + paths + "], union_by_name = false)"
+        last = self.segments[-1].last
+        if isinstance(as_of, str):
+            as_of = parse_instant(as_of)
+        if at_seq is not None:
+            if type(at_seq) is not int or at_seq < 0:
+                raise InputError(f"--at-seq must be a seq number >= 0, got {at_seq!r}")
+            if at_seq > last:
+                raise InputError(f"--at-seq {at_seq} is beyond the last event (seq {last})")
+            row = self.con.execute(f"SELECT epoch_us(ts) FROM {scan} WHERE seq = {at_seq}")
+            ts = row.fetchone()
+            self.cutoff = Cutoff(at_seq, ts[0] if ts else None, f"at seq {at_seq}")
+        elif as_of is not None:
+            row = self.con.execute(
+                f"SELECT max(seq) FROM {scan} WHERE ts <= {_sql_ts(as_of)}"
+            ).fetchone()
+            seq = -1 if row is None or row[0] is None else row[0]
+            self.cutoff = Cutoff(seq, as_of, f"as of {E.format_ts(as_of)}")
+        else:
+            self.cutoff = Cutoff(None, None, None)
+        c = self.cutoff
+        source = scan if c.seq is None else f"(SELECT * FROM {scan} WHERE seq <= {c.seq})"
+        self.con.execute(
+            VIEWS.format(
+                source=source,
+                as_of_seq=last if c.seq is None else c.seq,
+                as_of_ts="now()" if c.ts is None else _sql_ts(c.ts),
+            )
+        )
+
+    def run(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        return self.con.sql(sql, params=dict(params) if params else None).to_arrow_table()
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def _short(exc: BaseException) -> str:
+    """DuckDB errors span lines (a caret under the SQL); keep the first."""
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def run(
+    store: Store,
+    sql: str,
+    params: Mapping[str, Any] | None = None,
+    as_of: int | str | None = None,
+    at_seq: int | None = None,
+    what: str = "query",
+) -> tuple[pa.Table, Cutoff]:
+    """Run ``sql`` against the views; retries if a compaction swaps segments meanwhile."""
+    for attempt in range(5):
+        session = Session(store, as_of, at_seq)
+        try:
+            return session.run(sql, params), session.cutoff
+        except duckdb.IOException as exc:
+            # A segment vanished under us (compaction): list again and retry.
+            if attempt < 4 and [s.path for s in store.segments()] != [
+                s.path for s in session.segments
+            ]:
+                continue
+            raise CorruptLedgerError(f"cannot read the segments: {_short(exc)}") from None
+        except duckdb.Error as exc:
+            raise InputError(f"{what} failed: {_short(exc)}") from None
+        finally:
+            session.close()
+    raise CorruptLedgerError("segments kept changing while reading")  # pragma: no cover
+
+
+def adhoc(
+    store: Store, sql: str, as_of: int | str | None = None, at_seq: int | None = None
+) -> tuple[pa.Table, Cutoff]:
+    """Run one ad-hoc SELECT against the views (no writes, no COPY, one statement)."""
+    try:
+        statements = duckdb.connect(":memory:").extract_statements(sql)
+    except duckdb.Error as exc:
+        raise InputError(f"bad SQL: {_short(exc)}") from None
+    if len(statements) != 1:
+        raise InputError(f"give exactly one SQL statement, got {len(statements)}")
+    if statements[0].type != duckdb.StatementType.SELECT:
+        kind = statements[0].type.name
+        raise InputError(f"only SELECT statements are allowed (got {kind})")
+    return run(store, sql.strip().rstrip(";"), None, as_of, at_seq, what="SQL")
+
+
+def named(
+    store: Store,
+    name: str,
+    params: Mapping[str, Any] | None = None,
+    as_of: int | str | None = None,
+    at_seq: int | None = None,
+    folder: Path = QUERIES_DIR,
+) -> tuple[pa.Table, Cutoff]:
+    """Run the named audit query ``name`` with ``params``."""
+    q = get_query(name, folder)
+    return run(store, q.sql, q.bind(params), as_of, at_seq, what=f"query {name}")
+
+
+STATUS_MODELS = """
+WITH lv AS (
+    SELECT model, string_agg(env || '=' || version, ' ' ORDER BY env) AS live
+    FROM deployment_log WHERE live GROUP BY model)
+SELECT mv.model, count(*) AS versions, max(mv.version) AS latest,
+       arg_max(mv.status, mv.version) AS latest_status, coalesce(lv.live, '') AS live
+FROM model_versions mv LEFT JOIN lv USING (model)
+WHERE $model IS NULL OR mv.model = $model
+GROUP BY mv.model, lv.live
+ORDER BY mv.model
+"""
+
+STATUS_VERSIONS = """
+SELECT version, status, approved_for, live_in, registered_by, registered_at, artifact_digest
+FROM model_versions WHERE model = $model
+ORDER BY version
+"""
+
+STATUS_ENV = """
+SELECT model, version, env, since, deployed_by, approved_by, rollback
+FROM live WHERE env = $env AND ($model IS NULL OR model = $model)
+ORDER BY model
+"""
+
+HISTORY = """
+SELECT seq, ts, action, version, env, actor, key_id, comment
+FROM events WHERE model = $model AND ($version IS NULL OR version = $version)
+ORDER BY seq
+"""
+
+
+def status(
+    store: Store,
+    model: str | None = None,
+    env: str | None = None,
+    as_of: int | str | None = None,
+    at_seq: int | None = None,
+) -> tuple[pa.Table, Cutoff]:
+    """The current-state table (see ``Ledger.status``)."""
+    if model is not None:
+        E.check_model_name(model)
+    if env is not None:
+        E.check_env(env)
+        return run(store, STATUS_ENV, {"env": env, "model": model}, as_of, at_seq)
+    if model is not None:
+        return run(store, STATUS_VERSIONS, {"model": model}, as_of, at_seq)
+    return run(store, STATUS_MODELS, {"model": None}, as_of, at_seq)
+
+
+def history(
+    store: Store,
+    model: str,
+    version: int | None = None,
+    as_of: int | str | None = None,
+    at_seq: int | None = None,
+) -> tuple[pa.Table, Cutoff]:
+    """Every event of ``model`` (or of one version), in order."""
+    E.check_model_name(model)
+    return run(store, HISTORY, {"model": model, "version": version}, as_of, at_seq)

@@ -1,0 +1,24 @@
+-- name: dataset-exposure
+-- Versions live in an environment whose lineage (the version itself or any
+-- ancestor) was trained on a dataset, matched by digest, URI or name; e.g. a
+-- dataset later found to contain personal data.
+-- param: dataset text: A dataset digest (sha256:...), URI or name.
+-- param: env text = production: The environment.
+WITH RECURSIVE
+edges AS MATERIALIZED (SELECT model, version, parent_model, parent_version FROM lineage),
+hit AS MATERIALIZED (
+    SELECT model, version, name, uri, digest FROM datasets
+    WHERE digest = $dataset OR uri = $dataset OR name = $dataset),
+down(model, version, src_model, src_version, depth) AS (
+    SELECT DISTINCT model, version, model, version, 0 FROM hit
+    UNION
+    SELECT e.model, e.version, d.src_model, d.src_version, d.depth + 1
+    FROM down d JOIN edges e ON e.parent_model = d.model AND e.parent_version = d.version)
+SELECT l.ref, l.env, l.since, l.deployed_by,
+       d.src_model || ':' || d.src_version AS trained_on_via, d.depth AS generations,
+       h.name AS dataset, h.uri, h.digest
+FROM live l
+JOIN down d ON d.model = l.model AND d.version = l.version
+JOIN hit h ON h.model = d.src_model AND h.version = d.src_version
+WHERE l.env = $env
+ORDER BY l.ref, generations, trained_on_via, dataset;
