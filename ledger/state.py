@@ -174,6 +174,11 @@ class State:
                     f"{ev.model}:{ev.version} registered out of order (next version is {expected})"
                 )
             for pm, pv, _ in _parents(ev.payload):
+                if (pm, pv) == (ev.model, ev.version):
+                    raise RuleViolation(
+                        f"{pm}:{pv} names itself as a parent; a version cannot be its own parent",
+                        kind="self_parent",
+                    )
                 if (pm, pv) not in self.versions:
                     raise NotFoundError(
                         f"parent {pm}:{pv} is not registered; parents must be registered first",

@@ -2,4 +2,184 @@
 
 from __future__ import annotations
 
-from . import cli  # noqa: F401
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..errors import InputError
+from ..output import OutputFormat, render
+from . import cli
+from .options import format_option, ledger_option
+
+# Kept here rather than imported from ledger.export, which imports networkx (slow start-up).
+EXPORT_FORMATS = ("graphml", "gexf", "json", "dot", "svg", "png", "mermaid", "prov-json", "prov-n")
+
+F = Callable[..., Any]
+
+
+def as_of_options(f: F) -> F:
+    """``--as-of`` / ``--at-seq``: answer as the ledger stood then."""
+    f = click.option(
+        "--at-seq",
+        type=click.IntRange(min=0),
+        help="Only events up to and including this seq.",
+    )(f)
+    return click.option(
+        "--as-of",
+        metavar="TIMESTAMP",
+        help="Only events at or before this time (e.g. 2026-03-01T09:00:00Z; UTC if no offset).",
+    )(f)
+
+
+def _graph(ledger_path: str, as_of: str | None, at_seq: int | None) -> Any:
+    from ..ledger import Ledger
+    from ..lineage import parse_as_of
+
+    when = parse_as_of(as_of) if as_of is not None else None
+    return Ledger.open(ledger_path).lineage_graph(as_of=when, at_seq=at_seq)
+
+
+def _print_tree(root: Any, out_path: str | None) -> None:
+    from rich.console import Console
+    from rich.text import Text
+    from rich.tree import Tree
+
+    def grow(parent: Tree, node: Any) -> None:
+        for child in node.children:
+            grow(parent.add(Text(child.label)), child)
+
+    top = Tree(Text(root.label))
+    grow(top, root)
+    # A tree is never wrapped or cropped: long URIs stay whole and the lines stay greppable.
+    if out_path:
+        with open(out_path, "w", encoding="utf-8") as f:
+            Console(file=f, width=100_000, color_system=None).print(top)
+    else:
+        Console(width=None if sys.stdout.isatty() else 100_000, soft_wrap=True).print(top)
+
+
+@cli.command()
+@click.argument("ref", metavar="MODEL:VERSION", required=False)
+@click.option("--up", "direction", flag_value="up", default=True, help="Ancestors (the default).")
+@click.option("--down", "direction", flag_value="down", help="Descendants and their deployments.")
+@click.option("--all", "whole", is_flag=True, help="The whole ledger's graph (for exports).")
+@click.option("--depth", type=click.IntRange(min=0), help="At most N hops from MODEL:VERSION.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["tree", *EXPORT_FORMATS]),
+    default="tree",
+    show_default=True,
+    help="tree for the terminal, or an export format.",
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write to this file (needed for svg and png).",
+)
+@as_of_options
+@ledger_option
+def lineage(
+    ref: str | None,
+    direction: str,
+    whole: bool,
+    depth: int | None,
+    fmt: str,
+    out_path: str | None,
+    as_of: str | None,
+    at_seq: int | None,
+    ledger_path: str,
+) -> None:
+    """Show MODEL:VERSION's family tree: --up to base models, datasets and commits, or
+    --down to everything derived from it and where that is live. Exports the same
+    subgraph (with actors and environments) with --format."""
+    from .. import lineage as L
+
+    if whole == (ref is not None):
+        raise InputError("give MODEL:VERSION or --all (the whole graph), not both or neither")
+    if whole and fmt == "tree":
+        raise InputError("--all needs an export --format (e.g. graphml); the tree needs a root")
+    if fmt in ("svg", "png") and not out_path:
+        raise InputError(f"--format {fmt} needs --out FILE")
+    g = _graph(ledger_path, as_of, at_seq)
+    if whole:
+        sub = g
+    else:
+        node = L.version_node(g, ref)  # type: ignore[arg-type]
+        if fmt == "tree":
+            _print_tree(L.tree(g, node, direction, depth), out_path)
+            return
+        walk = L.up if direction == "up" else L.down
+        sub = L.context(g, walk(g, node, depth))
+    from .. import export
+
+    if out_path:
+        export.write_file(sub, fmt, out_path)
+        click.echo(
+            f"wrote {fmt}: {sub.number_of_nodes()} nodes, {sub.number_of_edges()} edges to {out_path}"
+        )
+    else:
+        export.write(sub, fmt, sys.stdout)
+
+
+@cli.command()
+@click.option("--dataset", metavar="URI_OR_DIGEST", help="A dataset's URI or sha256:HEX digest.")
+@click.option("--model", "model_ref", metavar="MODEL:VERSION", help="A model version.")
+@click.option("--commit", metavar="[REPO@]COMMIT", help="A code commit (7+ hex digits).")
+@as_of_options
+@ledger_option
+@format_option(OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.JSONL, OutputFormat.CSV)
+def impact(
+    dataset: str | None,
+    model_ref: str | None,
+    commit: str | None,
+    as_of: str | None,
+    at_seq: int | None,
+    ledger_path: str,
+    fmt: str,
+    out_path: str | None,
+) -> None:
+    """List every model version downstream of a dataset, a model version or a commit,
+    and every live deployment of those versions (json: both lists; jsonl/csv: versions)."""
+    from .. import lineage as L
+
+    if sum(x is not None for x in (dataset, model_ref, commit)) != 1:
+        raise InputError("give exactly one of --dataset, --model or --commit")
+    g = _graph(ledger_path, as_of, at_seq)
+    res = L.impact(g, dataset=dataset, model=model_ref, commit=commit)
+    vcols = ["ref", "hops", "via", "status", "registered_seq", "live_in"]
+    dcols = ["env", "ref", "since", "deploy_seq", "deployed_by"]
+    if fmt == OutputFormat.JSON.value:
+        doc = {
+            "sources": [g.nodes[s]["label"] if s.startswith("model:") else s for s in res.sources],
+            "versions": res.versions,
+            "deployments": res.deployments,
+        }
+        text = json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+        if out_path:
+            with open(out_path, "w", encoding="utf-8") as f:
+                f.write(text)
+        else:
+            click.echo(text, nl=False)
+        return
+    if fmt != OutputFormat.TABLE.value:
+        render(res.versions, vcols, fmt, path=out_path)
+        return
+    what = "dataset" if dataset else "commit" if commit else "model"
+    names = ", ".join(s.split(":", 1)[1] for s in res.sources)
+    click.echo(
+        f"Impact of {what} {names}: {len(res.versions)} version(s) downstream,"
+        f" {len(res.deployments)} live deployment(s)"
+    )
+    render(res.versions, vcols, fmt, title="Versions downstream")
+    render(
+        res.deployments,
+        dcols,
+        fmt,
+        title="Live deployments affected",
+        empty="No live deployment is affected.",
+    )
