@@ -23,6 +23,8 @@ REJECT = "reject"
 DEPLOY = "deploy"
 UNDEPLOY = "undeploy"
 DEPRECATE = "deprecate"
+POLICY_SET = "policy_set"
+BREAK_GLASS = "break_glass"
 
 ADMIN, REGISTRAR, APPROVER, DEPLOYER = "admin", "registrar", "approver", "deployer"
 #: Roles a key may hold. Later format versions may add more; unknown roles are kept.
@@ -39,11 +41,15 @@ ACTION_ROLE: dict[str, str] = {
     REJECT: APPROVER,
     DEPLOY: DEPLOYER,
     UNDEPLOY: DEPLOYER,
+    POLICY_SET: ADMIN,
+    BREAK_GLASS: ADMIN,
 }
 ACTIONS = tuple(ACTION_ROLE)
 MODEL_ACTIONS = frozenset({REGISTER, APPROVE, REJECT, DEPLOY, UNDEPLOY, DEPRECATE})
 ENV_ACTIONS = frozenset({APPROVE, DEPLOY, UNDEPLOY})
 KEY_ACTIONS = frozenset({GENESIS, KEY_ADD, KEY_REVOKE})
+#: Governance events (ledger/policy.py): they apply to every model, like key events.
+POLICY_ACTIONS = frozenset({POLICY_SET, BREAK_GLASS})
 
 # --- limits (docs/FORMAT.md, "Limits") --------------------------------------------------
 MAX_NAME = 128

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from . import events as E
 from .canonical import canonicalize
-from .errors import CorruptLedgerError, InputError, NotFoundError
+from .errors import CorruptLedgerError, InputError, NotFoundError, RuleViolation
 from .keys import SigningKey, key_id, pae
 from .state import KeyRecord, State
 from .store import COLUMNS, SCHEMA, Store
@@ -106,9 +106,13 @@ class Ledger:
         """Sign and durably append one event; returns after fsync."""
         return self.append_many([draft], key)[0]
 
-    def append_many(self, drafts: Iterable[E.Draft], key: SigningKey) -> list[Receipt]:
+    def append_many(
+        self, drafts: Iterable[E.Draft], key: SigningKey, *, enforce_policy: bool = True
+    ) -> list[Receipt]:
         """Sign and append a batch atomically checked: if any draft breaks a rule, nothing
-        is written. Register drafts without a version get the next one."""
+        is written. Register drafts without a version get the next one.
+        ``enforce_policy=False`` is for importing history that happened elsewhere: the
+        governance policy is not checked (``verify --policy`` still reports breaches)."""
         drafts = list(drafts)
         if not drafts:
             return []
@@ -149,6 +153,8 @@ class Ledger:
                     model=d.model,
                     version=version,
                 )
+                if enforce_policy:
+                    ev = self._enforce_policy(state, ev)
                 state.step(ev)
                 h = cols.add(ev, key)
                 prev = h.hex()
@@ -283,7 +289,7 @@ class Ledger:
 
             mask = None
             if models is not None:
-                mask = pc.is_in(table["action"], pa.array(sorted(E.KEY_ACTIONS)))
+                mask = pc.is_in(table["action"], pa.array(sorted(E.KEY_ACTIONS | E.POLICY_ACTIONS)))
                 if models:
                     mask = pc.or_(mask, pc.is_in(table["model"], pa.array(sorted(models))))
             if at_seq is not None:
@@ -509,6 +515,135 @@ class Ledger:
         return lineage.impact(g, dataset=dataset, model=model, commit=commit)
 
     # --- governance policy (issue 6) ---------------------------------------------------------
+    def _enforce_policy(self, state: State, ev: E.Event) -> E.Event:
+        """The write path's policy gate (ledger/policy.py): key and lifecycle errors are
+        reported first, then the policy in force; returns ``ev``, citing any break-glass
+        grant it uses. Pure checks only: ``state`` is stepped by the caller."""
+        if ev.action not in E.ACTION_ROLE or (
+            state.policy is None and "break_glass" not in ev.payload
+        ):
+            return ev
+        from . import policy
+
+        state.authorize(ev)
+        state.check(ev)
+        return policy.enforce(state, ev)
+
+    def set_policy(
+        self,
+        policy: Any,
+        *,
+        key: SigningKey,
+        comment: str | None = None,
+    ) -> Receipt:
+        """Record ``policy`` as the governance policy in force from this event on. It is a
+        ``Policy``, a parsed document (dict) or the path of a TOML/YAML/JSON policy file.
+        Signed by an admin key; an empty policy switches every rule off."""
+        from . import policy as P
+
+        if isinstance(policy, str | os.PathLike):
+            path = Path(policy)
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise InputError(f"cannot read policy file {path}: {exc.strerror}") from None
+            policy = P.parse_policy(data, path.name)
+        elif isinstance(policy, dict):
+            policy = P.Policy.from_dict(policy)
+        elif not isinstance(policy, P.Policy):
+            raise InputError("set_policy needs a Policy, a dict or a policy file path")
+        payload: dict[str, Any] = {"policy": policy.to_dict()}
+        if comment:
+            payload["comment"] = E.check_text(comment, "comment")
+        return self.append(E.Draft(E.POLICY_SET, payload), key)
+
+    def policy(self, as_of: int | str | None = None, at_seq: int | None = None) -> Any:
+        """The policy in force now, ``as_of`` an instant (µs or text such as
+        2026-03-01T09:00Z) or after event ``at_seq``: a ``ledger.policy.PolicyRecord``, or
+        None when no policy was set by then."""
+        import pyarrow.compute as pc
+
+        from . import policy as P
+
+        if as_of is not None and at_seq is not None:
+            raise InputError("give --as-of or --at-seq, not both")
+        if isinstance(as_of, str):
+            from .query import parse_instant
+
+            as_of = parse_instant(as_of)
+        if at_seq is not None:
+            last = self.store.tail()[0] - 1
+            if type(at_seq) is not int or not 0 <= at_seq <= last:
+                raise InputError(f"--at-seq must be a seq from 0 to {last}, got {at_seq!r}")
+        table = self.store.read(["seq", "ts", "action", "actor", "payload"])
+        table = table.filter(pc.equal(table["action"], E.POLICY_SET))
+        ts = table["ts"].cast(pa.int64()).to_pylist()
+        found = None
+        for i, (seq, actor, payload) in enumerate(
+            zip(*(table[c].to_pylist() for c in ("seq", "actor", "payload")), strict=True)
+        ):
+            if (at_seq is not None and seq > at_seq) or (as_of is not None and ts[i] > as_of):
+                break
+            found = (seq, ts[i], actor, payload)
+        if found is None:
+            return None
+        seq, t, actor, payload = found
+        doc = json.loads(payload)
+        return P.PolicyRecord(P.policy_from_payload(doc), seq, t, actor, doc.get("comment"))
+
+    def break_glass(
+        self,
+        action: str,
+        model: str | None = None,
+        version: int | None = None,
+        env: str | None = None,
+        *,
+        rule: str,
+        justification: str,
+        key: SigningKey,
+    ) -> Receipt:
+        """Let the next ``action`` on ``model:version`` (in ``env``) bypass ``rule`` once,
+        with a mandatory ``justification``; signed by an admin key, listed by every audit."""
+        from . import policy as P
+
+        payload = P.grant_payload(action, rule, justification, model, version, env)
+        now = self.state(models=set())
+        if now.policy is None:
+            raise RuleViolation("no policy is in force, so there is no rule to bypass")
+        if rule not in now.policy.rules:
+            on = ", ".join(now.policy.rules) or "none"
+            raise RuleViolation(
+                f"the policy in force (seq {now.policy_seq}) does not switch on rule {rule}"
+                f" (its rules: {on}); there is nothing to bypass"
+            )
+        return self.append(E.Draft(E.BREAK_GLASS, payload), key)
+
+    def policy_audit(self) -> Any:
+        """Check every event against the policy in force at its time; a
+        ``ledger.policy.PolicyAudit`` (falsy when a violation has no break-glass override).
+        Run it on a verified ledger (``verify --policy`` does both)."""
+        from . import policy as P
+
+        table = self.store.read(_STATE_COLUMNS)
+        ts = table["ts"].cast(pa.int64()).to_pylist()
+        cols = [
+            table[c].to_pylist()
+            for c in ("seq", "action", "model", "version", "actor", "key_id", "payload")
+        ]
+
+        def events() -> Iterable[E.Event]:
+            for i, (seq, action, model, version, actor, kid, payload) in enumerate(
+                zip(*cols, strict=True)
+            ):
+                try:
+                    p = json.loads(payload)
+                except ValueError:
+                    raise CorruptLedgerError(
+                        f"seq {seq}: payload column is not JSON; run ledger verify"
+                    ) from None
+                yield E.Event(seq, ts[i], self.origin, action, actor, kid, p, "", model, version)
+
+        return P.audit(events())
 
 
 class _Columns:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import events as E
+from . import policy as P
 from .errors import InputError, KeyProblem, NotFoundError, RuleViolation
 from .keys import key_id as derive_key_id
 
@@ -54,6 +55,8 @@ class Version:
     approvals: dict[str, list[Approval]] = field(default_factory=dict)
     #: environment -> seq of the deploy event that made this version live there
     live: dict[str, int] = field(default_factory=dict)
+    #: environment -> seq of this version's first deploy there (promotion order)
+    deployed_to: dict[str, int] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
@@ -89,6 +92,11 @@ class State:
         self.next_seq = 0
         self.last_ts = 0
         self.unknown_actions = 0
+        #: the governance policy in force (ledger/policy.py) and the seq that set it
+        self.policy: P.Policy | None = None
+        self.policy_seq: int | None = None
+        #: unused break-glass grants by seq; an event citing one in its payload uses it
+        self.grants: dict[int, P.Grant] = {}
 
     # --- lookups --------------------------------------------------------------------
     def version(self, model: str, version: int) -> Version:
@@ -167,6 +175,10 @@ class State:
                 )
             if E.ADMIN in rec.roles and len(self.admin_keys()) == 1:
                 raise RuleViolation(f"cannot revoke key {kid}: it is the last admin key")
+        elif a == E.POLICY_SET:
+            P.policy_from_payload(ev.payload)
+        elif a == E.BREAK_GLASS:
+            P.grant_from_event(ev)
         elif a == E.REGISTER:
             expected = self.latest.get(ev.model, 0) + 1  # type: ignore[arg-type]
             if ev.version != expected:
@@ -227,6 +239,13 @@ class State:
         if ev.action == E.GENESIS and (kid != ev.key_id or actor != ev.actor):
             raise RuleViolation("genesis must be signed by the key it registers")
 
+    def check_policy(self, ev: E.Event) -> list[P.Violation]:
+        """The governance rules ``ev`` breaks under the policy in force (empty when none
+        is); violations covered by a break-glass grant the event cites carry
+        ``covered_by``. Separate from ``step``: history written before a policy existed
+        stays valid, and only the write path and ``verify --policy`` ask."""
+        return P.check(self, ev)
+
     def step(self, ev: E.Event) -> KeyRecord | None:
         """Authorize, check and apply ``ev``; the state is unchanged if it raises."""
         if ev.action not in E.ACTION_ROLE:
@@ -246,6 +265,10 @@ class State:
         a, p = ev.action, ev.payload
         self.next_seq = ev.seq + 1
         self.last_ts = ev.ts
+        if self.grants and type(p.get("break_glass")) is list:
+            for s in p["break_glass"]:  # the event used these grants: they are spent
+                if type(s) is int:
+                    self.grants.pop(s, None)
         if a == E.GENESIS or a == E.KEY_ADD:
             self.keys[p["key_id"]] = KeyRecord(
                 p["key_id"], p["actor"], _public_key(p), frozenset(p["roles"]), ev.seq, ev.ts
@@ -267,6 +290,7 @@ class State:
                 if prev is not None:
                     self.versions[(v.model, prev)].live.pop(env, None)
                 v.live[env] = ev.seq
+                v.deployed_to.setdefault(env, ev.seq)
                 self.live[(v.model, env)] = v.version
             elif a == E.UNDEPLOY:
                 del v.live[env]
@@ -275,6 +299,10 @@ class State:
                 v.rejected_seq = ev.seq
             elif a == E.DEPRECATE:
                 v.deprecated_seq = ev.seq
+        elif a == E.POLICY_SET:
+            self.policy, self.policy_seq = P.policy_from_payload(p), ev.seq
+        elif a == E.BREAK_GLASS:
+            self.grants[ev.seq] = P.grant_from_event(ev)
 
 
 def _public_key(payload: dict[str, Any]) -> bytes:

@@ -295,16 +295,29 @@ def log(
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
+@click.option(
+    "--policy",
+    "policy_audit",
+    is_flag=True,
+    help="Also check every event against the governance policy in force at its time.",
+)
 @ledger_option
-def verify(fmt: str, ledger_path: str) -> None:
+def verify(fmt: str, policy_audit: bool, ledger_path: str) -> None:
     """Check the whole chain; print OK or FAIL with the first bad event. Exit 0 / 1."""
     led = _open(ledger_path)
     report = _with_progress(led.verify) if fmt == "text" and sys.stderr.isatty() else led.verify()
+    # --policy (issue 6): audit only a chain that verified.
+    audit = led.policy_audit() if policy_audit and report.ok else None
     if fmt == "json":
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        doc = report.to_dict()
+        if audit is not None:
+            doc["policy"] = audit.to_dict()
+        click.echo(json.dumps(doc, indent=2))
     else:
         click.echo(report.summary())
-    if not report.ok:
+        if audit is not None:
+            click.echo(audit.summary())
+    if not report.ok or (audit is not None and not audit.ok):
         sys.exit(1)
 
 

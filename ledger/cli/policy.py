@@ -1,5 +1,119 @@
-"""Commands: governance policy commands (issue 6)."""
+"""Commands: governance policy (issue 6): ``policy show``, ``policy set``, ``break-glass``."""
 
 from __future__ import annotations
 
-from . import cli  # noqa: F401
+import json
+from typing import Any
+
+import click
+
+from .. import events as E
+from . import cli
+from .options import key_option, ledger_option, load_key
+
+
+def _open(path: str) -> Any:
+    from ..ledger import Ledger
+
+    return Ledger.open(path)
+
+
+def _receipt(r: Any) -> None:
+    click.echo(f"{r.action}: seq {r.seq}, hash {r.hash}")
+
+
+@cli.group()
+def policy() -> None:
+    """Show and set the governance policy checked whenever an event is written."""
+
+
+@policy.command("show")
+@click.option("--as-of", help="The policy in force at this instant (e.g. 2026-03-01T09:00Z).")
+@click.option("--at-seq", type=int, help="The policy in force just after event N.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["toml", "json"]), default="toml", show_default=True
+)
+@ledger_option
+def policy_show(as_of: str | None, at_seq: int | None, fmt: str, ledger_path: str) -> None:
+    """Print the policy in force (now, or at a past instant) and the event that set it."""
+    rec = _open(ledger_path).policy(as_of=as_of, at_seq=at_seq)
+    if rec is None:
+        when = f" as of {as_of}" if as_of else f" at seq {at_seq}" if at_seq is not None else ""
+        click.echo(f"No policy in force{when}.")
+        return
+    if fmt == "json":
+        out = {
+            "seq": rec.seq,
+            "ts": E.format_ts(rec.ts),
+            "set_by": rec.actor,
+            "comment": rec.comment,
+            "rules": rec.policy.rules,
+            "policy": rec.policy.to_dict(),
+        }
+        click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+        return
+    from ..policy import to_toml
+
+    click.echo(f"# policy set at seq {rec.seq} ({E.format_ts(rec.ts)}) by {rec.actor}")
+    if rec.comment:
+        click.echo(f"# comment: {rec.comment}")
+    click.echo(f"# rules switched on: {', '.join(rec.policy.rules) or 'none'}")
+    click.echo(to_toml(rec.policy.to_dict()), nl=False)
+
+
+@policy.command("set")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--comment", help="Recorded with the event, e.g. the change ticket.")
+@ledger_option
+@key_option
+def policy_set(file: str, comment: str | None, ledger_path: str, key_path: str) -> None:
+    """Put the policy in FILE (TOML; YAML or JSON by suffix) in force from now on.
+
+    Signed by an admin key. Every later event is checked against it before it is
+    written; earlier events are judged by the policy in force at their time.
+    """
+    led = _open(ledger_path)
+    r = led.set_policy(file, key=load_key(key_path), comment=comment)
+    _receipt(r)
+    rules = led.policy(at_seq=r.seq).policy.rules
+    click.echo(f"rules switched on: {', '.join(rules) or 'none'}")
+
+
+@cli.command("break-glass")
+@click.argument("action")
+@click.argument("ref", required=False, metavar="[MODEL:VERSION]")
+@click.option("--env", help="Environment of an approve, deploy or undeploy.")
+@click.option("--rule", required=True, help="The one policy rule the action may bypass.")
+@click.option("--justification", required=True, help="Why: recorded and shown by every audit.")
+@ledger_option
+@key_option
+def break_glass(
+    action: str,
+    ref: str | None,
+    env: str | None,
+    rule: str,
+    justification: str,
+    ledger_path: str,
+    key_path: str,
+) -> None:
+    """Let one future ACTION (e.g. deploy MODEL:VERSION --env production) bypass one RULE.
+
+    Signed by an admin key. The grant is used up by the first matching event that needs
+    it; the grant and its use appear in `ledger verify --policy` and the audit queries.
+    """
+    model = version = None
+    if ref is not None:
+        if ":" in ref:
+            model, version = E.parse_model_ref(ref)
+        else:
+            model = E.check_model_name(ref)
+    r = _open(ledger_path).break_glass(
+        action.replace("-", "_"),
+        model,
+        version,
+        env,
+        rule=rule,
+        justification=justification,
+        key=load_key(key_path),
+    )
+    _receipt(r)
