@@ -27,8 +27,10 @@ POLICY_SET = "policy_set"
 BREAK_GLASS = "break_glass"
 
 ADMIN, REGISTRAR, APPROVER, DEPLOYER = "admin", "registrar", "approver", "deployer"
+#: Signs Merkle checkpoints (ledger/checkpoint.py); no event action needs it.
+CHECKPOINTER = "checkpointer"
 #: Roles a key may hold. Later format versions may add more; unknown roles are kept.
-ROLES = (ADMIN, REGISTRAR, APPROVER, DEPLOYER)
+ROLES = (ADMIN, REGISTRAR, APPROVER, DEPLOYER, CHECKPOINTER)
 
 #: The role a key must hold to sign each action.
 ACTION_ROLE: dict[str, str] = {

@@ -3,8 +3,8 @@
 =============  ==========================================  ============================
 format         for                                          written by
 =============  ==========================================  ============================
-graphml        yEd, Cytoscape, Gephi                        networkx
-gexf           Gephi                                        networkx
+graphml        yEd, Cytoscape, Gephi                        this module, streamed
+gexf           Gephi (GEXF 1.2)                             this module, streamed
 json           D3 (node-link JSON)                          networkx data + json
 dot            Graphviz (identifiers quoted)                this module, streamed
 svg, png       pictures, when Graphviz's ``dot`` is found   ``dot`` fed our DOT
@@ -14,9 +14,11 @@ prov-n         W3C PROV-N                                   this module, streame
 =============  ==========================================  ============================
 
 The graph's attributes are already scalars with no ``None`` (see ``ledger.lineage``), so
-GraphML and GEXF keep every attribute as a typed key. The formats written here stream:
-they hold at most one record in memory beyond the graph. networkx's GraphML/GEXF/JSON
-writers build their document first, about two to four times the graph's size.
+GraphML and GEXF keep every attribute as a typed key (long, boolean or string). The
+formats written here stream: beyond the graph they hold one record at a time (PROV also
+a map of node ids). Node-link JSON is built as one document by networkx first, about
+half the graph's size again. Every format is read back by its standard reader in
+tests/test_export.py.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
 from urllib.parse import quote
+from xml.sax.saxutils import escape, quoteattr
 
 import networkx as nx
 
@@ -63,16 +66,19 @@ def write(g: nx.MultiDiGraph, fmt: str, out: IO[str]) -> None:
     if fmt not in TEXT_FORMATS:
         raise InputError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     lines: Iterator[str]
-    if fmt == "graphml":
-        lines = (line + "\n" for line in nx.generate_graphml(g))
-    elif fmt == "gexf":
-        lines = (line + "\n" for line in nx.generate_gexf(g))
-    elif fmt == "json":
+    if fmt == "json":
         json.dump(nx.node_link_data(g, edges="edges"), out, ensure_ascii=False, indent=1)
         out.write("\n")
         return
     else:
-        lines = {"dot": dot, "mermaid": mermaid, "prov-json": prov_json, "prov-n": prov_n}[fmt](g)
+        lines = {
+            "graphml": graphml,
+            "gexf": gexf,
+            "dot": dot,
+            "mermaid": mermaid,
+            "prov-json": prov_json,
+            "prov-n": prov_n,
+        }[fmt](g)
     for chunk in lines:
         out.write(chunk)
 
@@ -112,6 +118,114 @@ def render_image(g: nx.MultiDiGraph, fmt: str, path: str | os.PathLike[str]) -> 
     if proc.returncode != 0:
         msg = (proc.stderr.strip().splitlines() or ["no message"])[-1]
         raise StorageError(f"dot could not render {path}: {msg}")
+
+
+# --- GraphML and GEXF, streamed ------------------------------------------------------------------
+
+
+def _xml_type(values: set[type], ints: str) -> str:
+    if values == {bool}:
+        return "boolean"
+    if values == {int}:
+        return ints
+    return "string"
+
+
+def _xml_text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return escape(str(v))
+
+
+def _keys(items: Iterator[dict[str, Any]], skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """Attribute name -> the types its values take, over one pass of nodes or edges."""
+    seen: dict[str, set[type]] = {}
+    for d in items:
+        for k, v in d.items():
+            if k not in skip:
+                seen.setdefault(k, set()).add(type(v))
+    return {k: seen[k] for k in sorted(seen)}  # type: ignore[misc]
+
+
+def graphml(g: nx.MultiDiGraph) -> Iterator[str]:
+    """GraphML (yEd, Cytoscape, Gephi), streamed: one pass to declare the typed keys, one
+    to write. Edges get unique ids ``e0``, ``e1``…; values keep their types (long,
+    boolean, string) so readers get ints and booleans back."""
+    nkeys = _keys(d for _, d in g.nodes(data=True))
+    ekeys = _keys(d for _, _, d in _edges(g))
+    yield "<?xml version='1.0' encoding='utf-8'?>\n"
+    yield (
+        '<graphml xmlns="http://graphml.graphdrawing.org/xmlns"'
+        ' xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+        ' xsi:schemaLocation="http://graphml.graphdrawing.org/xmlns'
+        ' http://graphml.graphdrawing.org/xmlns/1.0/graphml.xsd">\n'
+    )
+    nid = {k: f"n_{i}" for i, k in enumerate(nkeys)}
+    eid = {k: f"e_{i}" for i, k in enumerate(ekeys)}
+    for scope, keys, ids in (("node", nkeys, nid), ("edge", ekeys, eid)):
+        for k, types in keys.items():
+            t = _xml_type(types, "long")  # type: ignore[arg-type]
+            yield f'  <key id="{ids[k]}" for="{scope}" attr.name={quoteattr(k)} attr.type="{t}" />\n'
+    yield '  <graph edgedefault="directed">\n'
+    for n, d in g.nodes(data=True):
+        data = "".join(f'<data key="{nid[k]}">{_xml_text(v)}</data>' for k, v in d.items())
+        yield f"    <node id={quoteattr(n)}>{data}</node>\n"
+    for i, (u, v, d) in enumerate(_edges(g)):
+        data = "".join(f'<data key="{eid[k]}">{_xml_text(x)}</data>' for k, x in d.items())
+        yield f'    <edge id="e{i}" source={quoteattr(u)} target={quoteattr(v)}>{data}</edge>\n'
+    yield "  </graph>\n</graphml>\n"
+
+
+def gexf(g: nx.MultiDiGraph) -> Iterator[str]:
+    """GEXF 1.2 (Gephi), streamed like GraphML; a node's ``label`` is its GEXF label."""
+    nkeys = _keys((d for _, d in g.nodes(data=True)), skip=("label",))
+    ekeys = _keys(d for _, _, d in _edges(g))
+    yield "<?xml version='1.0' encoding='utf-8'?>\n"
+    yield (
+        '<gexf xmlns="http://www.gexf.net/1.2draft"'
+        ' xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+        ' xsi:schemaLocation="http://www.gexf.net/1.2draft http://www.gexf.net/1.2draft/gexf.xsd"'
+        ' version="1.2">\n'
+    )
+    yield '  <graph defaultedgetype="directed" mode="static">\n'
+    ids: dict[str, dict[str, str]] = {}
+    n_attr = 0
+    for scope, keys in (("node", nkeys), ("edge", ekeys)):
+        ids[scope] = {}
+        yield f'    <attributes class="{scope}" mode="static">\n'
+        for k, types in keys.items():
+            ids[scope][k] = str(n_attr)
+            t = _xml_type(types, "long")  # type: ignore[arg-type]
+            yield f'      <attribute id="{n_attr}" title={quoteattr(k)} type="{t}" />\n'
+            n_attr += 1
+        yield "    </attributes>\n"
+    yield "    <nodes>\n"
+    nid = ids["node"]
+    for n, d in g.nodes(data=True):
+        vals = "".join(
+            f'<attvalue for="{nid[k]}" value={quoteattr(_xml_value(v))} />'
+            for k, v in d.items()
+            if k != "label"
+        )
+        label = quoteattr(str(d.get("label", n)))
+        yield f"      <node id={quoteattr(n)} label={label}><attvalues>{vals}</attvalues></node>\n"
+    yield "    </nodes>\n    <edges>\n"
+    eid = ids["edge"]
+    for i, (u, v, d) in enumerate(_edges(g)):
+        vals = "".join(
+            f'<attvalue for="{eid[k]}" value={quoteattr(_xml_value(x))} />' for k, x in d.items()
+        )
+        yield (
+            f'      <edge id="{i}" source={quoteattr(u)} target={quoteattr(v)}>'
+            f"<attvalues>{vals}</attvalues></edge>\n"
+        )
+    yield "    </edges>\n  </graph>\n</gexf>\n"
+
+
+def _xml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
 
 
 # --- DOT ----------------------------------------------------------------------------------------
@@ -250,100 +364,132 @@ def _activity(seq: int) -> str:
     return f"ledger:event/{seq}"
 
 
-def _records(g: nx.MultiDiGraph) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """PROV records as (type, id, attributes) in PROV-JSON's shape, grouped by type.
-
-    Entities are model versions, datasets and commits; agents are actors; each event
-    that justifies an edge is an activity typed by its action (``ledger:register``…).
-    """
-    qn = "prov:QUALIFIED_NAME"
-    for n, d in g.nodes(data=True):
-        t = _ENTITY_TYPE.get(d["kind"])
-        if t is None:
-            continue
-        attrs: dict[str, Any] = {"prov:type": {"$": f"ledger:{t}", "type": qn}}
-        attrs["prov:label"] = d["label"]
-        for k, v in d.items():
-            if k not in ("kind", "label"):
-                attrs[f"ledger:{k}"] = v
-        yield "entity", prov_id(g, n), attrs
-    for n, d in g.nodes(data=True):
-        if d["kind"] == ACTOR:
-            yield (
-                "agent",
-                prov_id(g, n),
-                {"prov:type": {"$": "prov:Person", "type": qn}, "prov:label": d["label"]},
-            )
-    done: set[int] = set()
-    for _, _, d in g.edges(data=True):
-        action = _ACTIVITY.get(d["kind"])
-        if action is None or d["seq"] in done:
-            continue
-        done.add(d["seq"])
-        attrs = {
-            "prov:type": {"$": f"ledger:{action}", "type": qn},
-            "prov:startTime": d["ts"],
-            "prov:endTime": d["ts"],
-            "ledger:seq": d["seq"],
-            "ledger:hash": d["hash"],
-        }
-        if "env" in d:
-            attrs["ledger:env"] = d["env"]
-        yield "activity", _activity(d["seq"]), attrs
-    yield from _relations(g)
+_QN = "prov:QUALIFIED_NAME"
 
 
-def _relations(g: nx.MultiDiGraph) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    for i, (u, v, d) in enumerate(g.edges(data=True), 1):
-        kind = d["kind"]
-        act = _activity(d["seq"])
-        src = prov_id(g, u)
-        if kind == REGISTERED_BY:
-            agent = prov_id(g, v)
-            yield (
-                "wasGeneratedBy",
-                f"_:g{i}",
-                {"prov:entity": src, "prov:activity": act, "prov:time": d["ts"]},
-            )
-            yield "wasAssociatedWith", f"_:a{i}", {"prov:activity": act, "prov:agent": agent}
-            yield "wasAttributedTo", f"_:t{i}", {"prov:entity": src, "prov:agent": agent}
-        elif kind in (TRAINED_ON, BUILT_FROM):
-            attrs = {"prov:activity": act, "prov:entity": prov_id(g, v)}
-            attrs["prov:role"] = {"$": f"ledger:{kind}", "type": "prov:QUALIFIED_NAME"}
-            yield "used", f"_:u{i}", attrs
-        elif kind == DERIVED_FROM:
-            yield (
-                "wasDerivedFrom",
-                f"_:d{i}",
-                {
-                    "prov:generatedEntity": src,
-                    "prov:usedEntity": prov_id(g, v),
-                    "prov:activity": act,
-                    "prov:type": {"$": f"ledger:{d['relation']}", "type": "prov:QUALIFIED_NAME"},
-                },
-            )
-        elif kind in _ACTIVITY:  # approve, reject, deprecate, deploy: act on the version
-            agent = prov_id(g, v) if kind != DEPLOYED_TO else f"ledger:actor/{_local(d['actor'])}"
-            yield "used", f"_:u{i}", {"prov:activity": act, "prov:entity": src}
-            yield "wasAssociatedWith", f"_:a{i}", {"prov:activity": act, "prov:agent": agent}
+def _edges(g: nx.MultiDiGraph) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    # The adjacency directly: MultiDiGraph.edges(data=True) costs twice as much per edge.
+    for u, nbrs in g._adj.items():
+        for v, keyed in nbrs.items():
+            for d in keyed.values():
+                yield u, v, d
 
 
-_ORDER = (
-    "entity",
-    "activity",
-    "agent",
-    "wasGeneratedBy",
-    "used",
-    "wasDerivedFrom",
-    "wasAssociatedWith",
-    "wasAttributedTo",
-)
+class _Prov:
+    """PROV records of a lineage graph, one record type at a time (each a fresh walk of
+    the graph, so no list of records is ever held). Entities are model versions, datasets
+    and commits; agents are actors; each event that justifies an edge is an activity
+    typed by its action (``ledger:register``…)."""
+
+    def __init__(self, g: nx.MultiDiGraph) -> None:
+        self.g = g
+        self.ids: dict[str, str] = {}
+
+    def id(self, n: str) -> str:
+        r = self.ids.get(n)
+        if r is None:
+            r = self.ids[n] = prov_id(self.g, n)
+        return r
+
+    def sections(self) -> Iterator[tuple[str, Iterator[tuple[str, dict[str, Any]]]]]:
+        yield "entity", self.entities()
+        yield "activity", self.activities()
+        yield "agent", self.agents()
+        yield "wasGeneratedBy", self.generations()
+        yield "used", self.usages()
+        yield "wasDerivedFrom", self.derivations()
+        yield "wasAssociatedWith", self.associations()
+        yield "wasAttributedTo", self.attributions()
+
+    def entities(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for n, d in self.g.nodes(data=True):
+            t = _ENTITY_TYPE.get(d["kind"])
+            if t is None:
+                continue
+            attrs: dict[str, Any] = {"prov:type": {"$": f"ledger:{t}", "type": _QN}}
+            attrs["prov:label"] = d["label"]
+            for k, v in d.items():
+                if k not in ("kind", "label"):
+                    attrs[f"ledger:{k}"] = v
+            yield self.id(n), attrs
+
+    def agents(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for n, d in self.g.nodes(data=True):
+            if d["kind"] == ACTOR:
+                yield (
+                    self.id(n),
+                    {"prov:type": {"$": "prov:Person", "type": _QN}, "prov:label": d["label"]},
+                )
+
+    def activities(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        done: set[int] = set()
+        for _, _, d in _edges(self.g):
+            action = _ACTIVITY.get(d["kind"])
+            if action is None or d["seq"] in done:
+                continue
+            done.add(d["seq"])
+            attrs = {
+                "prov:type": {"$": f"ledger:{action}", "type": _QN},
+                "prov:startTime": d["ts"],
+                "prov:endTime": d["ts"],
+                "ledger:seq": d["seq"],
+                "ledger:hash": d["hash"],
+            }
+            if "env" in d:
+                attrs["ledger:env"] = d["env"]
+            yield _activity(d["seq"]), attrs
+
+    def generations(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for i, (u, _, d) in enumerate(_edges(self.g), 1):
+            if d["kind"] == REGISTERED_BY:
+                act = _activity(d["seq"])
+                yield (
+                    f"_:g{i}",
+                    {"prov:entity": self.id(u), "prov:activity": act, "prov:time": d["ts"]},
+                )
+
+    def usages(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for i, (u, v, d) in enumerate(_edges(self.g), 1):
+            kind = d["kind"]
+            if kind in (TRAINED_ON, BUILT_FROM):
+                role = {"$": f"ledger:{kind}", "type": _QN}
+                attrs = {
+                    "prov:activity": _activity(d["seq"]),
+                    "prov:entity": self.id(v),
+                    "prov:role": role,
+                }
+                yield f"_:u{i}", attrs
+            elif kind in _ACTIVITY and kind != REGISTERED_BY:  # approve, reject, deprecate, deploy
+                yield f"_:u{i}", {"prov:activity": _activity(d["seq"]), "prov:entity": self.id(u)}
+
+    def derivations(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for i, (u, v, d) in enumerate(_edges(self.g), 1):
+            if d["kind"] == DERIVED_FROM:
+                yield (
+                    f"_:d{i}",
+                    {
+                        "prov:generatedEntity": self.id(u),
+                        "prov:usedEntity": self.id(v),
+                        "prov:activity": _activity(d["seq"]),
+                        "prov:type": {"$": f"ledger:{d['relation']}", "type": _QN},
+                    },
+                )
+
+    def associations(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for i, (_, v, d) in enumerate(_edges(self.g), 1):
+            kind = d["kind"]
+            if kind in _ACTIVITY:
+                agent = f"ledger:actor/{_local(d['actor'])}" if kind == DEPLOYED_TO else self.id(v)
+                yield f"_:a{i}", {"prov:activity": _activity(d["seq"]), "prov:agent": agent}
+
+    def attributions(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for i, (u, v, d) in enumerate(_edges(self.g), 1):
+            if d["kind"] == REGISTERED_BY:
+                yield f"_:t{i}", {"prov:entity": self.id(u), "prov:agent": self.id(v)}
 
 
 def _grouped(g: nx.MultiDiGraph) -> Iterator[tuple[str, Iterator[tuple[str, dict[str, Any]]]]]:
-    """Records by type in ``_ORDER``, re-walking the graph per type (no record list kept)."""
-    for rtype in _ORDER:
-        yield rtype, ((i, a) for t, i, a in _records(g) if t == rtype)
+    return _Prov(g).sections()
 
 
 def prov_json(g: nx.MultiDiGraph) -> Iterator[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import uuid
@@ -19,7 +20,7 @@ from .errors import CorruptLedgerError, InputError, NotFoundError, RuleViolation
 from .keys import SigningKey, key_id, pae
 from .state import KeyRecord, State
 from .store import COLUMNS, SCHEMA, Store
-from .verify import Failed, Problem, Verifier, VerifyReport
+from .verify import Problem, VerifyReport
 
 #: Typed columns used to rebuild state on the write path (no signature work needed).
 _STATE_COLUMNS = ["seq", "ts", "action", "model", "version", "actor", "key_id", "payload"]
@@ -321,91 +322,31 @@ class Ledger:
         return state.version(model, version)
 
     # --- verification and maintenance -------------------------------------------------------
-    def verify(self, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
-        """Check every segment, event, hash, signature, key and rule; stop at the first
-        problem. ``progress(done, total)`` is called after each segment."""
-        v = Verifier(self.origin, self.identity["genesis_hash"])
-        try:
-            self._verify_into(v, progress)
-        except Failed as f:
-            v.report.problems.append(f.problem)
-        return v.finish()
+    def verify(
+        self,
+        progress: Callable[[int, int], None] | None = None,
+        *,
+        jobs: int | None = None,
+        trusted: str | os.PathLike[str] | None = None,
+        since: str | os.PathLike[str] | None = None,
+        trusted_keys: Sequence[bytes] = (),
+    ) -> VerifyReport:
+        """Check every segment, event, hash, signature, key and rule, the Merkle tree and
+        the stored checkpoints; stop at the first problem (see ledger/scan.py).
 
-    def _verify_into(self, v: Verifier, progress: Callable[[int, int], None] | None) -> None:
-        layout = self.store.layout()
-        for p in layout.strays:
-            kind = "symlink" if p.is_symlink() else "stray_file"
-            what = "a symbolic link" if p.is_symlink() else "not a segment"
-            v.fail(
-                kind,
-                f"events/{p.name} is {what}; a ledger's events/ holds only segments",
-                segment=p.name,
-            )
-        if layout.overlapping:
-            a, b = layout.overlapping[0]
-            v.fail(
-                "overlap",
-                f"segment overlaps {a.name} (seq {b.first}..{a.last} in both)",
-                b.first,
-                b.name,
-            )
-        total = sum(s.count for s in layout.live)
-        if not layout.live:
-            v.fail("segment_missing", "events/ holds no segments", 0)
-        expected = done = 0
-        for seg in layout.live:
-            if seg.first != expected:
-                v.fail(
-                    "segment_missing",
-                    f"events {expected}..{seg.first - 1} are missing: no segment holds them"
-                    f" (segment file deleted?); next segment is {seg.name}",
-                    expected,
-                )
-            v.feed(seg.name, seg.first, seg.last, self._columns(v, seg))
-            expected = seg.last + 1
-            done += seg.count
-            if progress:
-                progress(done, total)
-        for leftover, live in layout.superseded:
-            cols = self._columns(v, leftover, ["seq", "hash"])
-            for s, h in zip(cols["seq"], cols["hash"], strict=True):
-                if (
-                    type(s) is not int
-                    or not leftover.first <= s < len(v.hashes)
-                    or v.hashes[s] != h
-                ):
-                    v.fail(
-                        "overlap",
-                        f"segment lies inside {live.name} but holds different events",
-                        s if isinstance(s, int) else leftover.first,
-                        leftover.name,
-                    )
+        ``jobs`` worker processes check signatures (default: every core). ``trusted`` is
+        a checkpoint file kept from earlier: the ledger must extend it (else a
+        ``truncated`` or ``forked`` verdict). ``since`` is a trusted checkpoint file
+        after which alone events are checked, plus the consistency proof.
+        ``progress(done, total)`` is called after each segment."""
+        from . import scan
 
-    def _columns(
-        self, v: Verifier, seg: Any, names: Sequence[str] = COLUMNS
-    ) -> dict[str, list[Any]]:
-        try:
-            table = self.store.read_segment(seg, names)
-        except (CorruptLedgerError, FileNotFoundError) as exc:
-            v.fail("unreadable", str(exc).split(": ", 1)[-1], seg.first, seg.name)
-        for name in names:
-            want = SCHEMA.field(name).type
-            if name not in table.column_names:
-                v.fail("unreadable", f"segment lacks the column {name!r}", seg.first, seg.name)
-            got = table.schema.field(name).type
-            if got != want and not (name == "ts" and pa.types.is_timestamp(got)):
-                v.fail(
-                    "unreadable",
-                    f"column {name!r} has type {got}, expected {want}",
-                    seg.first,
-                    seg.name,
-                )
-        out = {name: table.column(name).to_pylist() for name in names if name != "ts"}
-        if "ts" in names:
-            out["ts"] = (
-                table.column("ts").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
-            )
-        return out
+        if trusted is not None and since is not None:
+            raise InputError("give --trusted or --since, not both")
+        if since is not None:
+            return scan.verify_since(self, self.open_checkpoint(since, trusted_keys), progress, jobs)
+        cp = self.open_checkpoint(trusted, trusted_keys) if trusted is not None else None
+        return scan.verify_full(self, progress, jobs, cp)
 
     def compact(self) -> tuple[int, int]:
         """Merge small segments; returns (segments before, after). Event bytes unchanged."""
@@ -413,6 +354,64 @@ class Ledger:
             return self.store.compact()
 
     # --- Merkle tree, checkpoints, proofs, evidence (issue 3) -------------------------------
+    def checkpoint(self, key: SigningKey) -> Any:
+        """Verify what is new since the last checkpoint, then sign (with a key holding
+        ``checkpointer``) and store a checkpoint of the whole tree. See ledger/checkpoint.py."""
+        from . import checkpoint
+
+        return checkpoint.issue(self, key)
+
+    def checkpoints(self) -> list[Any]:
+        """Every stored checkpoint that verifies, smallest tree first."""
+        from . import checkpoint
+
+        return checkpoint.stored(self)
+
+    def open_checkpoint(
+        self, path: str | os.PathLike[str], trusted_keys: Sequence[bytes] = ()
+    ) -> Any:
+        """Read and verify a checkpoint file of this ledger (signed by one of its
+        checkpointer keys, or by one of ``trusted_keys``)."""
+        from . import checkpoint
+
+        cp = checkpoint.open_checkpoint(
+            checkpoint.read_note(path), self.origin, self.keys(), trusted_keys, str(path)
+        )
+        return dataclasses.replace(cp, path=Path(path))
+
+    def prove(self, seq: int, checkpoint: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """Inclusion proof of event ``seq`` against a checkpoint file (default: the
+        latest stored checkpoint), as a JSON-ready dict."""
+        from . import checkpoint as C
+
+        cp = self.open_checkpoint(checkpoint) if checkpoint is not None else C.latest(self)
+        return C.inclusion(self, seq, cp)
+
+    def prove_consistency(
+        self, old: str | os.PathLike[str], new: str | os.PathLike[str]
+    ) -> dict[str, Any]:
+        """Consistency proof between two checkpoint files of this ledger."""
+        from . import checkpoint as C
+
+        return C.consistency(self, self.open_checkpoint(old), self.open_checkpoint(new))
+
+    def conflict_evidence(
+        self, report: VerifyReport, trusted: str | os.PathLike[str] | None, out_dir: str
+    ) -> list[Path]:
+        """After a rollback or fork verdict against ``trusted``, write both conflicting
+        checkpoints into ``out_dir``; returns the files written (none otherwise)."""
+        from . import checkpoint
+
+        return checkpoint.conflict_evidence(self, report, trusted, out_dir)
+
+    def evidence(
+        self, model: str, version: int, checkpoint: str | os.PathLike[str] | None = None
+    ) -> dict[str, Any]:
+        """An offline evidence bundle for ``model:version`` (see ledger/evidence.py)."""
+        from . import evidence
+
+        return evidence.build(self, model, version, checkpoint)
+
 
     # --- state views, as-of state and audit queries (issue 4) -------------------------------
     # Each returns an Arrow table. ``as_of`` (µs or a timestamp string) answers as the

@@ -53,6 +53,12 @@ class VerifyReport:
     segments: int = 0
     problems: list[Problem] = field(default_factory=list)
     unknown_actions: int = 0
+    #: Merkle tree root (hex) over the events verified, when computed
+    root: str | None = None
+    #: events before this seq were not re-verified (``verify --since``)
+    since: int = 0
+    #: the trusted checkpoint the ledger was checked against, if any
+    checkpoint: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -73,6 +79,9 @@ class VerifyReport:
             "head": self.head,
             "segments": self.segments,
             "unknown_actions": self.unknown_actions,
+            "root": self.root,
+            "since": self.since,
+            "checkpoint": self.checkpoint,
             "problems": [p.to_dict() for p in self.problems],
         }
 
@@ -86,30 +95,81 @@ class Failed(Exception):
 
 _TYPED = ("action", "model", "version", "actor", "key_id")
 
+#: Typed columns the fast path reads in the main process (canonical and sig stay in workers).
+FAST_COLUMNS = ("seq", "ts", "action", "model", "version", "actor", "key_id", "payload", "hash")
+
+
+@dataclass(frozen=True)
+class Clean:
+    """What a worker proved about the first ``rows`` rows of a run of one segment.
+
+    For each of those rows: SHA-256 of ``canonical`` equals ``hash``; ``canonical`` is
+    exactly the event the typed columns describe, with this ledger's origin, the seq of
+    its position and a ``prev_hash`` equal to the previous row's hash (for rows after the
+    first); and its signature verifies under ``keys[key_id]``. ``prev`` is the first
+    row's ``prev_hash``; ``leaves`` the rows' RFC 6962 leaf hashes, concatenated.
+    """
+
+    rows: int
+    prev: str
+    leaves: bytes
+    roots: dict[tuple[int, int], bytes] = field(default_factory=dict)
+
 
 class Verifier:
-    """Replays events segment by segment; ``report`` holds the outcome."""
+    """Replays events segment by segment; ``report`` holds the outcome.
 
-    def __init__(self, origin: str, genesis_hash: str) -> None:
+    ``feed`` is the reference: every check of docs/FORMAT.md section 7, row by row, in
+    order. ``feed_clean`` is the fast path for rows a worker process already checked
+    (see :class:`Clean`); it does only the sequential part (chain across segments, key
+    registry, roles, lifecycle, time) and hands the first row it has any doubt about to
+    the reference, so the verdict is always the reference's.
+    """
+
+    def __init__(self, origin: str, genesis_hash: str, since: int = 0) -> None:
         self.origin = origin
         self.genesis_hash = genesis_hash
         self.state = State()
         self.prev_hash = E.GENESIS_PREV_HASH
+        #: event hashes (index = seq); before ``since`` only placeholders
         self.hashes: list[bytes] = []
-        self.report = VerifyReport()
+        #: RFC 6962 leaf hashes of the events verified (index = seq - since)
+        self.leaves: list[bytes] = []
+        #: roots of full aligned subtrees that workers computed
+        self.roots: dict[tuple[int, int], bytes] = {}
+        self.since = since
+        self.report = VerifyReport(since=since)
 
     def fail(
         self, kind: str, message: str, seq: int | None = None, segment: str | None = None
     ) -> None:
         raise Failed(Problem(kind, message, seq, segment))
 
-    def feed(self, segment: str, first: int, last: int, cols: dict[str, Sequence[Any]]) -> None:
-        """Check one segment's rows. ``cols`` maps column name to a sequence of values,
-        with ``ts`` as integer microseconds. Raises Failed at the first problem."""
+    def resume(self, state: State, prev_hash: str, size: int) -> None:
+        """Start after ``size`` events already trusted (``verify --since``)."""
+        self.state = state
+        self.state.next_seq = size
+        self.prev_hash = prev_hash
+        self.hashes = [b""] * size
+
+    def feed(
+        self,
+        segment: str,
+        first: int,
+        last: int,
+        cols: dict[str, Sequence[Any]],
+        start: int = 0,
+    ) -> None:
+        """Check one segment's rows from ``start``. ``cols`` maps column name to a
+        sequence of values, with ``ts`` as integer microseconds. Raises Failed at the
+        first problem."""
         canon = cols["canonical"]
         n = len(canon)
-        for i in range(n):
+        for i in range(start, n):
             self._row(segment, cols, i)
+        self._end_segment(segment, first, last, n)
+
+    def _end_segment(self, segment: str, first: int, last: int, n: int) -> None:
         if n != last - first + 1:
             end = first + n - 1
             self.fail(
@@ -120,6 +180,68 @@ class Verifier:
                 segment,
             )
         self.report.segments += 1
+
+    def feed_clean(
+        self,
+        segment: str,
+        cols: dict[str, Sequence[Any]],
+        clean: Clean,
+        keys: dict[str, bytes],
+        offset: int = 0,
+    ) -> int:
+        """Fast path over ``clean.rows`` rows of ``cols`` starting at row ``offset``.
+
+        Returns how many rows it accepted; the caller feeds the rest to :meth:`feed`.
+        """
+        state, origin = self.state, self.origin
+        seqs, tss, actions = cols["seq"], cols["ts"], cols["action"]
+        models, versions, actors = cols["model"], cols["version"], cols["actor"]
+        kids, payloads, hashes = cols["key_id"], cols["payload"], cols["hash"]
+        known, loads, Event = E.ACTION_ROLE, json.loads, E.Event
+        if clean.rows and clean.prev != self.prev_hash:
+            return 0
+        leaves = clean.leaves
+        done = 0
+        try:
+            for i in range(offset, offset + clean.rows):
+                seq, h = seqs[i], hashes[i]
+                if seq != len(self.hashes) or (seq == 0 and h.hex() != self.genesis_hash):
+                    break
+                payload = loads(payloads[i])
+                if type(payload) is not dict:
+                    break
+                action, kid = actions[i], kids[i]
+                ev = Event(
+                    seq, tss[i], origin, action, actors[i], kid, payload, "", models[i], versions[i]
+                )
+                rec = state.authorize(ev)
+                if rec is None:
+                    if _public_key(payload) != keys.get(kid):
+                        break
+                elif rec.public_key != keys.get(kid):
+                    break
+                if action in known:
+                    state.check(ev)
+                    state.apply(ev)
+                else:
+                    state.unknown_actions += 1
+                    state.next_seq, state.last_ts = seq + 1, ev.ts
+                self.hashes.append(h)
+                self.leaves.append(leaves[done * 32 : done * 32 + 32])
+                done += 1
+        except (LedgerError, ValueError, RecursionError, TypeError):
+            pass  # the reference will name it
+        if done:
+            self.prev_hash = self.hashes[-1].hex()
+        if done == clean.rows:
+            self.roots.update(clean.roots)
+        return done
+
+    def _signed_seq(self, canon: Any) -> Any:
+        try:
+            return json.loads(canon).get("seq")
+        except (ValueError, AttributeError, TypeError, RecursionError):
+            return None
 
     def _row(self, segment: str, cols: dict[str, Sequence[Any]], i: int) -> None:
         expected = len(self.hashes)
@@ -184,34 +306,12 @@ class Verifier:
                 segment,
             )
         if ev.seq != expected:
-            if ev.seq > expected:
-                missing = f"{expected}" if ev.seq == expected + 1 else f"{expected}..{ev.seq - 1}"
-                self.fail(
-                    "deleted",
-                    f"event seq {missing} is missing: the next event carries seq {ev.seq}"
-                    " (event deleted)",
-                    expected,
-                    segment,
-                )
-            if self.hashes[ev.seq] == h:
-                self.fail(
-                    "duplicate",
-                    f"event is a copy of seq {ev.seq} (duplicated or replayed event)",
-                    expected,
-                    segment,
-                )
-            self.fail(
-                "reordered",
-                f"found the event signed as seq {ev.seq} at position {expected}"
-                " (events reordered or inserted)",
-                expected,
-                segment,
-            )
+            self._misplaced(segment, cols, i, ev.seq, h, expected)
         if ev.prev_hash != self.prev_hash:
             self.fail(
                 "chain_broken",
                 f"prev_hash {ev.prev_hash[:16]}… does not match the hash of the previous event"
-                f" {self.prev_hash[:16]}… (history rewritten or event inserted)",
+                f" {self.prev_hash[:16]}… (history rewritten)",
                 ev.seq,
                 segment,
             )
@@ -246,7 +346,52 @@ class Verifier:
             kind = exc.kind if exc.kind != type(exc).__name__ else "rule_violation"
             self.fail(kind, str(exc), ev.seq, segment)
         self.hashes.append(h)
+        self.leaves.append(hashlib.sha256(b"\x00" + canon).digest())
         self.prev_hash = h.hex()
+
+    def _misplaced(
+        self,
+        segment: str,
+        cols: dict[str, Sequence[Any]],
+        i: int,
+        seq: int,
+        h: bytes,
+        expected: int,
+    ) -> None:
+        """Name what put the event signed as ``seq`` at position ``expected``."""
+        if seq < expected:
+            if seq >= self.since and self.hashes[seq] == h:
+                self.fail(
+                    "duplicate",
+                    f"event is a copy of seq {seq} (duplicated or replayed event)",
+                    expected,
+                    segment,
+                )
+            self.fail(
+                "inserted",
+                f"found a second event signed as seq {seq}, different from the one already"
+                f" at seq {seq} (event inserted)",
+                expected,
+                segment,
+            )
+        # A larger seq: was the event we expected moved later, or is it gone?
+        canon = cols["canonical"]
+        for j in range(i + 1, len(canon)):
+            if self._signed_seq(canon[j]) == expected:
+                self.fail(
+                    "reordered",
+                    f"found the event signed as seq {seq} at position {expected}, and seq"
+                    f" {expected} later at position {expected + j - i} (events reordered)",
+                    expected,
+                    segment,
+                )
+        missing = f"{expected}" if seq == expected + 1 else f"{expected}..{seq - 1}"
+        self.fail(
+            "deleted",
+            f"event seq {missing} is missing: the next event carries seq {seq} (event deleted)",
+            expected,
+            segment,
+        )
 
     def finish(self) -> VerifyReport:
         self.report.events = len(self.hashes)

@@ -296,28 +296,69 @@ def log(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 @click.option(
-    "--policy",
-    "policy_audit",
-    is_flag=True,
-    help="Also check every event against the governance policy in force at its time.",
+    "--trusted",
+    "trusted",
+    type=click.Path(dir_okay=False),
+    help="A checkpoint kept from earlier: the ledger must extend it (else rollback or fork).",
+)
+@click.option(
+    "--since",
+    "since",
+    type=click.Path(dir_okay=False),
+    help="A trusted checkpoint: check only the events after it, plus the consistency proof.",
+)
+@click.option(
+    "--trusted-key",
+    "trusted_keys",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Public key of a checkpoint signer to trust besides the ledger's checkpointers.",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    help="Worker processes checking signatures (default: every core).",
+)
+@click.option(
+    "--evidence-dir",
+    default="ledger-evidence",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where --trusted writes the two conflicting checkpoints on a rollback or fork.",
 )
 @ledger_option
-def verify(fmt: str, policy_audit: bool, ledger_path: str) -> None:
+def verify(
+    fmt: str,
+    trusted: str | None,
+    since: str | None,
+    trusted_keys: tuple[str, ...],
+    jobs: int | None,
+    evidence_dir: str,
+    ledger_path: str,
+) -> None:
     """Check the whole chain; print OK or FAIL with the first bad event. Exit 0 / 1."""
+    from ..keys import load_public_key
+
     led = _open(ledger_path)
-    report = _with_progress(led.verify) if fmt == "text" and sys.stderr.isatty() else led.verify()
-    # --policy (issue 6): audit only a chain that verified.
-    audit = led.policy_audit() if policy_audit and report.ok else None
+    kw: dict[str, Any] = {
+        "jobs": jobs,
+        "trusted": trusted,
+        "since": since,
+        "trusted_keys": [load_public_key(k) for k in trusted_keys],
+    }
+    if fmt == "text" and sys.stderr.isatty():
+        report = _with_progress(lambda progress: led.verify(progress, **kw))
+    else:
+        report = led.verify(**kw)
+    written = led.conflict_evidence(report, trusted or since, evidence_dir)
     if fmt == "json":
-        doc = report.to_dict()
-        if audit is not None:
-            doc["policy"] = audit.to_dict()
+        doc = report.to_dict() | ({"evidence": [str(p) for p in written]} if written else {})
         click.echo(json.dumps(doc, indent=2))
     else:
         click.echo(report.summary())
-        if audit is not None:
-            click.echo(audit.summary())
-    if not report.ok or (audit is not None and not audit.ok):
+        if written:
+            click.echo(f"evidence: {', '.join(str(p) for p in written)}")
+    if not report.ok:
         sys.exit(1)
 
 

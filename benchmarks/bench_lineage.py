@@ -1,0 +1,237 @@
+"""Lineage benchmark: build the graph, answer up/down/impact, export, with the floors beside.
+
+Targets (issue 5): the graph of a 100,000-version ledger builds in <= 3 s; up, down and
+impact answer in <= 0.5 s warm; exports need at most a few times the graph's memory.
+
+Scales: ``small`` = a 10k-event ledger (~1k versions); ``full`` = 1M events (~100k
+versions, the generator's realistic mix of about ten events per version). Ledgers come
+from ``benchmarks.generator`` and are cached in ``$LEDGER_BENCH_CACHE`` (default
+``/tmp/ledger-bench-cache``), since signing a million events takes minutes; pass
+``--ledger PATH`` to use an existing one.
+
+Limits printed beside the figures, measured in the same run on the same data:
+
+* ``parquet_read_lineage_columns``: reading the columns the graph needs (pyarrow), the
+  floor under ``lineage_graph``;
+* ``networkx_bare_edges``: ``MultiDiGraph.add_edges_from`` of as many attribute-less
+  edges as the graph has: the cost of networkx itself, the floor under the build.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import os
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+SCALES = {"small": 10_000, "full": 1_000_000}
+
+
+class _Null(io.TextIOBase):
+    """A text sink that counts characters and keeps nothing."""
+
+    def __init__(self) -> None:
+        self.chars = 0
+
+    def write(self, s: str) -> int:
+        self.chars += len(s)
+        return len(s)
+
+
+def _ledger(scale: str, path: str | None) -> tuple[Any, Any]:
+    from ledger import Ledger
+
+    if path:
+        return Ledger.open(path), None
+    from benchmarks import generator
+
+    events = SCALES[scale]
+    cache = Path(os.environ.get("LEDGER_BENCH_CACHE", "/tmp/ledger-bench-cache"))
+    target = cache / f"lineage-{events}-seed0"
+    if (target / "ledger.json").exists():
+        return Ledger.open(target), None
+    cache.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)
+    built = generator.build(target, events=events, seed=0)
+    return built.ledger, built.facts
+
+
+def _best(fn: Any, runs: int = 5) -> tuple[float, Any]:
+    best, out = float("inf"), None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def _pick(g: Any) -> dict[str, str]:
+    """Question handles: the deepest version (up), the most-derived-from (down), the
+    most used dataset and commit (impact)."""
+    from ledger import lineage as L
+
+    depth: dict[str, int] = {}
+    models = [n for n, d in g.nodes(data=True) if d["kind"] == L.MODEL]
+    models.sort(key=lambda n: g.nodes[n]["seq"])
+    for n in models:
+        parents = [
+            v
+            for v, kd in g._succ[n].items()
+            if any(d["kind"] == L.DERIVED_FROM for d in kd.values())
+        ]
+        depth[n] = 1 + max((depth[p] for p in parents), default=0)
+    deepest = max(models, key=lambda n: depth[n])
+    widest = max(models, key=lambda n: len(g._pred[n]))
+    datasets = [n for n, d in g.nodes(data=True) if d["kind"] == L.DATASET]
+    commits = [n for n, d in g.nodes(data=True) if d["kind"] == L.COMMIT]
+    ds = max(datasets, key=lambda n: len(g._pred[n]))
+    cm = max(commits, key=lambda n: len(g._pred[n]))
+    return {
+        "deepest": g.nodes[deepest]["label"],
+        "deepest_depth": depth[deepest],
+        "widest": g.nodes[widest]["label"],
+        "dataset": g.nodes[ds].get("digest") or g.nodes[ds]["uri"],
+        "commit": g.nodes[cm]["commit"],
+    }
+
+
+def run(scale: str = "small", ledger_path: str | None = None) -> list[dict[str, Any]]:
+    import networkx as nx
+
+    from ledger import export as X
+    from ledger import lineage as L
+
+    led, _ = _ledger(scale, ledger_path)
+    rows: list[dict[str, Any]] = []
+
+    def row(
+        name: str, value: float, unit: str, target: str = "", limit: str = "", **kw: Any
+    ) -> None:
+        rows.append(
+            {"name": name, "value": value, "unit": unit, "target": target, "limit": limit, **kw}
+        )
+
+    # --- floors -----------------------------------------------------------------------------
+    t_read, table = _best(lambda: led.events(columns=L.COLUMNS), 3)
+    n_events = table.num_rows
+    row("events", n_events, "events")
+    row("parquet_read_lineage_columns", t_read, "s", note="floor under lineage_graph")
+
+    # --- build --------------------------------------------------------------------------------
+    led.lineage_graph()  # warm the page cache and imports
+    t_build, g = _best(led.lineage_graph, 3)
+    t_table, _ = _best(lambda: L.from_table(table), 3)
+    n_versions = sum(1 for _, d in g.nodes(data=True) if d["kind"] == L.MODEL)
+    row("versions", n_versions, "versions")
+    row("graph_nodes", g.number_of_nodes(), "nodes")
+    row("graph_edges", g.number_of_edges(), "edges")
+    per_100k = t_build * 100_000 / max(1, n_versions)
+    row(
+        "lineage_graph_build",
+        t_build,
+        "s",
+        target="<= 3 s at 100k versions",
+        limit=f"read {t_read:.2f} s + networkx floor below",
+        per_100k_versions=round(per_100k, 3),
+    )
+    row("lineage_graph_from_table", t_table, "s", note="build only, columns already in memory")
+    edges = [(u, v) for u, v in g.edges()]
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    t0 = time.perf_counter()
+    nx.MultiDiGraph().add_edges_from(edges)
+    t_nx = time.perf_counter() - t0
+    if enabled:
+        gc.enable()
+    del edges
+    row(
+        "networkx_bare_edges", t_nx, "s", note=f"add_edges_from of {g.number_of_edges()} bare edges"
+    )
+
+    # --- questions ------------------------------------------------------------------------------
+    h = _pick(g)
+    deep = L.version_node(g, h["deepest"])
+    wide = L.version_node(g, h["widest"])
+    for name, fn in [
+        ("up_deepest", lambda: L.up(g, deep)),
+        ("up_deepest_with_context", lambda: L.context(g, L.up(g, deep))),
+        ("down_widest", lambda: L.down(g, wide)),
+        ("impact_dataset", lambda: L.impact(g, dataset=h["dataset"])),
+        ("impact_commit", lambda: L.impact(g, commit=h["commit"])),
+        ("impact_model", lambda: L.impact(g, model=h["widest"])),
+        ("tree_up_deepest", lambda: L.tree(g, deep, "up")),
+    ]:
+        t, out = _best(fn)
+        size = (
+            len(out.versions)
+            if isinstance(out, L.Impact)
+            else (
+                out.number_of_nodes()
+                if hasattr(out, "number_of_nodes")
+                else len(out)
+                if isinstance(out, dict)
+                else 0
+            )
+        )
+        row(name, t, "s", target="<= 0.5 s warm", answer_size=size)
+    row("deepest_chain", h["deepest_depth"], "versions", note=h["deepest"])
+
+    # --- exports: time and peak memory against the graph's own size --------------------------
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    g2 = L.from_table(table)
+    graph_bytes = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    del g2
+    gc.collect()
+    row("graph_memory", graph_bytes / 2**20, "MiB")
+    for fmt in ("dot", "mermaid", "prov-json", "prov-n", "json", "graphml", "gexf"):
+        sink = _Null()
+        t0 = time.perf_counter()
+        X.write(g, fmt, sink)
+        t = time.perf_counter() - t0
+        gc.collect()
+        tracemalloc.start()
+        X.write(g, fmt, _Null())
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        gc.collect()
+        row(
+            f"export_{fmt}",
+            t,
+            "s",
+            peak_mib=round(peak / 2**20, 1),
+            peak_over_graph=round(peak / graph_bytes, 2),
+            output_mib=round(sink.chars / 2**20, 1),
+            target="peak <= a few x graph",
+        )
+    return rows
+
+
+def _print(rows: list[dict[str, Any]]) -> None:
+    for r in rows:
+        extra = {k: v for k, v in r.items() if k not in ("name", "value", "unit") and v != ""}
+        v = r["value"]
+        val = f"{v:.4f}" if isinstance(v, float) else str(v)
+        tail = "  ".join(f"{k}={x}" for k, x in extra.items())
+        print(f"{r['name']:<32} {val:>12} {r['unit']:<9} {tail}")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    ap = argparse.ArgumentParser(description="lineage benchmark")
+    ap.add_argument("--scale", choices=sorted(SCALES), default="small")
+    ap.add_argument("--ledger", help="use this existing ledger instead of a generated one")
+    a = ap.parse_args()
+    _print(run(a.scale, a.ledger))

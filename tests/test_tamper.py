@@ -1,0 +1,377 @@
+"""Tamper suite: one attack on a real ledger on disk per verdict, each with its exact line.
+
+Every case damages the ``history`` ledger (11 events: genesis, four key_adds, two
+registers, approve/deploy to staging and production) the way an attacker would, then
+runs ``ledger verify`` and asserts the exact ``FAIL: seq N in FILE: …`` line, the exit
+code and the ``kind`` in ``--format json``. Attacks that need a signer forge correctly
+signed events with a team key so that only the intended check can catch them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ledger import Ledger, SigningKey
+from ledger import events as E
+from ledger.ledger import _Columns
+from ledger.store import SCHEMA, segment_name
+
+XGB = "fraud.detector.xgb"
+ALL = "000000000000-000000000010.parquet"
+
+
+# --- helpers that keep the attacks readable ---------------------------------------------
+
+
+def seg_path(led: Ledger, first: int, last: int | None = None) -> Path:
+    return led.path / "events" / segment_name(first, first if last is None else last)
+
+
+def read(path: Path) -> dict[str, list]:
+    return pq.read_table(path).to_pydict()
+
+
+def write(path: Path, cols: dict[str, list]) -> None:
+    pq.write_table(pa.Table.from_pydict(cols, schema=SCHEMA), path)
+
+
+def edit(path: Path, fn: Callable[[dict[str, list]], None]) -> None:
+    """Rewrite a segment in place after ``fn`` changed its columns."""
+    cols = read(path)
+    fn(cols)
+    write(path, cols)
+
+
+def event_at(led: Ledger, seq: int) -> E.Event:
+    canon = led.events().column("canonical")[seq].as_py()
+    return E.event_from_document(json.loads(canon))
+
+
+def signed_row(ev: E.Event, key: SigningKey) -> dict[str, list]:
+    """The columns of ``ev`` signed by ``key``, as the write path would store them."""
+    cols = _Columns()
+    cols.add(ev, key)
+    return cols.table().to_pydict()
+
+
+def forge_next(
+    led: Ledger,
+    key: SigningKey,
+    actor: str,
+    action: str,
+    payload: dict,
+    model: str | None = None,
+    version: int | None = None,
+    ts: int | None = None,
+) -> None:
+    """Append a correctly signed, correctly chained event as a new segment, bypassing
+    the write path's rules (as an attacker with file access and ``key`` would)."""
+    n, last_hash, last_ts = led.store.tail()
+    ev = E.Event(
+        n,
+        last_ts + 1 if ts is None else ts,
+        led.origin,
+        action,
+        actor,
+        key.key_id,
+        payload,
+        last_hash.hex(),
+        model,
+        version,
+    )
+    write(seg_path(led, n), signed_row(ev, key))
+
+
+def replace_row(path: Path, i: int, row: dict[str, list]) -> None:
+    def fn(cols: dict[str, list]) -> None:
+        for name in cols:
+            cols[name][i] = row[name][0]
+
+    edit(path, fn)
+
+
+# --- the attacks -------------------------------------------------------------------------
+
+
+def modified_event_bytes(t):
+    def fn(c):
+        c["canonical"][6] = c["canonical"][6].replace(b"fraud.detector.xgb", b"fraud.detector.xgc")
+
+    edit(seg_path(t.ledger, 0, 10), fn)
+
+
+def modified_payload(t):
+    # Payload changed in the bytes and the typed column, hash recomputed: the signature
+    # is the only thing left to catch it.
+    ev = event_at(t.ledger, 9)
+    forged = E.Event(**{**_fields(ev), "payload": {**ev.payload, "comment": "no review"}})
+    row = signed_row(forged, t.keys["bob"])
+    row["sig"] = [read(seg_path(t.ledger, 0, 10))["sig"][9]]
+    replace_row(seg_path(t.ledger, 0, 10), 9, row)
+
+
+def modified_typed_column(t):
+    edit(seg_path(t.ledger, 0, 10), lambda c: c["actor"].__setitem__(7, "dave"))
+
+
+def deleted_event(t):
+    def fn(c):
+        for v in c.values():
+            del v[7]
+
+    edit(seg_path(t.ledger, 0, 10), fn)
+
+
+def inserted_event(t):
+    # alice signs a new register at seq 7, chained to seq 6, and slips it in before the
+    # real seq 7, which now follows it.
+    prev = read(seg_path(t.ledger, 0, 10))["hash"][6].hex()
+    ts = event_at(t.ledger, 6).ts
+    ev = E.Event(7, ts, t.ledger.origin, E.REGISTER, "alice", t.keys["alice"].key_id,
+                 E.register_payload(), prev, "fraud.detector.rogue", 1)  # fmt: skip
+    row = signed_row(ev, t.keys["alice"])
+
+    def fn(c):
+        for name, v in c.items():
+            v.insert(7, row[name][0])
+
+    edit(seg_path(t.ledger, 0, 10), fn)
+
+
+def swapped_pair(t):
+    def fn(c):
+        for v in c.values():
+            v[7], v[8] = v[8], v[7]
+
+    edit(seg_path(t.ledger, 0, 10), fn)
+
+
+def duplicated_event(t):
+    def fn(c):
+        for v in c.values():
+            v.insert(8, v[7])
+
+    edit(seg_path(t.ledger, 0, 10), fn)
+
+
+def replayed_from_another_ledger(t):
+    # The same approval, signed by bob, but taken from a ledger with another origin.
+    ev = event_at(t.ledger, 7)
+    other = E.Event(**{**_fields(ev), "origin": "other.example/reg"})
+    replace_row(seg_path(t.ledger, 0, 10), 7, signed_row(other, t.keys["bob"]))
+
+
+def forged_signature(t):
+    # dave (also an approver) signs bob's approval: a valid signature, by the wrong key.
+    ev = event_at(t.ledger, 7)
+    sig = t.keys["dave"].sign(__import__("ledger.keys").keys.pae(ev.canonical()))
+    edit(seg_path(t.ledger, 0, 10), lambda c: c["sig"].__setitem__(7, sig))
+
+
+def unknown_key(t):
+    t.keys["mallory"] = SigningKey(b"m" * 32)
+    forge_next(t.ledger, t.keys["mallory"], "mallory", E.APPROVE, {"env": "qa"}, XGB, 1)
+
+
+def revoked_key_signs_later(t):
+    t.ledger.revoke_key(t.keys["dave"].key_id, key=t.keys["admin"], reason="left")
+    forge_next(t.ledger, t.keys["dave"], "dave", E.APPROVE, {"env": "qa"}, XGB, 1)
+
+
+def key_lacking_role(t):
+    forge_next(t.ledger, t.keys["alice"], "alice", E.APPROVE, {"env": "qa"}, XGB, 1)
+
+
+def actor_not_key_owner(t):
+    forge_next(t.ledger, t.keys["bob"], "dave", E.APPROVE, {"env": "qa"}, XGB, 1)
+
+
+def timestamp_backwards(t):
+    ts = event_at(t.ledger, 10).ts - 1_000_000
+    forge_next(t.ledger, t.keys["bob"], "bob", E.APPROVE, {"env": "qa"}, XGB, 1, ts=ts)
+
+
+def lifecycle_rule_broken(t):
+    forge_next(t.ledger, t.keys["carol"], "carol", E.DEPLOY, {"env": "production"}, XGB, 1)
+
+
+def history_rewritten(t):
+    # bob re-signs his approval with another comment and fixes its hash: the next
+    # event's prev_hash still names the original.
+    ev = event_at(t.ledger, 7)
+    forged = E.Event(**{**_fields(ev), "payload": {**ev.payload, "comment": "rubber stamp"}})
+    replace_row(seg_path(t.ledger, 0, 10), 7, signed_row(forged, t.keys["bob"]))
+
+
+def segment_file_missing(t):
+    os.unlink(seg_path(t.ledger, 0, 10))
+    shutil.copy(t.backup / segment_name(0, 6), t.ledger.path / "events")
+    shutil.copy(t.backup / segment_name(8, 10), t.ledger.path / "events")
+
+
+def overlapping_segment(t):
+    src = read(seg_path(t.ledger, 0, 10))
+    write(seg_path(t.ledger, 9, 12), {k: v[9:] for k, v in src.items()})
+
+
+def unreadable_segment(t):
+    seg_path(t.ledger, 0, 10).write_bytes(b"PAR1 not really parquet")
+
+
+def events_removed_from_segment(t):
+    def fn(c):
+        for v in c.values():
+            del v[10]
+
+    edit(seg_path(t.ledger, 0, 10), fn)
+
+
+def stored_checkpoint_altered(t):
+    t.ledger.checkpoint(t.keys["cp"])
+    (path,) = (t.ledger.path / "checkpoints").iterdir()
+    text = path.read_text()
+    path.write_text(text.replace("\n12\n", "\n11\n"))
+
+
+def block_cache_altered(t):
+    (t.ledger.path / "tree").mkdir()
+    (t.ledger.path / "tree" / "blocks").write_bytes(b"\x00" * 32)
+
+
+def _fields(ev: E.Event) -> dict:
+    return {f: getattr(ev, f) for f in ev.__slots__}
+
+
+# (attack, seq, file, kind, message) — file "{cp}" is the stored checkpoint's name.
+CASES = [
+    (modified_event_bytes, 6, ALL, "bytes_modified",
+     "event bytes do not match their stored hash (event bytes modified)"),
+    (modified_payload, 9, ALL, "bad_signature",
+     "signature does not verify against key {bob} (bob)"),
+    (modified_typed_column, 7, ALL, "column_mismatch",
+     "typed column 'actor' ('dave') disagrees with the signed bytes ('bob')"),
+    (deleted_event, 7, ALL, "deleted",
+     "event seq 7 is missing: the next event carries seq 8 (event deleted)"),
+    (inserted_event, 8, ALL, "inserted",
+     "found a second event signed as seq 7, different from the one already at seq 7"
+     " (event inserted)"),
+    (swapped_pair, 7, ALL, "reordered",
+     "found the event signed as seq 8 at position 7, and seq 7 later at position 8"
+     " (events reordered)"),
+    (duplicated_event, 8, ALL, "duplicate",
+     "event is a copy of seq 7 (duplicated or replayed event)"),
+    (replayed_from_another_ledger, 7, ALL, "foreign_origin",
+     "event belongs to ledger 'other.example/reg', not this one ('test.example/reg')"
+     " (replayed from another ledger)"),
+    (forged_signature, 7, ALL, "bad_signature",
+     "signature does not verify against key {bob} (bob)"),
+    (unknown_key, 11, segment_name(11, 11), "unknown_key",
+     "key {mallory} is not registered in this ledger"),
+    (revoked_key_signs_later, 12, segment_name(12, 12), "revoked_key",
+     "key {dave} (dave) was revoked at seq 11"),
+    (key_lacking_role, 11, segment_name(11, 11), "missing_role",
+     "key {alice} (alice) lacks the 'approver' role needed to approve"),
+    (actor_not_key_owner, 11, segment_name(11, 11), "actor_mismatch",
+     "event names actor 'dave' but key {bob} belongs to 'bob'"),
+    (timestamp_backwards, 11, segment_name(11, 11), "timestamp_backwards",
+     "timestamp {ts_minus} is earlier than the previous event's {ts}"),
+    (lifecycle_rule_broken, 11, segment_name(11, 11), "rule_violation",
+     f"{XGB}:1 is already deployed to production"),
+    (history_rewritten, 8, ALL, "chain_broken",
+     "prev_hash {h7_16}… does not match the hash of the previous event {h7new_16}…"
+     " (history rewritten)"),
+    (segment_file_missing, 7, None, "segment_missing",
+     "events 7..7 are missing: no segment holds them (segment file deleted?);"
+     f" next segment is {segment_name(8, 10)}"),
+    (overlapping_segment, 9, segment_name(9, 12), "overlap",
+     f"segment overlaps {ALL} (seq 9..10 in both)"),
+    (unreadable_segment, 0, ALL, "unreadable",
+     "segment is unreadable: Parquet magic bytes not found in footer. Either the file is"
+     " corrupted or this is not a parquet file."),
+    (events_removed_from_segment, 10, ALL, "segment_range",
+     "segment holds events 0..9 but its name says 0..10 (events removed from the segment)"),
+    (stored_checkpoint_altered, None, "checkpoints/{cp}", "checkpoint_invalid",
+     "checkpoints/{cp} has an invalid signature by test.example/reg (key ID {note_kid})"),
+    (block_cache_altered, 0, "tree/blocks", "tree_cache",
+     "the block-root cache has an entry for events 0..65535 but the ledger holds 11 events"
+     " (tail truncated?)"),
+]  # fmt: skip
+
+
+@pytest.fixture
+def victim(history, tmp_path):
+    """``history`` compacted into one segment, a backup of its per-event segments, and
+    a checkpointer key ``cp`` known to the test (not registered: registering it would
+    shift every seq; the checkpoint case registers it itself)."""
+    t = history
+    t.backup = tmp_path / "backup"
+    shutil.copytree(t.path / "events", t.backup)
+    # Segments 0..6 and 8..10 for the "segment missing" case, built from the backup.
+    led = t.ledger
+    cols = [read(t.backup / segment_name(i, i)) for i in range(11)]
+    for lo, hi in ((0, 6), (8, 10)):
+        merged = {k: [v for c in cols[lo : hi + 1] for v in c[k]] for k in cols[0]}
+        write(t.backup / segment_name(lo, hi), merged)
+    led.compact()
+    t.keys["cp"] = SigningKey(b"c" * 32)
+    return t
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0].__name__ for c in CASES])
+def test_attack_gets_its_verdict(victim, invoke, case):
+    attack, seq, segment, kind, message = case
+    t = victim
+    before = {
+        "h7_16": read(seg_path(t.ledger, 0, 10))["hash"][7].hex()[:16],
+        "ts": E.format_ts(event_at(t.ledger, 10).ts),
+        "ts_minus": E.format_ts(event_at(t.ledger, 10).ts - 1_000_000),
+    }
+    if attack is stored_checkpoint_altered:
+        t.ledger.add_key(t.keys["cp"].public_key, "cp", "checkpointer", key=t.keys["admin"])
+    attack(t)
+    ctx = {name: k.key_id for name, k in t.keys.items()} | before
+    if attack is history_rewritten:
+        ctx["h7new_16"] = read(seg_path(t.ledger, 0, 10))["hash"][7].hex()[:16]
+    if attack is stored_checkpoint_altered:
+        from ledger import note
+
+        (p,) = (t.ledger.path / "checkpoints").iterdir()
+        ctx["cp"] = p.name
+        ctx["note_kid"] = note.key_id(t.ledger.origin, t.keys["cp"].public_key).hex()
+    message = message.format(**ctx)
+    segment = segment.format(**ctx) if segment else None
+    where = " ".join(
+        x
+        for x in (f"seq {seq}" if seq is not None else "", f"in {segment}" if segment else "")
+        if x
+    )
+    r = invoke(["verify", "--ledger", str(t.path)])
+    assert (r.exit_code, r.stdout) == (1, f"FAIL: {where}: {message}\n")
+    r = invoke(["verify", "--ledger", str(t.path), "--format", "json", "--jobs", "1"])
+    assert r.exit_code == 1
+    problem = json.loads(r.stdout)["problems"][0]
+    assert problem == {"kind": kind, "seq": seq, "segment": segment, "message": message}
+
+
+def test_every_verdict_of_the_issue_has_a_case():
+    kinds = {c[3] for c in CASES}
+    issue = {
+        "bytes_modified", "column_mismatch", "deleted", "inserted", "reordered", "duplicate",
+        "foreign_origin", "bad_signature", "unknown_key", "revoked_key", "missing_role",
+        "timestamp_backwards", "segment_missing", "overlap", "unreadable",
+    }  # fmt: skip
+    assert issue <= kinds  # truncated and forked: test_checkpoint.py (need a trusted checkpoint)
+
+
+def test_parallel_and_serial_agree_on_a_clean_ledger(victim):
+    a = victim.ledger.verify(jobs=1)
+    b = victim.ledger.verify(jobs=2)
+    assert a.ok and b.ok and a.to_dict() == b.to_dict()
