@@ -3,11 +3,16 @@
 Targets (issue 5): the graph of a 100,000-version ledger builds in <= 3 s; up, down and
 impact answer in <= 0.5 s warm; exports need at most a few times the graph's memory.
 
-Scales: ``small`` = a 10k-event ledger (~1k versions); ``full`` = 1M events (~100k
-versions, the generator's realistic mix of about ten events per version). Ledgers come
-from ``benchmarks.generator`` and are cached in ``$LEDGER_BENCH_CACHE`` (default
-``/tmp/ledger-bench-cache``), since signing a million events takes minutes; pass
-``--ledger PATH`` to use an existing one.
+Scales: ``small`` = a 10k-event ledger (~1k versions) built and signed by
+``benchmarks.generator`` (cached in ``$LEDGER_BENCH_CACHE``, default
+``/tmp/ledger-bench-cache``); ``full`` = 1M events (~100k versions). Signing and storing
+a million events takes over an hour on this 2-core machine, and the graph is built from
+plain columns anyway, so ``full`` runs the generator's own simulation (``_World``: the
+same models, families, datasets, commits, approvals, deploys, rollbacks and timestamps)
+straight into an in-memory Arrow table with the ledger's columns, unsigned (the hash
+column is a SHA-256 of the row). The Parquet read floor is then measured on that table
+written to a temporary file with the store's settings. Pass ``--ledger PATH`` to run
+on any real ledger instead.
 
 Limits printed beside the figures, measured in the same run on the same data:
 
@@ -42,6 +47,89 @@ class _Null(io.TextIOBase):
         return len(s)
 
 
+def _synthetic_table(events: int, seed: int = 0) -> Any:
+    """The generator's simulated history as an Arrow table of the lineage columns."""
+    import hashlib
+    import json
+    import random
+
+    import pyarrow as pa
+
+    from benchmarks import generator as G
+    from ledger import events as E
+
+    models = max(1, events // 100)
+    weeks = max(4, min(52, events // 500))
+    world = G._World(seed, models)
+    rng = random.Random(seed + 1)
+    roles = {n: E.REGISTRAR for n in G.REGISTRARS}
+    roles |= {n: E.APPROVER for n in G.APPROVERS} | {n: E.DEPLOYER for n in G.DEPLOYERS}
+    admin = [
+        (G.ADMIN, E.KEY_ADD, {"payload": {"actor": n, "roles": [r]}}) for n, r in roles.items()
+    ]
+    cols: dict[str, list[Any]] = {
+        c: [] for c in ("seq", "ts", "action", "model", "version", "actor", "payload", "hash")
+    }
+    seq, w = 0, 0
+    while seq < events:
+        left = events - seq
+        weeks_left = max(1, weeks - w)
+        want = max(1, round(left / G.EVENTS_PER_VERSION / weeks_left))
+        new_models = -(-(models - len(world.models)) // weeks_left)
+        drafts = world.week_events(want, new_models, admin)[:left]
+        admin = []
+        stamps = sorted(G.START + w * G.WEEK + rng.randrange(G.WEEK) for _ in drafts)
+        for (signer, action, kw), ts in zip(drafts, stamps, strict=True):
+            payload = json.dumps(kw.get("payload", {}), sort_keys=True, separators=(",", ":"))
+            cols["seq"].append(seq)
+            cols["ts"].append(ts)
+            cols["action"].append(action)
+            cols["model"].append(kw.get("model"))
+            cols["version"].append(kw.get("version"))
+            cols["actor"].append(signer)
+            cols["payload"].append(payload)
+            cols["hash"].append(hashlib.sha256(f"{seq}{action}{payload}".encode()).digest())
+            seq += 1
+        w += 1
+    schema = pa.schema(
+        [
+            ("seq", pa.int64()),
+            ("ts", pa.timestamp("us", tz="UTC")),
+            ("action", pa.string()),
+            ("model", pa.string()),
+            ("version", pa.int64()),
+            ("actor", pa.string()),
+            ("payload", pa.string()),
+            ("hash", pa.binary(32)),
+        ]
+    )
+    return pa.Table.from_pydict(cols, schema=schema)
+
+
+class _TableLedger:
+    """Just enough of ``Ledger`` over an in-memory table (``events`` and ``lineage_graph``)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        import tempfile
+
+        import pyarrow.parquet as pq
+
+        fd, self._file = tempfile.mkstemp(suffix=".parquet")
+        os.close(fd)
+        pq.write_table(table, self._file, compression="zstd")
+
+    def events(self, columns: Any = None) -> Any:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self._file, columns=list(columns) if columns else None)
+
+    def lineage_graph(self) -> Any:
+        from ledger import lineage as L
+
+        return L.from_table(self.events(L.COLUMNS))
+
+
 def _ledger(scale: str, path: str | None) -> tuple[Any, Any]:
     from ledger import Ledger
 
@@ -50,6 +138,8 @@ def _ledger(scale: str, path: str | None) -> tuple[Any, Any]:
     from benchmarks import generator
 
     events = SCALES[scale]
+    if scale == "full":
+        return _TableLedger(_synthetic_table(events)), None
     cache = Path(os.environ.get("LEDGER_BENCH_CACHE", "/tmp/ledger-bench-cache"))
     target = cache / f"lineage-{events}-seed0"
     if (target / "ledger.json").exists():
