@@ -52,20 +52,20 @@ def _check(value: Any, depth: int, where: str) -> bool:
     if t is int:
         if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             return False
-        raise InputError(f"integer at {where} is outside the exact JSON range ±(2**53-1)")
+        raise InputError(f"integer at {_cut(where)} is outside the exact JSON range ±(2**53-1)")
     if t is float:
         if not math.isfinite(value):
-            raise InputError(f"number at {where} is {value!r}; JSON has no NaN or infinity")
+            raise InputError(f"number at {_cut(where)} is {value!r}; JSON has no NaN or infinity")
         mag = abs(value)
         # Python's repr matches ECMAScript's Number.toString only here.
         return not (1e-4 <= mag < 1e16) or value.is_integer()
     if depth >= MAX_DEPTH:
-        raise InputError(f"value at {where} is nested deeper than {MAX_DEPTH} levels")
+        raise InputError(f"value at {_cut(where)} is nested deeper than {MAX_DEPTH} levels")
     slow = False
     if t is dict:
         for k, v in value.items():
             if type(k) is not str:
-                raise InputError(f"object key {k!r} at {where} is not a string")
+                raise InputError(f"object key {_cut(repr(k))} at {_cut(where)} is not a string")
             _check_str(k, where)
             if not k.isascii() and max(k) > "\ud7ff":
                 slow = True
@@ -75,7 +75,12 @@ def _check(value: Any, depth: int, where: str) -> bool:
         for i, v in enumerate(value):
             slow = _check(v, depth + 1, f"{where}[{i}]") or slow
         return slow
-    raise InputError(f"value at {where} has type {t.__name__}, which JSON cannot represent")
+    raise InputError(f"value at {_cut(where)} has type {t.__name__}, which JSON cannot represent")
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    """A JSON path or key for an error message, cut short: keys may be megabytes long."""
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def _check_str(s: str, where: str) -> None:
@@ -83,7 +88,7 @@ def _check_str(s: str, where: str) -> None:
         try:
             s.encode("utf-8")
         except UnicodeEncodeError:
-            raise InputError(f"string at {where} contains a lone surrogate") from None
+            raise InputError(f"string at {_cut(where)} contains a lone surrogate") from None
 
 
 def loads(data: bytes | str) -> Any:

@@ -70,10 +70,16 @@ COMMIT_RE = re.compile(r"[0-9a-f]{7,64}")
 RELATIONS = ("finetune", "adapter", "distill", "quantize", "merge", "retrain", "prune", "derived")
 
 
+def _r(value: object, limit: int = 60) -> str:
+    """repr() for an error message, cut short: a refused value may be megabytes long."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
 def check_model_name(name: str) -> str:
     if not isinstance(name, str) or not MODEL_RE.fullmatch(name):
         raise InputError(
-            f"invalid model name {name!r}: use letters, digits, '.', '_' and '-', start and end"
+            f"invalid model name {_r(name)}: use letters, digits, '.', '_' and '-', start and end"
             f" with a letter or digit, at most {MAX_NAME} characters (e.g. fraud.detector.xgb)"
         )
     return name
@@ -82,7 +88,7 @@ def check_model_name(name: str) -> str:
 def check_env(env: str) -> str:
     if not isinstance(env, str) or not ENV_RE.fullmatch(env):
         raise InputError(
-            f"invalid environment name {env!r}: lowercase letters, digits, '_' and '-',"
+            f"invalid environment name {_r(env)}: lowercase letters, digits, '_' and '-',"
             " starting with a letter, at most 32 characters (e.g. production)"
         )
     return env
@@ -91,7 +97,7 @@ def check_env(env: str) -> str:
 def check_actor(actor: str) -> str:
     if not isinstance(actor, str) or not ACTOR_RE.fullmatch(actor):
         raise InputError(
-            f"invalid actor name {actor!r}: letters, digits, '.', '_', '-' and '@',"
+            f"invalid actor name {_r(actor)}: letters, digits, '.', '_', '-' and '@',"
             " at most 64 characters"
         )
     return actor
@@ -102,7 +108,7 @@ def check_roles(roles: list[str] | tuple[str, ...] | str) -> list[str]:
         roles = [r.strip() for r in roles.split(",") if r.strip()]
     unknown = sorted(set(roles) - set(ROLES))
     if unknown:
-        raise InputError(f"unknown role {unknown[0]!r}; roles are {', '.join(ROLES)}")
+        raise InputError(f"unknown role {_r(unknown[0])}; roles are {', '.join(ROLES)}")
     if not roles:
         raise InputError("a key needs at least one role")
     return sorted(set(roles))
@@ -118,7 +124,7 @@ def parse_model_ref(ref: str) -> tuple[str, int]:
     """Parse ``MODEL:VERSION``."""
     name, sep, version = ref.rpartition(":")
     if not sep or not version.isdigit() or int(version) < 1 or version != str(int(version)):
-        raise InputError(f"expected MODEL:VERSION (e.g. fraud.detector.xgb:4), got {ref!r}")
+        raise InputError(f"expected MODEL:VERSION (e.g. fraud.detector.xgb:4), got {_r(ref)}")
     return check_model_name(name), int(version)
 
 
@@ -134,7 +140,7 @@ _TS_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 def parse_ts(text: str) -> int:
     """Inverse of format_ts; raises ValueError on any other form."""
     if not isinstance(text, str) or not _TS_RE.fullmatch(text):
-        raise ValueError(f"timestamp {text!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ")
+        raise ValueError(f"timestamp {_r(text)} is not YYYY-MM-DDTHH:MM:SS.ffffffZ")
     dt = datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
     return int(dt.timestamp()) * 1_000_000 + int(text[20:26])
 
@@ -241,7 +247,7 @@ def event_from_document(doc: dict[str, Any]) -> Event:
 def _kv(spec: str, what: str, example: str) -> tuple[str, str]:
     k, sep, v = spec.partition("=")
     if not sep or not KEYNAME_RE.fullmatch(k) or not v:
-        raise InputError(f"malformed {what} {spec!r}: expected {example}")
+        raise InputError(f"malformed {what} {_r(spec)}: expected {example}")
     return k, v
 
 
@@ -257,12 +263,12 @@ def parse_dataset(spec: str | dict[str, Any]) -> dict[str, Any]:
         else:
             uri, digest = rest, None
     if not isinstance(name, str) or not KEYNAME_RE.fullmatch(name):
-        raise InputError(f"malformed --dataset {spec!r}: the name must be a simple identifier")
+        raise InputError(f"malformed --dataset {_r(spec)}: the name must be a simple identifier")
     if not isinstance(uri, str) or not uri or len(uri) > MAX_TEXT:
-        raise InputError(f"malformed --dataset {spec!r}: the URI is empty or too long")
+        raise InputError(f"malformed --dataset {_r(spec)}: the URI is empty or too long")
     if digest is not None and (not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest)):
         raise InputError(
-            f"malformed --dataset {spec!r}: the digest must be sha256: and 64 lowercase hex digits"
+            f"malformed --dataset {_r(spec)}: the digest must be sha256: and 64 lowercase hex digits"
         )
     out = {"name": name, "uri": uri}
     if digest:
@@ -277,10 +283,10 @@ def parse_code(spec: str | dict[str, Any]) -> dict[str, Any]:
     else:
         repo, _, commit = spec.rpartition("@")
     if not isinstance(repo, str) or not repo or len(repo) > MAX_TEXT:
-        raise InputError(f"malformed --code {spec!r}: expected REPOSITORY@COMMIT")
+        raise InputError(f"malformed --code {_r(spec)}: expected REPOSITORY@COMMIT")
     if not isinstance(commit, str) or not COMMIT_RE.fullmatch(commit):
         raise InputError(
-            f"malformed --code {spec!r}: the commit must be 7 to 64 lowercase hex digits"
+            f"malformed --code {_r(spec)}: the commit must be 7 to 64 lowercase hex digits"
         )
     return {"repo": repo, "commit": commit}
 
@@ -290,19 +296,19 @@ def parse_parent(spec: str | dict[str, Any]) -> dict[str, Any]:
     if isinstance(spec, dict):
         model, version, relation = spec.get("model"), spec.get("version"), spec.get("relation")
         if not isinstance(model, str) or type(version) is not int:
-            raise InputError(f"malformed parent {spec!r}: needs model and version")
+            raise InputError(f"malformed parent {_r(spec)}: needs model and version")
         check_model_name(model)
     else:
         ref, sep, relation = spec.partition("=")
         if not sep:
             raise InputError(
-                f"malformed --parent {spec!r}: expected MODEL:VERSION=RELATION"
+                f"malformed --parent {_r(spec)}: expected MODEL:VERSION=RELATION"
                 f" (relation one of {', '.join(RELATIONS)})"
             )
         model, version = parse_model_ref(ref)
     if relation not in RELATIONS:
         raise InputError(
-            f"unknown relation {relation!r} in parent {spec!r}; use one of {', '.join(RELATIONS)}"
+            f"unknown relation {_r(relation)} in parent {_r(spec)}; use one of {', '.join(RELATIONS)}"
         )
     return {"model": model, "relation": relation, "version": version}
 
@@ -312,9 +318,9 @@ def parse_metric(spec: str) -> tuple[str, float | int]:
     try:
         num = float(value)
     except ValueError:
-        raise InputError(f"malformed --metric {spec!r}: {value!r} is not a number") from None
+        raise InputError(f"malformed --metric {_r(spec)}: {_r(value)} is not a number") from None
     if num != num or num in (float("inf"), float("-inf")):
-        raise InputError(f"malformed --metric {spec!r}: metrics must be finite numbers")
+        raise InputError(f"malformed --metric {_r(spec)}: metrics must be finite numbers")
     return name, int(num) if num.is_integer() and abs(num) < 2**53 else num
 
 
@@ -332,11 +338,11 @@ def _mapping(items: Any, what: str, parse: Any) -> dict[str, Any]:
         for spec in items:
             k, v = parse(spec)
             if k in out:
-                raise InputError(f"{what} {k!r} is given twice")
+                raise InputError(f"{what} {_r(k)} is given twice")
             out[k] = v
     for k in out:
         if not isinstance(k, str) or not KEYNAME_RE.fullmatch(k):
-            raise InputError(f"invalid {what} name {k!r}")
+            raise InputError(f"invalid {what} name {_r(k)}")
     return out
 
 
@@ -381,5 +387,5 @@ def register_payload(
         payload["description"] = check_text(description, "description")
     for name, v in payload["metrics"].items():
         if type(v) not in (int, float):
-            raise InputError(f"metric {name!r} must be a number")
+            raise InputError(f"metric {_r(name)} must be a number")
     return payload

@@ -23,6 +23,7 @@ import fcntl
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -117,7 +118,18 @@ class Store:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.events_dir = self.root / EVENTS
-        self._lock_fd: int | None = None
+        # Per thread: the lock is re-entrant for the thread holding it, and another thread
+        # sharing this Store must take the flock itself (it then waits), or two threads
+        # would write the same segment at once.
+        self._local = threading.local()
+
+    @property
+    def _lock_fd(self) -> int | None:
+        return getattr(self._local, "fd", None)
+
+    @_lock_fd.setter
+    def _lock_fd(self, fd: int | None) -> None:
+        self._local.fd = fd
 
     # --- identity ---------------------------------------------------------------------
     def read_identity(self) -> dict[str, Any]:
@@ -132,7 +144,7 @@ class Store:
             raise CorruptLedgerError(f"cannot read {p}: {exc.strerror}") from None
         try:
             ident = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise CorruptLedgerError(f"{p} is not valid JSON") from None
         if not isinstance(ident, dict):
             raise CorruptLedgerError(f"{p} is not a JSON object")
@@ -212,11 +224,24 @@ class Store:
                 p.unlink(missing_ok=True)
                 removed = True
         layout = self.layout()
-        for leftover, _ in layout.superseded:
-            leftover.path.unlink(missing_ok=True)
-            removed = True
+        for leftover, live in layout.superseded:
+            # Only a true compaction leftover goes; anything else is evidence for verify.
+            if self._same_events(leftover, live):
+                leftover.path.unlink(missing_ok=True)
+                removed = True
         if removed:
             _fsync_dir(self.events_dir)
+
+    def _same_events(self, leftover: Segment, live: Segment) -> bool:
+        """True when ``leftover`` holds exactly the events ``live`` holds for its range."""
+        try:
+            a = pq.read_table(leftover.path, columns=["seq", "hash"])
+            b = pq.read_table(live.path, columns=["seq", "hash"])
+        except (OSError, pa.ArrowException):
+            return False
+        return a.num_rows == leftover.count and a.equals(
+            b.slice(leftover.first - live.first, a.num_rows)
+        )
 
     # --- listing ----------------------------------------------------------------------
     def layout(self) -> Layout:
@@ -226,6 +251,8 @@ class Store:
             entries = list(self.events_dir.iterdir())
         except FileNotFoundError:
             raise CorruptLedgerError(f"{self.events_dir} is missing") from None
+        except OSError as exc:  # not a folder, unreadable
+            raise CorruptLedgerError(f"cannot list {self.events_dir}: {exc.strerror}") from None
         for p in entries:
             m = SEGMENT_RE.fullmatch(p.name)
             if m and p.is_file() and not p.is_symlink():
@@ -233,7 +260,8 @@ class Store:
                 if last >= first:
                     segs.append(Segment(first, last, p))
                     continue
-            if not p.name.startswith(".tmp-"):
+            # A segment a compaction deleted since iterdir() is gone, not a stray.
+            if not p.name.startswith(".tmp-") and (p.is_symlink() or p.exists()):
                 strays.append(p)
         # Longest first among equal starts, so a compacted segment wins over its parts.
         segs.sort(key=lambda s: (s.first, -s.last))
@@ -329,6 +357,10 @@ class Store:
         seqs = table.column("seq")
         first, last = seqs[0].as_py(), seqs[len(seqs) - 1].as_py()
         final = self.events_dir / segment_name(first, last)
+        if os.path.lexists(final):  # never clobber: whatever is there is verify's evidence
+            raise CorruptLedgerError(
+                f"events/{final.name} already exists but is not a live segment; run ledger verify"
+            )
         tmp = self.events_dir / f".tmp-{os.getpid()}-{final.name}"
         try:
             with open(tmp, "wb") as f:
