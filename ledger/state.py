@@ -11,12 +11,14 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import events as E
-from . import policy as P
 from .errors import InputError, KeyProblem, NotFoundError, RuleViolation
 from .keys import key_id as derive_key_id
+
+if TYPE_CHECKING:  # ledger.policy is imported when a policy event is met (start-up time)
+    from . import policy as P
 
 
 @dataclass(slots=True)
@@ -176,9 +178,13 @@ class State:
             if E.ADMIN in rec.roles and len(self.admin_keys()) == 1:
                 raise RuleViolation(f"cannot revoke key {kid}: it is the last admin key")
         elif a == E.POLICY_SET:
-            P.policy_from_payload(ev.payload)
+            from .policy import policy_from_payload
+
+            policy_from_payload(ev.payload)
         elif a == E.BREAK_GLASS:
-            P.grant_from_event(ev)
+            from .policy import grant_from_event
+
+            grant_from_event(ev)
         elif a == E.REGISTER:
             expected = self.latest.get(ev.model, 0) + 1  # type: ignore[arg-type]
             if ev.version != expected:
@@ -244,7 +250,9 @@ class State:
         is); violations covered by a break-glass grant the event cites carry
         ``covered_by``. Separate from ``step``: history written before a policy existed
         stays valid, and only the write path and ``verify --policy`` ask."""
-        return P.check(self, ev)
+        from .policy import check
+
+        return check(self, ev)
 
     def step(self, ev: E.Event) -> KeyRecord | None:
         """Authorize, check and apply ``ev``; the state is unchanged if it raises."""
@@ -300,9 +308,13 @@ class State:
             elif a == E.DEPRECATE:
                 v.deprecated_seq = ev.seq
         elif a == E.POLICY_SET:
-            self.policy, self.policy_seq = P.policy_from_payload(p), ev.seq
+            from .policy import policy_from_payload
+
+            self.policy, self.policy_seq = policy_from_payload(p), ev.seq
         elif a == E.BREAK_GLASS:
-            self.grants[ev.seq] = P.grant_from_event(ev)
+            from .policy import grant_from_event
+
+            self.grants[ev.seq] = grant_from_event(ev)
 
 
 def _public_key(payload: dict[str, Any]) -> bytes:

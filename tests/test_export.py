@@ -27,13 +27,14 @@ from prov.model import (
 from ledger import export as X
 from ledger import lineage as L
 
-from .test_lineage import CHAT, D_CHAT, family, m
+from .test_lineage import CHAT, D_CHAT, family, m, make_team
 
 N_NODES, N_EDGES = 21, 27  # the scripted family: see test_lineage.family
 
 
-@pytest.fixture
-def g(team):
+@pytest.fixture(scope="module")
+def g(tmp_path_factory):
+    team = make_team(tmp_path_factory.mktemp("family"))
     family(team)
     return team.ledger.lineage_graph()
 

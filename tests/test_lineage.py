@@ -72,8 +72,37 @@ def family(team):
 
 @pytest.fixture
 def fam(team):
+    """A fresh scripted family, for tests that write."""
     family(team)
     return team
+
+
+def make_team(root):
+    """What conftest's ``team`` fixture makes, in ``root`` (for module-scoped fixtures)."""
+    from ledger import Ledger, SigningKey
+    from ledger.keys import write_key_files
+
+    from .conftest import TEAM, Team
+
+    keys = {name: SigningKey.generate() for name in TEAM}
+    files = {}
+    (root / "keys").mkdir()
+    for name, key in keys.items():
+        files[name] = root / "keys" / f"{name}.pem"
+        write_key_files(files[name], key)
+    led = Ledger.init(root / "reg", keys["admin"], "admin", origin="test.example/reg")
+    for name, role in TEAM.items():
+        if name != "admin":
+            led.add_key(keys[name].public_key, name, role, key=keys["admin"])
+    return Team(led, root / "reg", keys, files)
+
+
+@pytest.fixture(scope="module")
+def family_ro(tmp_path_factory):
+    """The scripted family, built once per module: only for tests that do not write."""
+    t = make_team(tmp_path_factory.mktemp("family"))
+    family(t)
+    return t
 
 
 def m(ref: str) -> str:
@@ -87,7 +116,8 @@ D_CODE = L.dataset_id("s3://data/code", None)
 C = {x: L.commit_id(REPO, x * 7) for x in "abcd"}
 
 
-def test_graph_nodes_edges_and_evidence(fam):
+def test_graph_nodes_edges_and_evidence(family_ro):
+    fam = family_ro
     g = fam.ledger.lineage_graph()
     kinds = {}
     for _, d in g.nodes(data=True):
@@ -146,7 +176,8 @@ def test_graph_nodes_edges_and_evidence(fam):
         assert all(type(v) in (str, int, bool) for v in d.values())
 
 
-def test_up_down_by_hand(fam):
+def test_up_down_by_hand(family_ro):
+    fam = family_ro
     g = fam.ledger.lineage_graph()
     assert L.up(g, m("llm.merged:1")) == {
         m("llm.merged:1"): 0,
@@ -196,7 +227,8 @@ def live(res: L.Impact) -> set[tuple[str, str]]:
     return {(d["env"], d["ref"]) for d in res.deployments}
 
 
-def test_impact_by_hand(fam):
+def test_impact_by_hand(family_ro):
+    fam = family_ro
     g = fam.ledger.lineage_graph()
     res = L.impact(g, dataset=CHAT)
     assert res.sources == [D_CHAT]
@@ -229,7 +261,8 @@ def test_impact_by_hand(fam):
     }
 
 
-def test_impact_errors(fam):
+def test_impact_errors(family_ro):
+    fam = family_ro
     g = fam.ledger.lineage_graph()
     with pytest.raises(
         NotFoundError, match="no registered version was trained on a dataset with digest"
@@ -245,7 +278,8 @@ def test_impact_errors(fam):
         L.impact(g, model="llm.q4:2")
 
 
-def test_as_of_and_at_seq(fam):
+def test_as_of_and_at_seq(family_ro):
+    fam = family_ro
     led = fam.ledger
     g = led.lineage_graph(at_seq=9)  # before the merge
     assert m("llm.merged:1") not in g
@@ -264,7 +298,8 @@ def test_as_of_and_at_seq(fam):
     assert m("llm.merged:1") in g and L.live_deployments(g, m("llm.tiny:1")) == []
 
 
-def test_build_from_plain_rows_equals_fast_path(fam):
+def test_build_from_plain_rows_equals_fast_path(family_ro):
+    fam = family_ro
     led = fam.ledger
     table = led.events(columns=L.COLUMNS)
     rows = table.to_pylist()
@@ -321,7 +356,8 @@ llm.base:1  deprecated  (seq 5, alice)
 """
 
 
-def test_cli_tree_up_and_down(fam, invoke):
+def test_cli_tree_up_and_down(family_ro, invoke):
+    fam = family_ro
     r = invoke(["lineage", "llm.merged:1"], env=fam.env())
     assert (r.exit_code, r.stdout, r.stderr) == (0, UP_MERGED, "")
     r = invoke(["lineage", "llm.merged:1", "--up"], env=fam.env())
@@ -337,14 +373,16 @@ def test_cli_tree_up_and_down(fam, invoke):
     )
 
 
-def test_cli_tree_to_file(fam, invoke, tmp_path):
+def test_cli_tree_to_file(family_ro, invoke, tmp_path):
+    fam = family_ro
     out = tmp_path / "tree.txt"
     r = invoke(["lineage", "llm.merged:1", "--out", str(out)], env=fam.env())
     assert (r.exit_code, r.stdout) == (0, "")
     assert out.read_text(encoding="utf-8") == UP_MERGED
 
 
-def test_cli_impact(fam, invoke):
+def test_cli_impact(family_ro, invoke):
+    fam = family_ro
     r = invoke(["impact", "--dataset", CHAT, "--format", "csv"], env=fam.env())
     assert (r.exit_code, r.stderr) == (0, "")
     assert r.stdout == (
@@ -420,7 +458,8 @@ def test_cli_impact(fam, invoke):
         ),
     ],
 )
-def test_cli_errors(fam, invoke, args, code, err):
+def test_cli_errors(family_ro, invoke, args, code, err):
+    fam = family_ro
     r = invoke(args, env=fam.env())
     assert (r.exit_code, r.stdout, r.stderr) == (code, "", err)
 
