@@ -10,6 +10,22 @@ from .errors import InputError, LedgerError
 from .keys import SigningKey, write_key_files
 from .ledger import Ledger
 
+#: The demo's governance policy (what `ledger policy set mrm.toml` would record).
+MRM_POLICY = {
+    "description": "Fraud models: model risk management policy MRM-7",
+    "approvals": {"required": {"staging": 1, "production": 2}, "max_age_days": 90},
+    "separation_of_duties": {"registrant_may_not_approve": True, "approver_may_not_deploy": True},
+    "register_metadata": {
+        "artifact_digest": True,
+        "datasets_with_digest": 1,
+        "code_commit": True,
+        "tags": ["risk_tier"],
+        "metrics": ["auc >= 0.85"],
+    },
+    "promotion_order": {"environments": ["staging", "production"]},
+    "signers": [{"action": "deploy", "env": "production", "actors": ["carol"]}],
+}
+
 ACTORS = {
     "admin": "admin",
     "alice": "registrar",  # data scientist
@@ -134,6 +150,48 @@ def run_demo(path: Path, force: bool = False, echo: Callable[[str], None] = prin
     led.deprecate("fraud.detector.base", 1, key=keys["alice"], comment="superseded by xgb")
     step(
         "bob approved and carol deployed fraud.detector.tiny:1 to staging; alice deprecated the base"
+    )
+
+    # Governance (issue 6): from here on every event is checked against a recorded policy.
+    led.set_policy(MRM_POLICY, key=keys["admin"], comment="MRM-7 v1, approved by the risk board")
+    step(
+        "admin set the model risk policy (ledger policy show): 1 approval for staging and 2 for"
+        " production, no self-approval, required metadata and auc >= 0.85, staging before"
+        " production, only carol deploys to production"
+    )
+    xgb3 = led.register(
+        "fraud.detector.xgb",
+        key=keys["alice"],
+        artifact={"digest": "sha256:" + "6e" * 32},
+        artifact_uri="s3://models/fraud/xgb/3",
+        datasets=[train, "extra=s3://risk-data/chargebacks-2026q3.parquet@sha256:" + "4b" * 32],
+        code="https://git.example/risk/fraud@e7d2b90",
+        parents=["fraud.detector.xgb:1=retrain"],
+        metrics=["auc=0.92", "precision=0.86"],
+        tags=["team=risk", "risk_tier=high"],
+    )
+    step(f"alice registered {xgb3.ref} with everything the policy asks for")
+    led.approve("fraud.detector.tiny", 1, "production", key=keys["bob"], comment="edge rollout")
+    try:
+        led.deploy("fraud.detector.tiny", 1, "production", key=keys["carol"])
+    except LedgerError as exc:
+        step(
+            f"bob approved fraud.detector.tiny:1 for production; carol's deploy was stopped: {exc}"
+        )
+    grant = led.break_glass(
+        "deploy",
+        "fraud.detector.tiny",
+        1,
+        "production",
+        rule="approvals",
+        justification="INC-2291: edge fraud scoring is down; the second reviewer left the company",
+        key=keys["admin"],
+    )
+    led.deploy("fraud.detector.tiny", 1, "production", key=keys["carol"], comment="INC-2291")
+    step(
+        f"admin broke the glass (seq {grant.seq}: this one deploy may skip the approvals rule);"
+        " carol deployed fraud.detector.tiny:1 to production citing it"
+        " (ledger verify --policy lists both)"
     )
 
     report = led.verify()

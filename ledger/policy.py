@@ -23,11 +23,9 @@ The rules (section names of the policy document, and the names errors and break-
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -219,6 +217,8 @@ def parse_policy(text: str | bytes, name: str = "policy.toml") -> Policy:
         except ValueError as exc:
             raise InputError(f"{name}: not valid JSON: {exc}") from None
     else:
+        import tomllib
+
         try:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -249,6 +249,8 @@ class _Parser:
         for k in keys:
             if k in known:
                 continue
+            import difflib
+
             hint = difflib.get_close_matches(str(k), known, n=1)
             did = f" (did you mean {hint[0]!r}?)" if hint else ""
             name = f"{where}.{k}" if where else str(k)

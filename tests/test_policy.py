@@ -597,7 +597,7 @@ ACTORS = ("alice", "erin", "bob", "dave", "frank", "carol", "walter")
 
 
 @settings(
-    max_examples=12,
+    max_examples=8,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
