@@ -520,7 +520,10 @@ class Impact:
 
 
 def find_datasets(g: nx.MultiDiGraph, uri_or_digest: str) -> list[str]:
-    """Dataset nodes whose digest (``sha256:HEX``) or URI is ``uri_or_digest``."""
+    """Dataset nodes whose digest (``sha256:HEX``, or the 64 hex digits alone) or URI is
+    ``uri_or_digest``."""
+    if re.fullmatch(r"[0-9a-f]{64}", uri_or_digest):
+        uri_or_digest = "sha256:" + uri_or_digest
     key = "digest" if E.DIGEST_RE.fullmatch(uri_or_digest) else "uri"
     found = sorted(
         n for n, d in g._node.items() if d["kind"] == DATASET and d.get(key) == uri_or_digest

@@ -261,6 +261,33 @@ def test_impact_by_hand(family_ro):
     }
 
 
+def test_facade_methods(family_ro):
+    led = family_ro.ledger
+    sub = led.lineage("llm.code:1", "down")
+    assert sorted(n for n in sub if n.startswith("model:")) == [
+        m("llm.code:1"),
+        m("llm.merged:1"),
+        m("llm.q4:1"),
+    ]
+    assert {n for n in sub if not n.startswith("model:")} == {
+        "actor:alice",
+        "actor:bob",
+        "actor:carol",
+        "env:edge",
+        "env:production",
+    }
+    sub = led.lineage("llm.merged:1", "up", depth=1, at_seq=10)
+    assert set(sub) == {
+        m("llm.merged:1"),
+        m("llm.tiny:1"),
+        m("llm.q4:1"),
+        D_CHAT,
+        C["d"],
+        "actor:alice",
+    }
+    assert refs(led.impact(dataset=CHAT[7:], at_seq=9)) == {"llm.chat:1", "llm.tiny:1"}
+
+
 def test_impact_errors(family_ro):
     fam = family_ro
     g = fam.ledger.lineage_graph()
