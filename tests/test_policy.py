@@ -787,3 +787,21 @@ def test_policy_set_cli_errors(gov, invoke, tmp_path):
     r = invoke(["policy", "set", str(good)], env=gov.env("carol"))
     assert r.exit_code == 5 and "lacks the 'admin' role needed to policy_set" in r.stderr
     assert head(gov.ledger) == before
+
+
+def test_audit_uses_the_policy_in_force_at_each_event(team):
+    led, k = team.ledger, team.keys
+    led.register(XGB, key=k["alice"])  # seq 5
+    led.approve(XGB, 1, "production", key=k["bob"])  # 6
+    p1 = led.set_policy({"approvals": {"required": {"production": 1}}}, key=k["admin"])  # 7
+    led.deploy(XGB, 1, "production", key=k["carol"])  # 8: fine under p1
+    led.undeploy(XGB, 1, "production", key=k["carol"])  # 9
+    p2 = led.set_policy({"approvals": {"required": {"production": 2}}}, key=k["admin"])  # 10
+    draft = E.Draft(E.DEPLOY, {"env": "production"}, XGB, 1)
+    led.append_many([draft], k["carol"], enforce_policy=False)  # 11: breaks p2
+    audit = led.policy_audit()
+    assert [(f.seq, f.rule, f.policy_seq) for f in audit.findings] == [(11, "approvals", p2.seq)]
+    assert audit.policies == [p1.seq, p2.seq]
+    pytest.importorskip("duckdb")
+    assert sql_findings(led) == [(11, "approvals", None)]
+    assert sql_findings(led, open=1) == [(11, "approvals", None)]
