@@ -257,23 +257,33 @@ def start(
     )
 
 
-def wait_for(proc: subprocess.Popen[str], word: str, timeout: float = 30) -> list[str]:
-    """Read lines until one starts with ``word``; returns the lines read (incl. it)."""
+def wait_for(proc: subprocess.Popen[str], word: str, timeout: float = 60) -> list[str]:
+    """Read lines until one starts with ``word``; returns the lines read (incl. it).
+
+    Reads the pipe a byte at a time, so that nothing beyond that line is taken from it
+    (a buffered read could swallow the next line and leave select() waiting forever).
+    """
     import select
 
     assert proc.stdout is not None
-    lines = []
+    fd = proc.stdout.fileno()
+    lines: list[str] = []
+    line = b""
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
-        if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
             raise TimeoutError(f"writer said no {word} within {timeout}s")
-        line = proc.stdout.readline()
-        if not line:
+        byte = os.read(fd, 1)
+        if not byte:
             raise EOFError(f"writer ended before {word}: {proc.wait()} {proc.stderr.read()}")
-        lines.append(line)
-        if line.startswith(word):
+        if byte != b"\n":
+            line += byte
+            continue
+        lines.append(line.decode())
+        if line.startswith(word.encode()):
             return lines
+        line = b""
 
 
 def finish(proc: subprocess.Popen[str], early: Sequence[str] = (), timeout: float = 120) -> Outcome:
