@@ -29,9 +29,9 @@ The world it simulates
   metrics, hyper-parameters and tags (``team``, ``risk_tier``).
 * **Lifecycle, one week at a time**, in phases (so that each signer's work forms a
   batch): registrations; staging review (8% rejected, else two approvals for ``staging``,
-  one in five times a single one); deploys to ``staging``; 85% of the previous week's
+  one in five times a single one); deploys to ``staging``; 90% of the previous week's
   staged versions (the latest per model) go on: one approval for ``canary``, two for
-  ``production`` and, half the time, one for ``production-eu``, then deploys to each and
+  ``production`` and, 70% of the time, one for ``production-eu``, then deploys to each and
   an undeploy from ``canary``; about 6% of production deploys are rolled back (the
   previous production version is deployed again, the bad one is rejected and undeployed
   from wherever it is still live); old versions that are live nowhere are deprecated by
@@ -78,6 +78,8 @@ APPROVERS = ("bob", "dave", "olivia", "peggy", "trent", "victor")
 DEPLOYERS = ("carol", "sybil", "walter")
 LEAVER, JOINER = "dave", "rupert"  # dave's key is revoked; rupert joins as approver
 ROTATOR = "carol"  # carol rotates her key: the old one ("carol.old") is revoked
+#: What the simulated lifecycle averages once it runs steadily; sets versions per week.
+EVENTS_PER_VERSION = 8.5
 ENVS = ("staging", "canary", "production", "production-eu")
 
 TEAMS = {
@@ -192,7 +194,8 @@ def _key_payload(key: SigningKey, actor: str, role: str) -> dict[str, Any]:
 class _World:
     """Decides what happens; every decision updates the simulated state at once."""
 
-    def __init__(self, seed: int, models: int) -> None:
+    def __init__(self, seed: int, models: int, prefix: str = "") -> None:
+        self.prefix = f"{prefix}." if prefix else ""
         self.rng = random.Random(seed)
         self.seed = seed
         self.n_models = models
@@ -232,7 +235,7 @@ class _World:
         i = len(self.models)
         team = list(TEAMS)[i % len(TEAMS)] if i < len(TEAMS) else self.rng.choice(list(TEAMS))
         tasks, archs = TEAMS[team]
-        name = f"{team}.{self.rng.choice(tasks)}.{self.rng.choice(archs)}-{i:05d}"
+        name = f"{self.prefix}{team}.{self.rng.choice(tasks)}.{self.rng.choice(archs)}-{i:05d}"
         m = _Model(name, team, self.owner[team])
         self.models.append(m)
         return m
@@ -355,11 +358,11 @@ class _World:
                 latest[v.model.name] = v
         review, ship, go = [], [], []
         for v in latest.values():
-            if rng.random() < 0.85:
+            if rng.random() < 0.9:
                 self.approve(review, v, "canary", 1)
                 self.approve(review, v, "production", 2)
                 envs = ["canary", "production"]
-                if rng.random() < 0.5:
+                if rng.random() < 0.7:
                     self.approve(review, v, "production-eu", 1)
                     envs.append("production-eu")
                 go.append((v, envs))
@@ -407,22 +410,20 @@ def build(
     models: int | None = None,
     seed: int = 0,
     *,
-    versions: int | None = None,
     weeks: int | None = None,
     compact: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> Built:
     """Build a ledger of about ``events`` events in the new folder ``path``.
 
-    ``models`` defaults to ``events // 100`` and ``versions`` to ``events // 10``;
-    ``weeks`` (the history's length) defaults to 52, fewer for small ledgers. The event
-    count is exact; the version count is steered towards ``versions`` week by week.
+    ``models`` defaults to ``events // 100``; ``weeks`` (the history's length) defaults
+    to 52, fewer for small ledgers. The event count is exact; the number of versions
+    follows from it (about one in ten events registers a version).
     ``progress(done, total)`` is called after each week. Returns ``Built(ledger, keys,
     facts)``.
     """
     t0 = time.perf_counter()
     models = max(1, models if models is not None else events // 100)
-    versions = max(models, versions if versions is not None else events // 10)
     weeks = weeks or max(4, min(52, events // 500))
     keys = {name: _key(seed, name) for name in (ADMIN, *REGISTRARS, *APPROVERS, *DEPLOYERS)}
     roles = {ADMIN: E.ADMIN}
@@ -438,14 +439,13 @@ def build(
         for n in (*REGISTRARS, *APPROVERS, *DEPLOYERS)
     ]
     leave_week, rotate_week = int(weeks * 0.6), int(weeks * 0.8)
-    ratio = 10.0  # events per version, re-estimated each week
-    for w in range(weeks):
+    w = 0
+    while written < events:
         if w == leave_week and weeks > 1:
             keys[JOINER] = _key(seed, JOINER)
             roles[JOINER] = E.APPROVER
-            admin.append(
-                (ADMIN, E.KEY_ADD, {"payload": _key_payload(keys[JOINER], JOINER, E.APPROVER)})
-            )
+            payload = _key_payload(keys[JOINER], JOINER, E.APPROVER)
+            admin.append((ADMIN, E.KEY_ADD, {"payload": payload}))
             payload = {"key_id": keys[LEAVER].key_id, "reason": "left the company"}
             admin.append((ADMIN, E.KEY_REVOKE, {"payload": payload}))
             revoked[LEAVER] = keys.pop(LEAVER)
@@ -454,30 +454,23 @@ def build(
         if w == rotate_week and weeks > 2:
             old = keys[ROTATOR]
             keys[ROTATOR] = _key(seed, ROTATOR + ".2")
-            admin.append(
-                (ADMIN, E.KEY_ADD, {"payload": _key_payload(keys[ROTATOR], ROTATOR, E.DEPLOYER)})
-            )
-            admin.append(
-                (ADMIN, E.KEY_REVOKE, {"payload": {"key_id": old.key_id, "reason": "key rotation"}})
-            )
+            payload = _key_payload(keys[ROTATOR], ROTATOR, E.DEPLOYER)
+            admin.append((ADMIN, E.KEY_ADD, {"payload": payload}))
+            payload = {"key_id": old.key_id, "reason": "key rotation"}
+            admin.append((ADMIN, E.KEY_REVOKE, {"payload": payload}))
             revoked[ROTATOR + ".old"] = old
         left = events - written
-        if left <= 0:
-            break
-        weeks_left = weeks - w
-        if w:
-            ratio = max(2.0, (written - 1) / max(1, world.versions))
-        want_versions = max(1, round(min(versions - world.versions, left / ratio) / weeks_left))
+        weeks_left = max(1, weeks - w)
+        want_versions = max(1, round(left / EVENTS_PER_VERSION / weeks_left))
         new_models = -(-(models - len(world.models)) // weeks_left)
-        drafts = world.week_events(want_versions, new_models, admin)
+        drafts = world.week_events(want_versions, new_models, admin)[:left]
         admin = []
-        if w == weeks - 1 or len(drafts) > left:
-            drafts = drafts[:left]
         written += _append_week(led, keys, drafts, START + w * WEEK, world.rng)
         if compact:
             led.compact()  # as a long-lived ledger would be, so segments stay few
         if progress:
             progress(written, events)
+        w += 1
     if compact:
         led.compact()
     facts = _facts(led, world, roles, revoked, written, time.perf_counter() - t0)

@@ -35,10 +35,80 @@ def canonicalize(value: Any) -> bytes:
     beyond 2**53-1, non-string keys, lone surrogates, nesting deeper than MAX_DEPTH.
     Integral floats are emitted as integers, as JCS requires (``1.0`` -> ``1``).
     """
-    slow = _check(value, 0, "$")
+    try:
+        slow = _scan(value, 0)
+    except (_Bad, UnicodeEncodeError):
+        slow = _check(value, 0, "$")  # raises with the path of the offending value
     if slow:
         return rfc8785.dumps(value)
     return _fast(value).encode("utf-8")
+
+
+class _Bad(Exception):
+    """Internal: ``_scan`` met a value ``_check`` will reject (with a precise message)."""
+
+
+def _scan(value: Any, depth: int) -> bool:
+    """``_check`` without the bookkeeping: the same verdict for every valid value, and an
+    exception (``_Bad`` or UnicodeEncodeError) for every invalid one, so that the write
+    path pays for building error paths only when there is an error. Leaves are tested
+    inline because a function call per string or number is most of the cost."""
+    t = type(value)
+    if t is dict:
+        if depth >= MAX_DEPTH:
+            raise _Bad
+        slow = False
+        for k, v in value.items():
+            if type(k) is not str:
+                raise _Bad
+            if not k.isascii():
+                k.encode("utf-8")
+                if max(k) > "\ud7ff":
+                    slow = True
+            tv = type(v)
+            if tv is str:
+                if not v.isascii():
+                    v.encode("utf-8")
+            elif tv is int:
+                if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
+                    raise _Bad
+            elif v is None or tv is bool:
+                pass
+            elif _scan(v, depth + 1):
+                slow = True
+        return slow
+    if t is list or t is tuple:
+        if depth >= MAX_DEPTH:
+            raise _Bad
+        slow = False
+        for v in value:
+            tv = type(v)
+            if tv is str:
+                if not v.isascii():
+                    v.encode("utf-8")
+            elif tv is int:
+                if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
+                    raise _Bad
+            elif v is None or tv is bool:
+                pass
+            elif _scan(v, depth + 1):
+                slow = True
+        return slow
+    if t is str:
+        if not value.isascii():
+            value.encode("utf-8")
+        return False
+    if t is int:
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return False
+        raise _Bad
+    if t is float:
+        if not math.isfinite(value):
+            raise _Bad
+        return not (1e-4 <= abs(value) < 1e16) or value.is_integer()
+    if value is None or t is bool:
+        return False
+    raise _Bad
 
 
 def _check(value: Any, depth: int, where: str) -> bool:

@@ -130,8 +130,15 @@ def parse_model_ref(ref: str) -> tuple[str, int]:
 
 def format_ts(micros: int) -> str:
     """RFC 3339 UTC with exactly six fractional digits, the only form events use."""
-    dt = datetime.fromtimestamp(micros // 1_000_000, UTC)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{micros % 1_000_000:06d}Z"
+    global _last_second
+    sec, us = divmod(micros, 1_000_000)
+    cached = _last_second
+    if cached[0] != sec:  # batches share seconds: format each second once
+        cached = _last_second = (sec, f"{datetime.fromtimestamp(sec, UTC):%Y-%m-%dT%H:%M:%S}")
+    return f"{cached[1]}.{us:06d}Z"
+
+
+_last_second: tuple[int | None, str] = (None, "")
 
 
 _TS_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")

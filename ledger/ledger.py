@@ -18,6 +18,7 @@ from . import events as E
 from .canonical import canonicalize
 from .errors import CorruptLedgerError, InputError, NotFoundError, RuleViolation
 from .keys import SigningKey, key_id, pae
+from .signer import BatchSigner, parallel_enabled
 from .state import KeyRecord, State
 from .store import COLUMNS, SCHEMA, Store
 from .verify import Problem, VerifyReport
@@ -48,6 +49,10 @@ class Ledger:
     def __init__(self, store: Store, identity: dict[str, Any]) -> None:
         self.store = store
         self.identity = identity
+        # The write path's State after this object's last append, as (events, head hash,
+        # state); see _writer_state. None until the second append or after a failure.
+        self._cache: tuple[int, bytes, State] | None = None
+        self._appends = 0
 
     # --- lifecycle of the folder -----------------------------------------------------
     @classmethod
@@ -127,12 +132,15 @@ class Ledger:
                 )
         with self.store.lock():
             n, last_hash, last_ts = self.store.tail()
-            state = self.state(models=models)
+            state, keep = self._writer_state(models, n, last_hash)
             state.next_seq, state.last_ts = n, last_ts
             prev = last_hash.hex()
-            cols = _Columns()
+            parallel = parallel_enabled(len(drafts))
+            cols = _Columns(BatchSigner(key, parallel) if parallel else None)
             receipts = []
             now = E.now_micros()
+            # One key signs the whole batch, and a key's actor never changes.
+            kid, actor = key.key_id, self._actor_of(state, key)
             for d in drafts:
                 version = d.version
                 if d.action == E.REGISTER and version is None:
@@ -147,8 +155,8 @@ class Ledger:
                     ts=d.ts if d.ts is not None else max(now, state.last_ts),
                     origin=self.origin,
                     action=d.action,
-                    actor=self._actor_of(state, key),
-                    key_id=key.key_id,
+                    actor=actor,
+                    key_id=kid,
                     payload=d.payload,
                     prev_hash=prev,
                     model=d.model,
@@ -163,7 +171,42 @@ class Ledger:
                     Receipt(ev.seq, prev, E.format_ts(ev.ts), ev.action, ev.model, ev.version)
                 )
             self.store.append(cols.table())
+            if keep:
+                self._cache = (state.next_seq, bytes.fromhex(prev), state)
         return receipts
+
+    def _writer_state(self, models: set[str], n: int, head: bytes) -> tuple[State, bool]:
+        """The State a write checks against, and whether to keep it afterwards.
+
+        A one-off writer (a CLI command) replays only the models it touches. A Ledger
+        object that appends again keeps the full State between appends and brings it up
+        to date from the store's newest rows only, so a long-lived writer does not re-read
+        the whole ledger for every batch. The cache is taken out here and put back only
+        after a successful write, so a failed batch can never leave a half-stepped State.
+        """
+        cache, self._cache = self._cache, None
+        self._appends += 1
+        if cache is not None:
+            cn, chead, state = cache
+            if cn == n and chead == head:
+                return state, True
+            if 0 < cn < n:  # another writer appended meanwhile: replay just its events
+                table = self._rows_since(cn - 1, [*_STATE_COLUMNS, "hash"])
+                if table.num_rows == n - cn + 1 and table["hash"][0].as_py() == chead:
+                    self._replay(table.slice(1), state)
+                    if table["hash"][table.num_rows - 1].as_py() == head:
+                        return state, True
+        if self._appends == 1:
+            return self.state(models=models), False
+        return self.state(), True
+
+    def _rows_since(self, first: int, columns: list[str]) -> pa.Table:
+        """Rows with seq >= ``first``, reading only the segments that hold them."""
+        import pyarrow.compute as pc
+
+        segs = [s for s in self.store.segments() if s.last >= first]
+        table = pa.concat_tables([self.store.read_segment(s, columns) for s in segs])
+        return table.filter(pc.greater_equal(table["seq"], first))
 
     @staticmethod
     def _actor_of(state: State, key: SigningKey) -> str:
@@ -297,7 +340,10 @@ class Ledger:
                 upto = pc.less_equal(table["seq"], at_seq)
                 mask = upto if mask is None else pc.and_(mask, upto)
             table = table.filter(mask)
-        state = State()
+        return self._replay(table, State())
+
+    def _replay(self, table: pa.Table, state: State) -> State:
+        """Apply the rows of ``table`` (the typed state columns) to ``state``."""
         ts = table["ts"].cast(pa.int64()).to_pylist()
         cols = [
             table[c].to_pylist()
@@ -646,10 +692,12 @@ class Ledger:
 
 
 class _Columns:
-    """Accumulates signed events as Arrow columns."""
+    """Accumulates signed events as Arrow columns. With a ``signer`` (large batches), the
+    signatures are made by it, possibly on another core, and collected in ``table()``."""
 
-    def __init__(self) -> None:
+    def __init__(self, signer: BatchSigner | None = None) -> None:
         self.cols: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+        self.signer = signer
 
     def add(self, ev: E.Event, key: SigningKey) -> bytes:
         canon = ev.canonical()
@@ -664,22 +712,29 @@ class _Columns:
         c["key_id"].append(ev.key_id)
         c["payload"].append(_payload_text(canon, ev))
         c["hash"].append(h)
-        c["sig"].append(key.sign(pae(canon)))
+        if self.signer is None:
+            c["sig"].append(key.sign(pae(canon)))
+        else:
+            self.signer.add(pae(canon))
         c["canonical"].append(canon)
         return h
 
     def table(self) -> pa.Table:
+        if self.signer is not None:
+            self.cols["sig"] = self.signer.signatures()
         return pa.Table.from_pydict(self.cols, schema=SCHEMA)
 
 
 def _payload_text(canon: bytes, ev: E.Event) -> str:
     """The payload's JSON text, cut from the canonical bytes (keys are sorted, so the
-    payload sits between the top-level ``"payload":`` and ``,"prev_hash":``)."""
-    version = "null" if ev.version is None else str(ev.version)
-    suffix = f',"prev_hash":"{ev.prev_hash}","seq":{ev.seq},"ts":"{E.format_ts(ev.ts)}","version":{version}}}'.encode()
+    payload sits between the top-level ``"payload":`` and ``,"prev_hash":``). A quote
+    inside a JSON string is escaped, so the first ``"payload":`` is the top-level key
+    (only string and null values precede it) and the last ``,"prev_hash":"<hash>"`` is
+    the top-level one (only a number, a timestamp string and a number follow it)."""
     start = canon.find(b'"payload":') + len(b'"payload":')
-    if canon.endswith(suffix):
-        return canon[start : len(canon) - len(suffix)].decode("utf-8")
+    end = canon.rfind(b',"prev_hash":"%b","seq":' % ev.prev_hash.encode())
+    if start > 9 and end > start:
+        return canon[start:end].decode("utf-8")
     return canonicalize(ev.payload).decode("utf-8")  # pragma: no cover - defensive
 
 

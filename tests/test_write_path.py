@@ -1,0 +1,169 @@
+"""The write path's shortcuts give exactly the bytes the plain code gives."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger import Ledger, SigningKey, signer
+from ledger import events as E
+from ledger.canonical import _Bad, _check, _scan, canonicalize
+from ledger.errors import InputError, RuleViolation
+from ledger.ledger import _payload_text
+
+# Valid and invalid JSON-ish values: big integers, NaN, non-string keys, lone surrogates,
+# tuples, bytes, deep nesting.
+anything_scalar = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.floats()
+    | st.text(max_size=6)
+    | st.text(alphabet=st.characters(min_codepoint=0xD7F0, max_codepoint=0xE010), max_size=3)
+    | st.sampled_from(["\ud800", b"x", 1.0, 1e16, 1e-5, 2**53, -(2**53) + 1])
+)
+anything = st.recursive(
+    anything_scalar,
+    lambda c: (
+        st.lists(c, max_size=4)
+        | st.tuples(c, c)
+        | st.dictionaries(st.text(max_size=5) | st.integers(0, 3), c, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+def _verdict(fn, value):
+    try:
+        return fn(value)
+    except (InputError, _Bad, UnicodeEncodeError):
+        return "error"
+
+
+@given(anything)
+@settings(max_examples=400)
+def test_fast_scan_agrees_with_the_checker(value):
+    assert _verdict(lambda v: _scan(v, 0), value) == _verdict(lambda v: _check(v, 0, "$"), value)
+
+
+@given(anything)
+@settings(max_examples=300)
+def test_canonicalize_equals_rfc8785_or_raises_input_error(value):
+    try:
+        out = canonicalize(value)
+    except InputError:
+        with pytest.raises(InputError):
+            _check(value, 0, "$")
+        return
+    assert out == rfc8785.dumps(value)
+
+
+def test_errors_keep_their_paths():
+    with pytest.raises(InputError, match=r"number at \$\.a\[1\] is nan"):
+        canonicalize({"a": [1, math.nan]})
+    with pytest.raises(InputError, match=r"string at \$\.k contains a lone surrogate"):
+        canonicalize({"k": "\ud800"})
+    deep: object = 0
+    for _ in range(33):
+        deep = {"x": deep}
+    with pytest.raises(InputError, match="nested deeper than 32"):
+        canonicalize(deep)
+
+
+@given(st.integers(min_value=-(2**40), max_value=253402300799999999))
+def test_format_ts_matches_datetime(micros):
+    dt = datetime.fromtimestamp(micros // 1_000_000, UTC)
+    assert E.format_ts(micros) == f"{dt:%Y-%m-%dT%H:%M:%S}.{micros % 1_000_000:06d}Z"
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.text(max_size=8)
+    | st.sampled_from(['","prev_hash":"', '"payload":', "\\", '"']),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=10), c, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.text(max_size=10), json_values, max_size=4), st.booleans())
+def test_payload_text_is_the_payloads_canonical_json(payload, nested_trap):
+    prev = "ab" * 32
+    if nested_trap:  # a payload that contains the very bytes the cut looks for
+        payload = {"a": {"payload": 1, "prev_hash": prev, "seq": 3}, **payload}
+    ev = E.Event(3, 1_700_000_000_000_000, "o.example/x", "register", "alice", "k" * 16,
+                 payload, prev, "m", 1)  # fmt: skip
+    assert _payload_text(ev.canonical(), ev) == canonicalize(payload).decode()
+
+
+# --- the ledger: cached state, failed batches, parallel signing ---------------------------
+
+
+def _team(path: Path) -> tuple[Ledger, dict[str, SigningKey]]:
+    keys = {n: SigningKey(bytes([i + 1]) * 32) for i, n in enumerate(("admin", "imp"))}
+    led = Ledger.init(path, keys["admin"], "admin", origin="t.example/w", ts=1_000_000)
+    led.append(
+        E.Draft(
+            E.KEY_ADD,
+            {
+                "actor": "imp",
+                "key_id": keys["imp"].key_id,
+                "public_key": __import__("base64").b64encode(keys["imp"].public_key).decode(),
+                "roles": ["approver", "deployer", "registrar"],
+            },
+            ts=2_000_000,
+        ),
+        keys["admin"],
+    )
+    return led, keys
+
+
+def _drafts(n: int, start: int = 0) -> list[E.Draft]:
+    out = []
+    for i in range(start, start + n):
+        m = f"m{i % 7}"
+        out.append(E.Draft(E.REGISTER, {"datasets": [], "metrics": {"auc": 0.5 + i / 1e6},
+                                         "params": {}, "parents": [], "tags": {}},
+                           m, None, 3_000_000 + i))  # fmt: skip
+    return out
+
+
+def test_two_writers_and_a_failed_batch_keep_the_state_right(tmp_path: Path) -> None:
+    a, keys = _team(tmp_path / "l")
+    b = Ledger.open(tmp_path / "l")
+    a.append_many(_drafts(5), keys["imp"])
+    a.append_many(_drafts(5, 5), keys["imp"])  # a now keeps its state
+    b.append_many(_drafts(5, 10), keys["imp"])  # behind a's back
+    a.append_many(_drafts(5, 15), keys["imp"])  # a catches up from the newest rows
+    bad = [*_drafts(2, 20), E.Draft(E.DEPLOY, {"env": "prod"}, "m0", 99, 3_000_100)]
+    with pytest.raises(Exception, match="m0:99"):
+        a.append_many(bad, keys["imp"])
+    with pytest.raises(RuleViolation):
+        a.append_many([E.Draft(E.REGISTER, {}, "m1", 1, 3_000_200)], keys["imp"])
+    receipts = a.append_many(_drafts(3, 22), keys["imp"])
+    assert [r.version for r in receipts] == [4, 4, 4]  # m1, m2, m3 had three versions each
+    report = a.verify()
+    assert report.ok, report.summary()
+    assert report.events == 2 + 23
+
+
+def test_parallel_signing_gives_the_same_bytes(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(signer, "PARALLEL_MIN", 8)
+    monkeypatch.setattr(signer, "CHUNK", 5)
+    tables = []
+    for workers in ("0", "1"):
+        monkeypatch.setenv("LEDGER_SIGN_WORKERS", workers)
+        led, keys = _team(tmp_path / workers)
+        led.append_many(_drafts(23), keys["imp"])
+        assert led.verify().ok
+        tables.append(led.events(columns=["canonical", "sig"]).to_pylist())
+    assert tables[0] == tables[1]
+    assert json.loads(tables[1][-1]["canonical"])["seq"] == 24
