@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from pathlib import Path
@@ -114,9 +115,13 @@ def evidence(ref: str, out_path: str, checkpoint_path: str | None, ledger_path: 
     bundle = _open(ledger_path).evidence(model, version, checkpoint_path)
     _write(out_path, dumps(bundle))
     size = bundle["checkpoint"].split("\n")[1]
+    actions = [
+        json.loads(base64.b64decode(e["envelope"]["payload"]))["action"] for e in bundle["events"]
+    ]
+    keys = sum(a in E.KEY_ACTIONS for a in actions)
     click.echo(
-        f"wrote {out_path}: {len(bundle['events'])} events of {ref} and the key registry,"
-        f" proved against the checkpoint of size {size}"
+        f"wrote {out_path}: {len(actions) - keys} events of {ref} and {keys} key-registry"
+        f" events, proved against the checkpoint of size {size}"
     )
 
 

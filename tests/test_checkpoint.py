@@ -1,0 +1,311 @@
+"""Signed checkpoints: issuing, storing, C2SP interoperability, rollback and fork verdicts,
+incremental verification."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ledger import Ledger, SigningKey, merkle, note
+from ledger import checkpoint as C
+from ledger.errors import InputError, KeyProblem
+from ledger.store import segment_name
+from tests.conftest import vectors
+
+XGB = "fraud.detector.xgb"
+
+
+@pytest.fixture
+def ck(history, tmp_path):
+    """``history`` plus ``cp``, a key holding the checkpointer role (seq 11)."""
+    t = history
+    t.keys["cp"] = SigningKey(b"k" * 32)
+    t.key_files["cp"] = tmp_path / "keys" / "cp.pem"
+    from ledger.keys import write_key_files
+
+    write_key_files(t.key_files["cp"], t.keys["cp"])
+    t.ledger.add_key(t.keys["cp"].public_key, "cp", "checkpointer", key=t.keys["admin"])
+    return t
+
+
+def root_b64(led: Ledger) -> str:
+    import base64
+
+    leaves = [merkle.leaf_hash(c) for c in led.events().column("canonical").to_pylist()]
+    return base64.b64encode(merkle.root(leaves)).decode()
+
+
+def test_checkpoint_command_writes_a_c2sp_note(ck, invoke, tmp_path):
+    kid = ck.keys["cp"].key_id
+    r = invoke(["checkpoint", "--out", str(tmp_path / "mine.cp")], env=ck.env("cp"))
+    assert r.exit_code == 0, r.stderr
+    (stored,) = C.stored_paths(ck.path)
+    assert r.stdout == (
+        f"checkpoint: 12 events, root {root_b64(ck.ledger)}, signed by cp (key {kid})\n"
+        f"stored in {stored}\n"
+    )
+    text = stored.read_text()
+    assert (tmp_path / "mine.cp").read_text() == text
+    # Any C2SP verifier reads it with the vkey alone.
+    vkey = C.vkey(ck.ledger.origin, ck.keys["cp"].public_key)
+    name, _, pub = note.parse_vkey(vkey)
+    body, signers = note.open_note(text, [(name, pub)])
+    assert signers == [ck.ledger.origin]
+    cp = note.parse_checkpoint(body)
+    assert (cp.origin, cp.size) == (ck.ledger.origin, 12)
+    assert body == f"{ck.ledger.origin}\n12\n{root_b64(ck.ledger)}\n"
+
+
+def test_every_checkpoint_is_kept(ck, invoke):
+    invoke(["checkpoint"], env=ck.env("cp"))
+    ck.ledger.register(XGB, key=ck.keys["alice"])
+    invoke(["checkpoint"], env=ck.env("cp"))
+    invoke(["checkpoint"], env=ck.env("cp"))  # nothing new: same file, not a duplicate
+    sizes = [cp.size for cp in ck.ledger.checkpoints()]
+    assert sizes == [12, 13]
+    assert ck.ledger.verify().ok
+
+
+def test_checkpoint_needs_the_checkpointer_role(ck, invoke):
+    r = invoke(["checkpoint"], env=ck.env("alice"))
+    assert (r.exit_code, r.stderr) == (
+        5,
+        f"Error: key {ck.keys['alice'].key_id} (alice) lacks the 'checkpointer' role needed"
+        " to sign checkpoints\n",
+    )
+    assert C.stored_paths(ck.path) == []
+
+
+def test_checkpoint_refused_on_a_damaged_ledger(ck, invoke):
+    import pyarrow.parquet as pq
+
+    p = ck.path / "events" / segment_name(7, 7)
+    t = pq.read_table(p).to_pydict()
+    t["actor"] = ["dave"]
+    import pyarrow as pa
+
+    from ledger.store import SCHEMA
+
+    pq.write_table(pa.Table.from_pydict(t, schema=SCHEMA), p)
+    r = invoke(["checkpoint"], env=ck.env("cp"))
+    assert r.exit_code == 6
+    assert r.stderr == (
+        f"Error: the ledger does not verify (FAIL: seq 7 in {segment_name(7, 7)}: typed column"
+        " 'actor' ('dave') disagrees with the signed bytes ('bob')); no checkpoint issued\n"
+    )
+
+
+def test_revoked_key_cannot_vouch_for_later_trees(ck):
+    first = ck.ledger.checkpoint(ck.keys["cp"])
+    ck.ledger.revoke_key(ck.keys["cp"].key_id, key=ck.keys["admin"])
+    keys = ck.ledger.keys()
+    assert C.open_checkpoint(first.note, ck.ledger.origin, keys).size == 12
+    later = C.sign(ck.ledger.origin, 14, b"\x01" * 32, ck.keys["cp"])
+    with pytest.raises(KeyProblem) as e:
+        C.open_checkpoint(later, ck.ledger.origin, keys, where="x")
+    assert str(e.value) == (
+        f"x is signed by key {ck.keys['cp'].key_id} (cp), revoked at seq 12, before the 14"
+        " events it vouches for"
+    )
+
+
+def test_foreign_and_malformed_checkpoints(ck):
+    keys = ck.ledger.keys()
+    other = C.sign("other.example/reg", 3, b"\x00" * 32, ck.keys["cp"])
+    with pytest.raises(InputError, match=r"is a checkpoint of ledger 'other\.example/reg'"):
+        C.open_checkpoint(other, ck.ledger.origin, keys, where="x")
+    with pytest.raises(InputError, match="x is not a checkpoint"):
+        C.open_checkpoint("hello\n\n— a b\n", ck.ledger.origin, keys, where="x")
+    stranger = C.sign(ck.ledger.origin, 3, b"\x00" * 32, ck.keys["alice"])
+    with pytest.raises(KeyProblem, match="x is not signed by a checkpointer key of this ledger"):
+        C.open_checkpoint(stranger, ck.ledger.origin, keys, where="x")
+
+
+def test_tessera_checkpoints_are_read_and_match_our_tree():
+    v = vectors("tlog_checkpoint_vectors.json")
+    _, _, pub = note.parse_vkey(v["vkey"])
+    leaves = [merkle.leaf_hash(s.encode()) for s in v["leaf_inputs_ascii"]]
+    for item in v["checkpoints"]:
+        cp = C.open_checkpoint(item["checkpoint_note"], v["origin"], trusted=[pub])
+        n = item["tree_size"]
+        assert cp.size == n
+        assert cp.root == merkle.root(leaves[:n])
+
+
+# --- verify --trusted: rollback and fork -----------------------------------------------------
+
+
+def _truncate(led: Ledger, keep: int) -> None:
+    for p in (led.path / "events").iterdir():
+        first = int(p.name[:12])
+        if first >= keep:
+            p.unlink()
+    shutil.rmtree(led.path / "checkpoints", ignore_errors=True)  # the attacker's cleanup
+
+
+def test_verify_trusted_ok(ck, invoke, tmp_path):
+    invoke(["checkpoint", "--out", str(tmp_path / "kept.cp")], env=ck.env("cp"))
+    ck.ledger.register(XGB, key=ck.keys["alice"])
+    r = invoke(["verify", "--trusted", str(tmp_path / "kept.cp")], env=ck.env())
+    assert (r.exit_code, r.stdout) == (
+        0,
+        f"OK: 13 events, head {ck.ledger.store.tail()[1].hex()}\n",
+    )
+
+
+def test_rollback_is_named_and_evidence_written(ck, invoke, tmp_path):
+    ck.ledger.checkpoint(ck.keys["cp"])  # an older checkpoint (12 events) the ledger keeps
+    ck.ledger.register(XGB, key=ck.keys["alice"])
+    invoke(["checkpoint", "--out", str(tmp_path / "kept.cp")], env=ck.env("cp"))  # 13 events
+    # The attacker removes the last event and the newest checkpoint.
+    (ck.path / "events" / segment_name(12, 12)).unlink()
+    for p in C.stored_paths(ck.path):
+        if p.name.startswith("000000000013"):
+            p.unlink()
+    out = tmp_path / "ev"
+    r = invoke(
+        ["verify", "--trusted", str(tmp_path / "kept.cp"), "--evidence-dir", str(out)],
+        env=ck.env(),
+    )
+    signer = f"cp (key {ck.keys['cp'].key_id})"
+    assert (r.exit_code, r.stdout) == (
+        1,
+        f"FAIL: seq 12 in kept.cp: checkpoint of size 13 signed by {signer} vouches for 13 events"
+        " but the ledger holds 12: events 12..12 were removed (truncated tail / rollback)\n"
+        f"evidence: {out / 'trusted-13.checkpoint'}, {out / 'ledger-12.checkpoint'}\n",
+    )
+    assert (out / "trusted-13.checkpoint").read_text() == (tmp_path / "kept.cp").read_text()
+    # Both are signed by the ledger's checkpointer: together they prove the rollback.
+    keys = ck.ledger.keys()
+    a = C.open_checkpoint((out / "trusted-13.checkpoint").read_text(), ck.ledger.origin, keys)
+    b = C.open_checkpoint((out / "ledger-12.checkpoint").read_text(), ck.ledger.origin, keys)
+    assert (a.size, b.size) == (13, 12)
+    r = invoke(
+        [
+            "verify",
+            "--trusted",
+            str(tmp_path / "kept.cp"),
+            "--format",
+            "json",
+            "--evidence-dir",
+            str(out),
+        ],
+        env=ck.env(),
+    )
+    assert json.loads(r.stdout)["problems"][0]["kind"] == "truncated"
+
+
+def test_fork_is_named(ck, invoke, tmp_path):
+    ck.ledger.register(XGB, key=ck.keys["alice"])
+    invoke(["checkpoint", "--out", str(tmp_path / "kept.cp")], env=ck.env("cp"))  # 13 events
+    # History rewritten from seq 12 on by an insider holding alice's key, same length.
+    _truncate(ck.ledger, 12)
+    led = Ledger.open(ck.path)
+    led.register("fraud.detector.other", key=ck.keys["alice"])
+    out = tmp_path / "ev"
+    r = invoke(
+        ["verify", "--trusted", str(tmp_path / "kept.cp"), "--evidence-dir", str(out)],
+        env=ck.env(),
+    )
+    signer = f"cp (key {ck.keys['cp'].key_id})"
+    assert (r.exit_code, r.stdout) == (
+        1,
+        f"FAIL: seq 12 in kept.cp: the first 13 events no longer hash to the root of checkpoint"
+        f" of size 13 signed by {signer} (history rewritten: forked)\n"
+        f"evidence: {out / 'trusted-13.checkpoint'}, {out / 'ledger-13.unsigned-checkpoint'}\n",
+    )
+    r = invoke(
+        [
+            "verify",
+            "--since",
+            str(tmp_path / "kept.cp"),
+            "--format",
+            "json",
+            "--evidence-dir",
+            str(out),
+        ],
+        env=ck.env(),
+    )
+    assert r.exit_code == 1
+    doc = json.loads(r.stdout)
+    assert doc["problems"][0]["kind"] == "forked" and len(doc["evidence"]) == 2
+
+
+def test_stored_checkpoint_catches_truncation_without_a_trusted_file(ck, invoke):
+    ck.ledger.register(XGB, key=ck.keys["alice"])
+    ck.ledger.checkpoint(ck.keys["cp"])
+    (ck.path / "events" / segment_name(12, 12)).unlink()
+    (stored,) = C.stored_paths(ck.path)
+    r = invoke(["verify"], env=ck.env())
+    assert r.exit_code == 1
+    assert r.stdout.startswith(f"FAIL: seq 12 in checkpoints/{stored.name}: checkpoint of size 13")
+    assert r.stdout.endswith("events 12..12 were removed (truncated tail / rollback)\n")
+
+
+# --- verify --since ----------------------------------------------------------------------------
+
+
+def test_since_checks_only_new_events(ck, invoke, tmp_path):
+    invoke(["checkpoint", "--out", str(tmp_path / "kept.cp")], env=ck.env("cp"))
+    for _ in range(3):
+        ck.ledger.register(XGB, key=ck.keys["alice"])
+    r = invoke(["verify", "--since", str(tmp_path / "kept.cp"), "--format", "json"], env=ck.env())
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["ok"] and doc["since"] == 12 and doc["events"] == 15
+    assert doc["root"] == ck.ledger.verify().root
+    # A new event tampered with is caught; an old one is not re-read (that is the point).
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ledger.store import SCHEMA
+
+    p = ck.path / "events" / segment_name(13, 13)
+    t = pq.read_table(p).to_pydict()
+    t["sig"] = [bytes(64)]
+    pq.write_table(pa.Table.from_pydict(t, schema=SCHEMA), p)
+    r = invoke(["verify", "--since", str(tmp_path / "kept.cp")], env=ck.env())
+    assert (r.exit_code, r.stdout) == (
+        1,
+        f"FAIL: seq 13 in {segment_name(13, 13)}: signature does not verify against key"
+        f" {ck.keys['alice'].key_id} (alice)\n",
+    )
+
+
+def test_since_and_trusted_together_is_refused(ck, invoke, tmp_path):
+    invoke(["checkpoint", "--out", str(tmp_path / "kept.cp")], env=ck.env("cp"))
+    f = str(tmp_path / "kept.cp")
+    r = invoke(["verify", "--since", f, "--trusted", f], env=ck.env())
+    assert (r.exit_code, r.stderr) == (2, "Error: give --trusted or --since, not both\n")
+
+
+def test_trusted_key_from_outside(ck, invoke, tmp_path):
+    outsider = SigningKey(b"o" * 32)
+    leaves = [merkle.leaf_hash(c) for c in ck.ledger.events().column("canonical").to_pylist()]
+    text = C.sign(ck.ledger.origin, 12, merkle.root(leaves), outsider)
+    (tmp_path / "w.cp").write_text(text)
+    from ledger.keys import public_key_pem
+
+    (tmp_path / "w.pub").write_bytes(public_key_pem(outsider.public_key))
+    r = invoke(["verify", "--trusted", str(tmp_path / "w.cp")], env=ck.env())
+    assert (r.exit_code, r.stderr) == (
+        5,
+        f"Error: {tmp_path / 'w.cp'} is not signed by a checkpointer key of this ledger\n",
+    )
+    r = invoke(
+        ["verify", "--trusted", str(tmp_path / "w.cp"), "--trusted-key", str(tmp_path / "w.pub")],
+        env=ck.env(),
+    )
+    assert r.exit_code == 0, r.stdout
+
+
+def test_missing_checkpoint_file(ck, invoke, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = invoke(["verify", "--since", str(tmp_path / "nope")], env=ck.env())
+    assert (r.exit_code, r.stderr) == (
+        2,
+        f"Error: checkpoint file {tmp_path / 'nope'} does not exist\n",
+    )
+    assert not Path("ledger-evidence").exists()
