@@ -362,6 +362,7 @@ class Store:
                 f"events/{final.name} already exists but is not a live segment; run ledger verify"
             )
         tmp = self.events_dir / f".tmp-{os.getpid()}-{final.name}"
+        renamed = False
         try:
             with open(tmp, "wb") as f:
                 pq.write_table(
@@ -375,10 +376,13 @@ class Store:
                 f.flush()
                 os.fsync(f.fileno())
             os.rename(tmp, final)
+            renamed = True
             _fsync_dir(self.events_dir)
         except OSError as exc:
+            # A write that reports failure leaves nothing behind, even when the failure
+            # came after the rename (the folder's fsync): the caller was told it failed.
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                (final if renamed else tmp).unlink()
             raise _oserror(exc, f"write segment {final.name}") from None
         return Segment(first, last, final)
 
