@@ -190,7 +190,7 @@ def stored_paths(root: Path) -> list[Path]:
 def stored(led: Any) -> list[SignedCheckpoint]:
     """Every stored checkpoint that verifies, smallest tree first (bad ones are skipped
     here; ``verify`` reports them)."""
-    keys = led.keys()
+    keys = registry(led)
     out = []
     for p in stored_paths(led.path):
         try:
@@ -199,6 +199,13 @@ def stored(led: Any) -> list[SignedCheckpoint]:
             continue
         out.append(SignedCheckpoint(**{**cp.__dict__, "path": p}))
     return out
+
+
+def registry(led: Any) -> list[KeyRecord]:
+    """Every key the ledger ever registered (read without replaying model events)."""
+    from .scan import partial_state
+
+    return list(partial_state(led).keys.values())
 
 
 def latest(led: Any) -> SignedCheckpoint:
@@ -217,8 +224,7 @@ def issue(led: Any, key: SigningKey) -> SignedCheckpoint:
     from .tree import Tree, read_cache, write_cache
 
     with led.store.lock():
-        state = led.state(models=set())
-        rec = state.keys.get(key.key_id)
+        rec = {k.key_id: k for k in registry(led)}.get(key.key_id)
         if rec is None:
             raise KeyProblem(
                 f"key {key.key_id} is not registered in this ledger", kind="unknown_key"

@@ -421,16 +421,29 @@ class Ledger:
         from . import checkpoint
 
         cp = checkpoint.open_checkpoint(
-            checkpoint.read_note(path), self.origin, self.keys(), trusted_keys, str(path)
+            checkpoint.read_note(path),
+            self.origin,
+            checkpoint.registry(self),
+            trusted_keys,
+            str(path),
         )
         return dataclasses.replace(cp, path=Path(path))
 
-    def prove(self, seq: int, checkpoint: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    def prove(
+        self,
+        seq: int,
+        checkpoint: str | os.PathLike[str] | None = None,
+        trusted_keys: Sequence[bytes] = (),
+    ) -> dict[str, Any]:
         """Inclusion proof of event ``seq`` against a checkpoint file (default: the
         latest stored checkpoint), as a JSON-ready dict."""
         from . import checkpoint as C
 
-        cp = self.open_checkpoint(checkpoint) if checkpoint is not None else C.latest(self)
+        cp = (
+            self.open_checkpoint(checkpoint, trusted_keys)
+            if checkpoint is not None
+            else C.latest(self)
+        )
         return C.inclusion(self, seq, cp)
 
     def prove_consistency(

@@ -15,6 +15,7 @@ exactly those of a one-row-at-a-time verification.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -443,13 +444,16 @@ def _against(
 
 
 def trusted_state(led: Ledger, size: int) -> Any:
-    """The State after the first ``size`` events, replayed from the typed columns (which
-    a previous full verify checked), for ``verify --since``."""
+    """What the events after ``size`` need of the state before them: the key registry,
+    the policy, and the models they (and their parents) concern. Replayed from the typed
+    columns, which the full verification the trusted checkpoint stands for covered."""
     if size == 0:
         from .state import State
 
         return State()
-    return led.state(at_seq=size - 1)
+    state = partial_state(led, size, models_after(led, size))
+    state.last_ts = _value_at(led.store, size - 1, "ts")
+    return state
 
 
 def verify_since(
@@ -489,12 +493,19 @@ def verify_since(
     return v.finish()
 
 
-def _hash_at(store: Store, seq: int) -> bytes:
+def _value_at(store: Store, seq: int, column: str) -> Any:
+    """One column of event ``seq`` (``ts`` in µs)."""
     for seg in store.segments():
         if seg.first <= seq <= seg.last:
-            col = store.read_segment(seg, ["hash"]).column("hash")
+            col = store.read_segment(seg, [column]).column(column)
+            if column == "ts":
+                col = col.cast(pa.int64())
             return col[seq - seg.first].as_py()
-    raise CorruptLedgerError(f"no segment holds seq {seq}")
+    raise CorruptLedgerError(f"no segment holds seq {seq}; run ledger verify")
+
+
+def _hash_at(store: Store, seq: int) -> bytes:
+    return _value_at(store, seq, "hash")
 
 
 def verify_full(
@@ -529,3 +540,83 @@ def verify_full(
 
 
 __all__ = ["Problem", "check_run", "default_jobs", "verify_full", "verify_since"]
+
+
+# --- partial state replays (typed columns, row groups skipped when nothing matches) ------------
+
+_STATE_COLUMNS = ["seq", "ts", "action", "model", "version", "actor", "key_id", "payload"]
+
+
+def partial_state(
+    led: Ledger, upto: int | None = None, models: set[str] | frozenset[str] = frozenset()
+) -> Any:
+    """The State after replaying, from the typed columns, the events before ``upto``
+    that are key or policy events or concern one of ``models``.
+
+    Only the ``action`` and ``model`` columns of each row group are read to find them,
+    so the key registry of a million-event ledger loads in a fraction of a second. The
+    typed columns are trusted here, as by ``Ledger.state``: callers replay only history
+    that a verification already covered."""
+    import pyarrow.compute as pc
+
+    from .state import State
+
+    wanted = pa.array(sorted(E.KEY_ACTIONS | getattr(E, "POLICY_ACTIONS", frozenset())))
+    mlist = pa.array(sorted(models), pa.string())
+    state = State()
+    for seg in led.store.segments():
+        if upto is not None and seg.first >= upto:
+            break
+        try:
+            pf = pq.ParquetFile(seg.path)
+            for rg in range(pf.metadata.num_row_groups):
+                head = pf.read_row_group(rg, columns=["seq", "action", "model"])
+                mask = pc.is_in(head["action"], wanted)
+                if models:
+                    mask = pc.or_(mask, pc.fill_null(pc.is_in(head["model"], mlist), False))
+                if upto is not None:
+                    mask = pc.and_(mask, pc.less(head["seq"], upto))
+                if not pc.any(mask).as_py():
+                    continue
+                t = pf.read_row_group(rg, columns=_STATE_COLUMNS).filter(mask)
+                ts = t["ts"].cast(pa.int64()).to_pylist()
+                cols = [t[c].to_pylist() for c in _STATE_COLUMNS if c != "ts"]
+                for i, (seq, action, model, version, actor, kid, payload) in enumerate(
+                    zip(*cols, strict=True)
+                ):
+                    if action not in E.ACTION_ROLE:
+                        continue
+                    ev = E.Event(
+                        seq, ts[i], led.origin, action, actor, kid, json.loads(payload), "",
+                        model, version,
+                    )  # fmt: skip
+                    state.apply(ev)
+        except (OSError, pa.ArrowException, ValueError) as exc:
+            raise CorruptLedgerError(
+                f"segment {seg.name} is unreadable ({exc}); run ledger verify"
+            ) from None
+    if upto is not None:
+        state.next_seq = upto
+    return state
+
+
+def models_after(led: Ledger, since: int) -> set[str]:
+    """Models the events from ``since`` on concern, with the parents their registers name."""
+    out: set[str] = set()
+    for seg in led.store.segments():
+        if seg.last < since:
+            continue
+        t = led.store.read_segment(seg, ["seq", "model", "payload", "action"])
+        start = max(0, since - seg.first)
+        for m, p, a in zip(
+            t["model"].to_pylist()[start:],
+            t["payload"].to_pylist()[start:],
+            t["action"].to_pylist()[start:],
+            strict=True,
+        ):
+            if m is not None:
+                out.add(m)
+            if a == E.REGISTER:  # a malformed payload: the verification names it
+                with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
+                    out.update(x["model"] for x in json.loads(p).get("parents", ()))
+    return out

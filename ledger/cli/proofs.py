@@ -65,16 +65,27 @@ def checkpoint(out_path: str | None, ledger_path: str, key_path: str) -> None:
     type=click.Path(dir_okay=False),
     help="Prove that checkpoint NEW extends checkpoint OLD instead.",
 )
+@click.option(
+    "--trusted-key",
+    "trusted_keys",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Public key of a checkpoint signer to trust besides the ledger's checkpointers.",
+)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write to this file.")
 @ledger_option
 def prove(
     seq: int | None,
     checkpoint_path: str | None,
     consistency: tuple[str, str] | None,
+    trusted_keys: tuple[str, ...],
     out_path: str | None,
     ledger_path: str,
 ) -> None:
     """Print an inclusion proof of event SEQ, or a consistency proof (JSON)."""
+    from ..keys import load_public_key
+
+    trusted = [load_public_key(k) for k in trusted_keys]
     if consistency:
         if seq is not None or checkpoint_path:
             raise InputError("give SEQ [--checkpoint FILE] or --consistency OLD NEW, not both")
@@ -82,7 +93,7 @@ def prove(
     elif seq is None:
         raise InputError("give the SEQ of an event, or --consistency OLD NEW")
     else:
-        doc = _open(ledger_path).prove(seq, checkpoint_path)
+        doc = _open(ledger_path).prove(seq, checkpoint_path, trusted)
     text = json.dumps(doc, indent=2) + "\n"
     if out_path:
         _write(out_path, text.encode())
