@@ -114,3 +114,32 @@ def test_random_damage_is_caught_or_harmless(source: Path, tmp_path: Path) -> No
             assert events_of(path) == events_of(source), name
         else:
             assert result.verdict[0] in ("FAIL", "Error"), (name, result.verdict)
+
+
+def test_truncated_tail_needs_a_trusted_checkpoint(tmp_path: Path) -> None:
+    """The limit of a hash chain: removing the newest events leaves a valid shorter chain.
+    Only a checkpoint kept from earlier (in the ledger, or better, outside it) shows it."""
+    import json
+    import shutil
+
+    from ledger import Ledger, load_signing_key
+    from tests.writer_process import make_ledger
+
+    path, key_file = make_ledger(tmp_path)
+    key = load_signing_key(key_file)
+    led = Ledger.open(path)
+    for i in range(3):
+        led.register(f"m{i}", key=key)
+    trusted = tmp_path / "trusted.checkpoint"
+    shutil.copy(led.checkpoint(key).path, trusted)
+    seg(path / "events", "4-4").unlink()
+
+    def verify(*args: str) -> tuple[int, list]:
+        r = CliRunner().invoke(cli, ["verify", "--format", "json", *args, "--ledger", str(path)])
+        return r.exit_code, [(p["kind"], p["seq"]) for p in json.loads(r.stdout)["problems"]]
+
+    assert verify() == (1, [("truncated", 4)])  # the checkpoint stored in the ledger
+    shutil.rmtree(path / "checkpoints")  # ... which whoever truncated can delete too
+    assert verify() == (0, [])  # undetectable from the ledger alone
+    evidence = ["--evidence-dir", str(tmp_path / "evidence")]
+    assert verify("--trusted", str(trusted), *evidence) == (1, [("truncated", 4)])

@@ -168,6 +168,10 @@ def test_private_key_never_leaks(tmp_path: Path) -> None:
     t = Ledger.open(reg).events()
     haystacks["decoded events"] = repr(t.to_pylist()).encode()
     assert len(t) == 3  # the scenario did run: genesis, key_add, register
+    # The search reaches stored content: the public keys, which are meant to be there, are.
+    for path in (admin, alice):
+        public = load_signing_key(path, "pw" if path == alice else None).public_key
+        assert base64.b64encode(public) in haystacks["decoded events"]
     for s in secrets:
         for form in _forms(s) if len(s) in (32, 64) else [s]:
             for where, data in haystacks.items():
