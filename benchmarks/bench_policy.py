@@ -11,18 +11,22 @@ benchmark works on a copy, so the cached ledger is never changed.
 What it does: registers a fresh version of a busy model, approves it for staging,
 deploys it there and approves it twice for production (all through the library); then
 times ``ledger deploy MODEL:V --env production`` as a fresh process (the console script,
-no shell), undoing each deploy in between, first with no policy and then under a policy
+no shell; wall time, and the child's user+sys CPU time, which a loaded machine
+inflates less), undoing each deploy in between, first with no policy and then under a policy
 that switches every rule on. It also times a refused deploy (too few approvals) and the
 policy check itself in process.
 
-Limits printed beside the figures, measured in the same run: ``python -c pass`` and
-``python -c 'import ledger.cli'`` (interpreter start and the CLI's imports: the floor
-under any fresh-process command).
+Limits printed beside the figures, measured in the same run and environment:
+``python -c pass`` and ``python -c 'import ledger.cli'`` (interpreter start and the CLI's
+imports: the floor under any fresh-process command), wall and CPU. Children run with a
+bytecode cache (a private ``PYTHONPYCACHEPREFIX``), as on a normal install; where
+``PYTHONDONTWRITEBYTECODE`` is set, one more row shows the deploy compiling every module.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -83,10 +87,16 @@ def _current_key(led: Any, name: str) -> Any:
     raise SystemExit(f"no active key of {name} derived from seed 0 in this ledger")
 
 
+_CPU: list[float] = []  # user+sys CPU seconds of each timed child, beside its wall time
+
+
 def _wall(argv: list[str], env: dict[str, str], ok: bool = True) -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run(argv, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    _CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     if (r.returncode == 0) != ok:
         raise SystemExit(f"{' '.join(argv)} exited {r.returncode}: {r.stderr.strip()}")
     return wall
@@ -126,18 +136,28 @@ def run(scale: str = "full", ledger: str | None = None) -> list[dict[str, Any]]:
         exe = Path(sys.executable).with_name("ledger")
         cmd = [str(exe) if exe.exists() else "ledger", "deploy", f"{busiest}:{v}"]
         cmd += ["--env", "production", "--comment", "bench"]
-        env = os.environ | {"LEDGER_PATH": str(work), "LEDGER_KEY": str(kfile)}
+        # Children run as on a normal install: bytecode cached (here in a private
+        # folder, warmed below), even where PYTHONDONTWRITEBYTECODE is set.
+        nopyc = os.environ | {"LEDGER_PATH": str(work), "LEDGER_KEY": str(kfile)}
+        env = {k: v for k, v in nopyc.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["PYTHONPYCACHEPREFIX"] = str(scratch / "pycache")
 
-        def cycle() -> list[float]:
+        def cycle(env: dict[str, str] = env) -> list[float]:
             walls = []
             for _ in range(RUNS):
                 walls.append(_wall(cmd, env))
                 led.undeploy(busiest, v, "production", key=keys["carol"])
             return walls
 
+        cycle()  # warm the bytecode cache and the page cache
+        _CPU.clear()
         bare = cycle()
+        bare_cpu = min(_CPU)
         led.set_policy(POLICY, key=keys["admin"])
+        _CPU.clear()
         checked = cycle()
+        checked_cpu = min(_CPU)
+        cold = cycle(nopyc) if nopyc.get("PYTHONDONTWRITEBYTECODE") else None
         events = led.store.tail()[0]
 
         # A refusal: a second fresh version, one production approval short.
@@ -154,7 +174,9 @@ def run(scale: str = "full", ledger: str | None = None) -> list[dict[str, Any]]:
         led.deploy(busiest, r2.version, "staging", key=keys["carol"])
         led.approve(busiest, r2.version, "production", key=keys["bob"])
         refuse = [*cmd[:2], f"{busiest}:{r2.version}", *cmd[3:]]
+        _CPU.clear()
         refused = [_wall(refuse, env, ok=False) for _ in range(RUNS)]
+        refused_cpu = min(_CPU)
 
         # The policy check alone, in process, on the State the write path builds.
         from ledger import policy as P
@@ -169,10 +191,20 @@ def run(scale: str = "full", ledger: str | None = None) -> list[dict[str, Any]]:
         for _ in range(n):
             P.check(st, ev)
         check_us = (time.perf_counter() - t0) / n * 1e6
+
+        # The floor, in the children's environment: interpreter start, the CLI's imports.
+        py = sys.executable
+        start = min(_wall([py, "-c", "pass"], env) for _ in range(RUNS))
+        _CPU.clear()
+        imp = min(_wall([py, "-c", "import ledger.cli"], env) for _ in range(RUNS))
+        floor = [
+            limits.row("python_startup", start, "s", "python -c pass"),
+            limits.row("import_ledger_cli", imp, "s", "python -c 'import ledger.cli'"),
+            limits.row("import_ledger_cli_cpu", min(_CPU), "s", "user+sys CPU of the same"),
+        ]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    floor = limits.startup(RUNS)
     note = f"{events:,} events, {busiest}:{v}, best of {RUNS} fresh processes"
     rows = [
         {
@@ -182,6 +214,7 @@ def run(scale: str = "full", ledger: str | None = None) -> list[dict[str, Any]]:
             "target": TARGET_S,
             "median": statistics.median(checked),
             "max": max(checked),
+            "cpu": checked_cpu,
             "note": note,
         },
         {
@@ -190,6 +223,7 @@ def run(scale: str = "full", ledger: str | None = None) -> list[dict[str, Any]]:
             "unit": "s",
             "median": statistics.median(bare),
             "max": max(bare),
+            "cpu": bare_cpu,
             "note": "same ledger before the policy was set",
         },
         {
@@ -199,6 +233,7 @@ def run(scale: str = "full", ledger: str | None = None) -> list[dict[str, Any]]:
             "target": TARGET_S,
             "median": statistics.median(refused),
             "max": max(refused),
+            "cpu": refused_cpu,
             "note": "exit 4, too few approvals",
         },
         {
@@ -208,9 +243,20 @@ def run(scale: str = "full", ledger: str | None = None) -> list[dict[str, Any]]:
             "note": "ledger.policy.check on the write path's State, every rule on",
         },
     ]
+    if cold:
+        rows.append(
+            {
+                "name": "deploy_policy_checked_no_bytecode_cache",
+                "value": min(cold),
+                "unit": "s",
+                "median": statistics.median(cold),
+                "note": "as this environment runs (PYTHONDONTWRITEBYTECODE): compiles every module",
+            }
+        )
     limit = {r["name"]: r["value"] for r in floor}
-    for r in rows[:3]:
-        r["limit"] = limit.get("import_ledger_cli")
+    for r in rows:
+        if r["unit"] == "s":
+            r["limit"] = limit.get("import_ledger_cli")
     return rows + floor
 
 
@@ -224,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     for r in run(args.scale, args.ledger):
         extra = "".join(
             f"  {k}={r[k]:.3f}" if isinstance(r[k], float) else f"  {k}={r[k]}"
-            for k in ("median", "max", "target", "limit")
+            for k in ("median", "max", "cpu", "target", "limit")
             if r.get(k) is not None
         )
         print(f"{r['name']:<42} {r['value']:>10.4f} {r['unit']:<3}{extra}  {r.get('note', '')}")
