@@ -85,15 +85,21 @@ def _verifier() -> Callable[[bytes, bytes, bytes], bool]:
     return verify
 
 
-def check_run(task: tuple[str, int | None, int, int]) -> Clean:
-    """Check the rows of one row group (or a whole file when ``rg`` is None)."""
-    path, rg, first, _count = task
+Task = tuple[str, int | None, int, int, int]  # path, row group, first seq, rows, rows to skip
+
+
+def check_run(task: Task) -> Clean:
+    """Check the rows of one row group (or a whole file when ``rg`` is None), after the
+    first ``skip`` (``verify --since`` starts inside a row group)."""
+    path, rg, first, _count, skip = task
     try:
         pf = pq.ParquetFile(path)
         if rg is None:
             t = pf.read(columns=_WORKER_COLUMNS, use_threads=False)
         else:
             t = pf.read_row_group(rg, columns=_WORKER_COLUMNS, use_threads=False)
+        if skip:
+            t, first = t.slice(skip), first + skip
         for name in _WORKER_COLUMNS:
             if t.schema.field(name).type != SCHEMA.field(name).type:
                 return Clean(0, "", b"")  # the reference path names the problem
@@ -263,9 +269,7 @@ def _columns(
     return out
 
 
-def _results(
-    tasks: list[tuple[str, int | None, int, int]], origin: str, keys: dict[str, bytes], jobs: int
-) -> Iterator[Clean]:
+def _results(tasks: list[Task], origin: str, keys: dict[str, bytes], jobs: int) -> Iterator[Clean]:
     """Worker results in task order; inline when one job (or one task) suffices."""
     if jobs <= 1 or len(tasks) <= 1:
         _init(origin, keys)
@@ -317,12 +321,12 @@ def verify_segments(
     total = sum(s.count for s in layout.live)
     segs = [s for s in layout.live if s.last >= since]
     keys = key_map(store, layout.live)
-    tasks: list[tuple[str, int | None, int, int]] = []
+    tasks: list[Task] = []
     owner: list[int] = []
     for k, seg in enumerate(segs):
-        for t in _runs(seg):
-            if t[2] + t[3] > since:
-                tasks.append(t)
+        for path, rg, first, count in _runs(seg):
+            if first + count > since:
+                tasks.append((path, rg, first, count, max(0, since - first)))
                 owner.append(k)
     results = _results(tasks, led.origin, keys, jobs or default_jobs())
     expected = since
@@ -344,11 +348,12 @@ def verify_segments(
             slow = False
             while ti < len(tasks) and owner[ti] == k:
                 clean = next(results)
-                _, _, tfirst, tcount = tasks[ti]
+                _, _, tfirst, tcount, skip = tasks[ti]
                 ti += 1
                 if slow:
                     continue
-                off = max(0, tfirst - seg.first)
+                off = tfirst - seg.first + skip
+                tcount -= skip
                 if off + tcount <= row:  # a run before ``since``
                     continue
                 if off != row or off + clean.rows > n:  # e.g. a run straddling ``since``
