@@ -135,12 +135,25 @@ def public_key_pem(public_key: bytes) -> bytes:
 def write_key_files(path: Path, key: SigningKey, passphrase: str | None = None) -> Path:
     """Write ``path`` (private, mode 0600, never overwritten) and ``path`` with .pub."""
     pub_path = path.with_suffix(".pub")
+    ledger = _enclosing_ledger(path)
+    if ledger is not None:
+        raise InputError(
+            f"{path} is inside the ledger folder {ledger}; keep private keys outside the ledger"
+        )
     for p in (path, pub_path):
         if p.exists():
             raise InputError(f"{p} already exists; refusing to overwrite a key file")
     _write_new(path, private_key_pem(key, passphrase), 0o600)
     _write_new(pub_path, public_key_pem(key.public_key), 0o644)
     return pub_path
+
+
+def _enclosing_ledger(path: Path) -> Path | None:
+    """The ledger folder (holding ledger.json and events/) that ``path`` would be in."""
+    for parent in Path(os.path.abspath(path)).parents:
+        if (parent / "ledger.json").is_file() and (parent / "events").is_dir():
+            return parent
+    return None
 
 
 def _write_new(path: Path, data: bytes, mode: int) -> None:

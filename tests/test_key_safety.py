@@ -176,3 +176,18 @@ def test_private_key_never_leaks(tmp_path: Path) -> None:
         for form in _forms(s) if len(s) in (32, 64) else [s]:
             for where, data in haystacks.items():
                 assert form not in data, f"private key material found in {where}"
+
+
+@pytest.mark.parametrize("where", ["reg", "reg/events", "reg/sub/dir"])
+def test_key_files_are_never_written_inside_a_ledger(tmp_path: Path, where: str) -> None:
+    reg = _ledger(tmp_path)
+    folder = tmp_path / where
+    folder.mkdir(parents=True, exist_ok=True)
+    before = sorted(p.name for p in (tmp_path / "reg").rglob("*"))
+    code, out, err = _run(["keys", "generate", str(folder / "k.pem")])
+    assert (code, out) == (2, "")
+    assert err == (
+        f"Error: {folder / 'k.pem'} is inside the ledger folder {reg};"
+        " keep private keys outside the ledger\n"
+    )
+    assert sorted(p.name for p in (tmp_path / "reg").rglob("*")) == before
