@@ -44,7 +44,8 @@ SEGMENT_RE = re.compile(r"(\d{12})-(\d{12})\.parquet")
 #: full segment is a complete Merkle subtree.
 SEGMENT_EVENTS = 1 << 16
 ROW_GROUP = 1 << 14
-LOCK_TIMEOUT = float(os.environ.get("LEDGER_LOCK_TIMEOUT", "60"))
+#: Seconds a writer waits for the lock; $LEDGER_LOCK_TIMEOUT overrides it (read per lock).
+LOCK_TIMEOUT = 60.0
 
 SCHEMA = pa.schema(
     [
@@ -102,6 +103,19 @@ def _oserror(exc: OSError, what: str) -> StorageError:
     elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         reason = f"{reason} (is the ledger folder read-only?)"
     return StorageError(f"cannot {what}: {reason}")
+
+
+def _lock_timeout() -> float:
+    text = os.environ.get("LEDGER_LOCK_TIMEOUT")
+    if text is None:
+        return LOCK_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses NaN, which would wait forever
+        raise InputError(f"LEDGER_LOCK_TIMEOUT must be a number of seconds, got {text[:40]!r}")
+    return value
 
 
 def _fsync_dir(path: Path) -> None:
@@ -184,7 +198,7 @@ class Store:
         if self._lock_fd is not None:  # re-entrant within one Store
             yield
             return
-        timeout = LOCK_TIMEOUT if timeout is None else timeout
+        timeout = _lock_timeout() if timeout is None else timeout
         try:
             fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
@@ -248,14 +262,16 @@ class Store:
         segs: list[Segment] = []
         strays: list[Path] = []
         try:
-            entries = list(self.events_dir.iterdir())
+            # scandir's file types come from the listing itself: no stat per entry.
+            with os.scandir(self.events_dir) as it:
+                entries = [(self.events_dir / e.name, e.is_file(follow_symlinks=False)) for e in it]
         except FileNotFoundError:
             raise CorruptLedgerError(f"{self.events_dir} is missing") from None
         except OSError as exc:  # not a folder, unreadable
             raise CorruptLedgerError(f"cannot list {self.events_dir}: {exc.strerror}") from None
-        for p in entries:
+        for p, regular in entries:
             m = SEGMENT_RE.fullmatch(p.name)
-            if m and p.is_file() and not p.is_symlink():
+            if m and regular:
                 first, last = int(m[1]), int(m[2])
                 if last >= first:
                     segs.append(Segment(first, last, p))
@@ -328,7 +344,10 @@ class Store:
         last = segs[-1]
         try:
             pf = pq.ParquetFile(last.path)
-            rg = pf.read_row_group(pf.num_row_groups - 1, columns=["seq", "ts", "hash"])
+            # One small row group: pyarrow's thread pool only adds hand-off latency.
+            rg = pf.read_row_group(
+                pf.num_row_groups - 1, columns=["seq", "ts", "hash"], use_threads=False
+            )
         except (OSError, pa.ArrowException, IndexError) as exc:
             raise CorruptLedgerError(f"segment {last.name} is unreadable: {_short(exc)}") from None
         n = rg.num_rows
