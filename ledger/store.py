@@ -262,16 +262,14 @@ class Store:
         segs: list[Segment] = []
         strays: list[Path] = []
         try:
-            # scandir's file types come from the listing itself: no stat per entry.
-            with os.scandir(self.events_dir) as it:
-                entries = [(self.events_dir / e.name, e.is_file(follow_symlinks=False)) for e in it]
+            entries = list(self.events_dir.iterdir())
         except FileNotFoundError:
             raise CorruptLedgerError(f"{self.events_dir} is missing") from None
         except OSError as exc:  # not a folder, unreadable
             raise CorruptLedgerError(f"cannot list {self.events_dir}: {exc.strerror}") from None
-        for p, regular in entries:
+        for p in entries:
             m = SEGMENT_RE.fullmatch(p.name)
-            if m and regular:
+            if m and p.is_file() and not p.is_symlink():
                 first, last = int(m[1]), int(m[2])
                 if last >= first:
                     segs.append(Segment(first, last, p))
@@ -344,10 +342,7 @@ class Store:
         last = segs[-1]
         try:
             pf = pq.ParquetFile(last.path)
-            # One small row group: pyarrow's thread pool only adds hand-off latency.
-            rg = pf.read_row_group(
-                pf.num_row_groups - 1, columns=["seq", "ts", "hash"], use_threads=False
-            )
+            rg = pf.read_row_group(pf.num_row_groups - 1, columns=["seq", "ts", "hash"])
         except (OSError, pa.ArrowException, IndexError) as exc:
             raise CorruptLedgerError(f"segment {last.name} is unreadable: {_short(exc)}") from None
         n = rg.num_rows

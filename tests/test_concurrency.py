@@ -139,3 +139,11 @@ def test_flock_is_exclusive_across_processes(tmp_path: Path) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free the moment the holder died
     finally:
         os.close(fd)
+
+
+@pytest.mark.parametrize("value", ["abc", "nan"])
+def test_bad_lock_timeout_is_a_clear_error(tmp_path: Path, value: str) -> None:
+    path, key = make_ledger(tmp_path)
+    r = _cli(path, key, "m", value)
+    assert (r.returncode, r.stdout) == (2, "")
+    assert r.stderr == f"Error: LEDGER_LOCK_TIMEOUT must be a number of seconds, got {value!r}\n"
