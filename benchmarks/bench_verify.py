@@ -122,13 +122,17 @@ def run(scale: str = "small", ledger_path: str | None = None) -> list[dict[str, 
     if not report.ok:
         raise RuntimeError(f"the benchmark ledger does not verify: {report.summary()}")
     rate = report.events / dt
+    # The limit again after: on a shared machine the load may change during the verify.
+    one2, every2, _ = _raw(triples, 2.0 if scale != "tiny" else 0.3)
+    row("ed25519_verify_raw_allcores_after", every2, "verif/s", limit=f"1 core: {one2:.0f}")
+    every = (every + every2) / 2
     row("verify_full_seconds", dt, "s", events=report.events)
     row(
         "verify_full_rate",
         rate,
         "events/s",
         target=">= 85% of raw all-core verify",
-        limit=f"{every:.0f} verif/s raw ({rate / every:.0%})",
+        limit=f"{every:.0f} verif/s raw, mean of before/after ({rate / every:.0%})",
         ratio=rate / every,
     )
 

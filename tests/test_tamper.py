@@ -375,3 +375,17 @@ def test_parallel_and_serial_agree_on_a_clean_ledger(victim):
     a = victim.ledger.verify(jobs=1)
     b = victim.ledger.verify(jobs=2)
     assert a.ok and b.ok and a.to_dict() == b.to_dict()
+
+
+def test_worker_processes_give_the_reference_verdict(history):
+    """Per-event segments: one task each, so ``jobs=2`` really uses the worker pool."""
+    led = history.ledger
+    assert led.verify(jobs=2).to_dict() == led.verify(jobs=1).to_dict()
+    edit(seg_path(led, 8), lambda c: c["sig"].__setitem__(0, bytes(64)))
+    edit(seg_path(led, 9), lambda c: c["actor"].__setitem__(0, "dave"))
+    a, b = led.verify(jobs=1), led.verify(jobs=2)
+    assert a.problems == b.problems
+    assert str(a.problems[0]) == (
+        f"seq 8 in {segment_name(8, 8)}: signature does not verify against key"
+        f" {history.keys['carol'].key_id} (carol)"
+    )
