@@ -96,16 +96,35 @@ SELECT d.*, CASE WHEN d.action = 'deploy' THEN coalesce(approved.approved_by, []
        AS approved_by
 FROM deployment_log d LEFT JOIN approved USING (seq);
 
+-- Current deployments: the last deploy/undeploy per (model, env) decides what is live.
+-- An aggregate, not a window, so that it stays cheap on large ledgers.
+CREATE VIEW current_deployments AS
+SELECT model, env, max(seq) AS seq, arg_max(action, seq) AS action,
+       arg_max(version, seq) AS version,
+       max(version) FILTER (WHERE action = 'deploy') AS max_deployed
+FROM events WHERE action IN ('deploy', 'undeploy')
+GROUP BY model, env;
+
 CREATE VIEW live AS
-WITH l AS (SELECT * FROM deployment_log WHERE live),
+WITH l AS (
+    -- The deploy events still in force, with their details fetched by seq.
+    SELECT c.model, c.env, c.version, c.max_deployed, e.seq, e.ts, e.actor, e.payload
+    FROM current_deployments c
+    JOIN (SELECT seq, ts, actor, payload FROM events WHERE action = 'deploy') e USING (seq)
+    WHERE c.action = 'deploy'),
 approved AS (
+    -- Join on (model, version) first: the env of an approval is parsed only for the
+    -- few approvals of live versions, not for every approval in the ledger.
     SELECT l.seq, list(DISTINCT a.actor ORDER BY a.actor) AS approved_by
-    FROM l JOIN approvals a
-      ON a.model = l.model AND a.version = l.version AND a.env = l.env AND a.seq < l.seq
+    FROM l JOIN (SELECT seq, model, version, actor, payload FROM events
+                 WHERE action = 'approve') a
+      ON a.model = l.model AND a.version = l.version AND a.seq < l.seq
+    WHERE a.payload ->> '$.env' = l.env
     GROUP BY l.seq)
-SELECT l.model, l.env, l.version, l.ref, l.ts AS since, l.seq AS deploy_seq,
-       l.actor AS deployed_by, coalesce(approved.approved_by, []) AS approved_by, l.comment,
-       l.rollback
+SELECT l.model, l.env, l.version, l.model || ':' || l.version AS ref, l.ts AS since,
+       l.seq AS deploy_seq, l.actor AS deployed_by,
+       coalesce(approved.approved_by, []) AS approved_by, l.payload ->> '$.comment' AS comment,
+       l.version < l.max_deployed AS rollback
 FROM l LEFT JOIN approved USING (seq);
 
 CREATE VIEW model_versions AS
@@ -115,25 +134,29 @@ WITH acts AS (
            min(ts) FILTER (WHERE action = 'reject') AS rejected_at,
            min(seq) FILTER (WHERE action = 'deprecate') AS deprecated_seq,
            min(ts) FILTER (WHERE action = 'deprecate') AS deprecated_at,
-           list(DISTINCT env ORDER BY env) FILTER (WHERE action = 'approve') AS approved_for,
            count(*) FILTER (WHERE action = 'approve') AS approvals
     FROM events WHERE action IN ('approve', 'reject', 'deprecate')
     GROUP BY model, version),
+envs AS (
+    SELECT model, version, list(env ORDER BY env) AS approved_for
+    FROM (SELECT DISTINCT model, version, env FROM approvals)
+    GROUP BY model, version),
 lv AS (
     SELECT model, version, list(env ORDER BY env) AS live_in
-    FROM deployment_log WHERE live GROUP BY model, version)
+    FROM current_deployments WHERE action = 'deploy' GROUP BY model, version)
 SELECT r.model, r.version, r.ref,
        CASE WHEN acts.deprecated_seq IS NOT NULL THEN 'deprecated'
             WHEN acts.rejected_seq IS NOT NULL THEN 'rejected'
             WHEN acts.approvals > 0 THEN 'approved'
             ELSE 'registered' END AS status,
-       coalesce(acts.approved_for, []) AS approved_for,
+       coalesce(envs.approved_for, []) AS approved_for,
        coalesce(lv.live_in, []) AS live_in,
        r.registered_by, r.ts AS registered_at, r.seq AS registered_seq,
        r.artifact_digest, r.code_repo, r.code_commit, r.parents, r.datasets,
        acts.rejected_seq, acts.rejected_at, acts.deprecated_seq, acts.deprecated_at
 FROM registrations r
 LEFT JOIN acts USING (model, version)
+LEFT JOIN envs USING (model, version)
 LEFT JOIN lv USING (model, version);
 
 CREATE VIEW keys AS
@@ -163,6 +186,7 @@ VIEW_NAMES = (
     "lineage",
     "datasets",
     "deployment_log",
+    "current_deployments",
     "as_of",
 )
 
@@ -481,15 +505,25 @@ def named(
 
 
 STATUS_MODELS = """
-WITH lv AS (
+WITH reg AS (
+    SELECT model, count(*) AS versions, max(version) AS latest
+    FROM events WHERE action = 'register' AND ($model IS NULL OR model = $model)
+    GROUP BY model),
+fate AS (
+    SELECT e.model, bool_or(e.action = 'deprecate') AS deprecated,
+           bool_or(e.action = 'reject') AS rejected, bool_or(e.action = 'approve') AS approved
+    FROM events e JOIN reg ON e.model = reg.model AND e.version = reg.latest
+    WHERE e.action IN ('approve', 'reject', 'deprecate')
+    GROUP BY e.model),
+lv AS (
     SELECT model, string_agg(env || '=' || version, ' ' ORDER BY env) AS live
-    FROM deployment_log WHERE live GROUP BY model)
-SELECT mv.model, count(*) AS versions, max(mv.version) AS latest,
-       arg_max(mv.status, mv.version) AS latest_status, coalesce(lv.live, '') AS live
-FROM model_versions mv LEFT JOIN lv USING (model)
-WHERE $model IS NULL OR mv.model = $model
-GROUP BY mv.model, lv.live
-ORDER BY mv.model
+    FROM current_deployments WHERE action = 'deploy' GROUP BY model)
+SELECT reg.model, reg.versions, reg.latest,
+       CASE WHEN fate.deprecated THEN 'deprecated' WHEN fate.rejected THEN 'rejected'
+            WHEN fate.approved THEN 'approved' ELSE 'registered' END AS latest_status,
+       coalesce(lv.live, '') AS live
+FROM reg LEFT JOIN fate USING (model) LEFT JOIN lv USING (model)
+ORDER BY reg.model
 """
 
 STATUS_VERSIONS = """

@@ -10,7 +10,7 @@ WITH violations AS (
     WHERE a.actor = r.registered_by
     UNION ALL
     SELECT d.seq, d.ts, 'deployer approved it', d.ref, d.env, d.actor, min(a.seq)
-    FROM deployment_log d
+    FROM events d
     JOIN approvals a
       ON a.model = d.model AND a.version = d.version AND a.env = d.env
      AND a.seq < d.seq AND a.actor = d.actor

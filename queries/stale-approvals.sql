@@ -10,7 +10,7 @@ FROM approvals a
 WHERE a.ts <= (SELECT ts FROM as_of) - to_days($days)
   AND ($env IS NULL OR a.env = $env)
   AND NOT EXISTS (
-      SELECT 1 FROM deployment_log d
+      SELECT 1 FROM events d
       WHERE d.action = 'deploy' AND d.model = a.model AND d.version = a.version
         AND d.env = a.env AND d.seq > a.seq)
   AND NOT EXISTS (

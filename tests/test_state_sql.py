@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import ledger.events as E
 from ledger import Draft, Ledger, LedgerError, SigningKey
 from ledger.ledger import _key_payload
-from ledger.query import Session
+from ledger.query import STATUS_MODELS, Session
 from ledger.state import State
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
@@ -76,7 +76,9 @@ def state_from_sql(session: Session) -> dict:
     live = session.run("SELECT model, env, version, deploy_seq FROM live").to_pylist()
     keys = session.run("SELECT key_id, actor, roles, added_seq, revoked_seq FROM keys")
     approvals = session.run("SELECT model, version, env, actor, seq FROM approvals")
+    status = session.run(STATUS_MODELS, {"model": None}).to_pylist()
     return {
+        "models": [tuple(r.values()) for r in status],
         "versions": {
             (r["model"], r["version"]): (
                 r["status"],
@@ -102,7 +104,13 @@ def state_from_sql(session: Session) -> dict:
 
 
 def state_from_python(s: State) -> dict:
+    def live(m: str) -> str:
+        return " ".join(f"{e}={n}" for (mm, e), n in sorted(s.live.items()) if mm == m)
+
     return {
+        "models": [
+            (m, n, n, s.versions[(m, n)].status, live(m)) for m, n in sorted(s.latest.items())
+        ],
         "versions": {
             k: (
                 v.status,
@@ -130,7 +138,7 @@ def state_from_python(s: State) -> dict:
 
 
 @settings(
-    max_examples=15,
+    max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
