@@ -138,6 +138,9 @@ def render_arrow(
     # Short values (numbers, names, timestamps) never wrap; long free text and digests
     # fold, so a wide table shrinks its prose instead of crushing its keys.
     cells = [[_cell(r.get(c)) for c in table.column_names] for r in rows]
+    if len(cells) > RICH_MAX_ROWS:
+        _plain_table(table.column_names, cells, out or sys.stdout, title)
+        return
     rt = Table(title=title, header_style="bold")
     needed = 1
     for i, c in enumerate(table.column_names):
@@ -151,6 +154,22 @@ def render_arrow(
     # edge (like psql) rather than chopping seq numbers and timestamps.
     width = max(100, min(200, _term_width()), needed)
     Console(file=out or sys.stdout, width=width, soft_wrap=False).print(rt)
+
+
+#: Above this many rows, rich's layout costs seconds; print plain aligned columns instead.
+RICH_MAX_ROWS = 2000
+
+
+def _plain_table(
+    columns: Sequence[str], cells: list[list[str]], out: IO[str], title: str | None
+) -> None:
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = [title] if title else []
+    lines.append("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    lines.append("  ".join("-" * w for w in widths))
+    for row in cells:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    out.write("\n".join(lines) + "\n")
 
 
 def _text_value(v: Any, joined: bool) -> Any:

@@ -742,3 +742,24 @@ def test_cli_queries_lists_them(invoke) -> None:
 
 def test_queries_folder_is_next_to_the_package() -> None:
     assert QUERIES_DIR.is_dir() and any(QUERIES_DIR.glob("*.sql"))
+
+
+def test_large_tables_print_as_plain_aligned_columns() -> None:
+    import io
+
+    import pyarrow as pa
+
+    from ledger.output import RICH_MAX_ROWS, render_arrow
+
+    n = RICH_MAX_ROWS + 1
+    table = pa.table({"model": [f"m{i}" for i in range(n)], "live": ["production=1"] * n})
+    buf = io.StringIO()
+    render_arrow(table, "table", out=buf, title="as of 2026-03-01T00:00:00.000000Z")
+    lines = buf.getvalue().splitlines()
+    assert lines[:4] == [
+        "as of 2026-03-01T00:00:00.000000Z",
+        "model  live",
+        "-----  ------------",
+        "m0     production=1",
+    ]
+    assert len(lines) == n + 3
