@@ -29,10 +29,11 @@ import pyarrow.parquet as pq
 from . import checkpoint as C
 from . import events as E
 from . import merkle
+from . import tree as T
 from .errors import CorruptLedgerError, LedgerError
 from .keys import PAYLOAD_TYPE
 from .store import COLUMNS, SCHEMA, Segment, Store
-from .tree import BLOCK, LeafTree, Tree, read_cache
+from .tree import LeafTree, Tree, read_cache
 from .verify import FAST_COLUMNS, Clean, Failed, Problem, Verifier, VerifyReport
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ def _check_rows(
     else:
         i = n
     roots: dict[tuple[int, int], bytes] = {}
-    if i == n and n and n & (n - 1) == 0 and first % n == 0 and n <= BLOCK:
+    if i == n and n and n & (n - 1) == 0 and first % n == 0 and n <= T.BLOCK:
         roots[(first, first + n)] = merkle.root([leaves[j : j + 32] for j in range(0, 32 * n, 32)])
     return Clean(i, first_prev, bytes(leaves), roots)
 
@@ -400,20 +401,20 @@ def check_tree(led: Ledger, v: Verifier) -> None:
     v.report.root = merkle.root_from(n, leaves.subtree_root).hex() if n else None
     cache = read_cache(led.store)
     for b, r in enumerate(cache):
-        if (b + 1) * BLOCK > n:
+        if (b + 1) * T.BLOCK > n:
             v.fail(
                 "tree_cache",
-                f"the block-root cache has an entry for events {b * BLOCK}..{(b + 1) * BLOCK - 1}"
+                f"the block-root cache has an entry for events {b * T.BLOCK}..{(b + 1) * T.BLOCK - 1}"
                 f" but the ledger holds {n} events (tail truncated?)",
-                min(n, b * BLOCK),
+                min(n, b * T.BLOCK),
                 "tree/blocks",
             )
-        if leaves.subtree_root(b * BLOCK, (b + 1) * BLOCK) != r:
+        if leaves.subtree_root(b * T.BLOCK, (b + 1) * T.BLOCK) != r:
             v.fail(
                 "tree_cache",
-                f"the block-root cache entry for events {b * BLOCK}..{(b + 1) * BLOCK - 1}"
+                f"the block-root cache entry for events {b * T.BLOCK}..{(b + 1) * T.BLOCK - 1}"
                 " does not match the events (cache altered; delete tree/blocks to rebuild it)",
-                b * BLOCK,
+                b * T.BLOCK,
                 "tree/blocks",
             )
     keys = list(v.state.keys.values())
@@ -500,13 +501,10 @@ def verify_since(
 
 def _value_at(store: Store, seq: int, column: str) -> Any:
     """One column of event ``seq`` (``ts`` in µs)."""
-    for seg in store.segments():
-        if seg.first <= seq <= seg.last:
-            col = store.read_segment(seg, [column]).column(column)
-            if column == "ts":
-                col = col.cast(pa.int64())
-            return col[seq - seg.first].as_py()
-    raise CorruptLedgerError(f"no segment holds seq {seq}; run ledger verify")
+    value = T.read_rows(store.segments(), seq, seq + 1, column)[0]
+    if column == "ts":
+        value = pa.scalar(value, pa.timestamp("us", tz="UTC")).cast(pa.int64()).as_py()
+    return value
 
 
 def _hash_at(store: Store, seq: int) -> bytes:
@@ -575,7 +573,8 @@ def partial_state(
         try:
             pf = pq.ParquetFile(seg.path)
             for rg in range(pf.metadata.num_row_groups):
-                head = pf.read_row_group(rg, columns=["seq", "action", "model"])
+                need = ["action"] + (["model"] if models else []) + (["seq"] if upto else [])
+                head = pf.read_row_group(rg, columns=need)
                 mask = pc.is_in(head["action"], wanted)
                 if models:
                     mask = pc.or_(mask, pc.fill_null(pc.is_in(head["model"], mlist), False))

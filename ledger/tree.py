@@ -4,8 +4,8 @@ Leaf ``i`` of the tree is ``merkle.leaf_hash(canonical bytes of event i)`` (RFC 
 Proofs and roots are built by :mod:`ledger.merkle` from full aligned subtrees; this
 module supplies them:
 
-* a subtree inside one block of ``BLOCK`` (= ``store.SEGMENT_EVENTS``) events is hashed
-  from that block's leaves, read from its segment(s);
+* a subtree inside one block of ``BLOCK`` (= ``store.ROW_GROUP``, 16,384) events is
+  hashed from that block's leaves, read from the one row group that holds them;
 * a larger subtree is the tree over the roots of the blocks it covers, and the root of a
   full block comes from the cache ``LEDGER/tree/blocks`` (32 bytes per full block, block
   0 first) when present.
@@ -26,9 +26,12 @@ from pathlib import Path
 
 from . import merkle
 from .errors import CorruptLedgerError
-from .store import SEGMENT_EVENTS, Segment, Store
+from .store import ROW_GROUP, SEGMENT_EVENTS, Segment, Store
 
-BLOCK = SEGMENT_EVENTS
+#: Events per cached subtree root: one Parquet row group of an aligned segment, so a
+#: proof reads and hashes at most one row group of events besides the tail.
+BLOCK = ROW_GROUP
+assert SEGMENT_EVENTS % BLOCK == 0
 TREE_DIR = "tree"
 CACHE_FILE = "blocks"
 
@@ -53,6 +56,36 @@ def write_cache(store: Store, roots: Sequence[bytes]) -> None:
     with contextlib.suppress(FileExistsError):
         path.parent.mkdir()
     store._write_atomic(path, b"".join(roots))
+
+
+def read_rows(segments: Sequence[Segment], lo: int, hi: int, column: str) -> list:
+    """Values of ``column`` for events ``lo .. hi-1``, reading only the row groups that
+    hold them (segments are named by their seq range; row groups are in order)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out: list = []
+    for seg in segments:
+        if seg.last < lo or seg.first >= hi:
+            continue
+        try:
+            pf = pq.ParquetFile(seg.path)
+            md = pf.metadata
+            start = seg.first
+            for rg in range(md.num_row_groups):
+                n = md.row_group(rg).num_rows
+                a, z = max(lo, start), min(hi, start + n)
+                if a < z:
+                    col = pf.read_row_group(rg, columns=[column]).column(column)
+                    out.extend(col.slice(a - start, z - a).to_pylist())
+                start += n
+        except (OSError, pa.ArrowException) as exc:
+            raise CorruptLedgerError(
+                f"segment {seg.name} is unreadable ({exc}); run ledger verify"
+            ) from None
+    if len(out) != hi - lo:
+        raise CorruptLedgerError(f"events {lo}..{hi - 1} are not all present; run ledger verify")
+    return out
 
 
 def leaf_hashes(canonicals: Sequence[bytes]) -> list[bytes]:
@@ -93,18 +126,7 @@ class Tree:
         """Leaf hashes of block ``b`` (only the part below ``size``)."""
         if b not in self._leaves:
             lo, hi = b * BLOCK, min((b + 1) * BLOCK, self.size)
-            leaves: list[bytes] = []
-            for seg in self.segments:
-                if seg.last < lo or seg.first >= hi:
-                    continue
-                canon = self.store.read_segment(seg, ["canonical"]).column("canonical")
-                a, z = max(lo, seg.first) - seg.first, min(hi, seg.last + 1) - seg.first
-                if len(canon) < z:
-                    raise CorruptLedgerError(
-                        f"segment {seg.name} holds {len(canon)} events, fewer than its name"
-                        " says; run ledger verify"
-                    )
-                leaves.extend(leaf_hashes(canon.slice(a, z - a).to_pylist()))
+            leaves = leaf_hashes(read_rows(self.segments, lo, hi, "canonical"))
             if len(leaves) != hi - lo:
                 raise CorruptLedgerError(
                     f"events {lo}..{hi - 1} are not all present; run ledger verify"

@@ -301,7 +301,7 @@ CASES = [
     (stored_checkpoint_altered, None, "checkpoints/{cp}", "checkpoint_invalid",
      "checkpoints/{cp} has an invalid signature by test.example/reg (key ID {note_kid})"),
     (block_cache_altered, 0, "tree/blocks", "tree_cache",
-     "the block-root cache has an entry for events 0..65535 but the ledger holds 11 events"
+     "the block-root cache has an entry for events 0..16383 but the ledger holds 11 events"
      " (tail truncated?)"),
 ]  # fmt: skip
 
