@@ -33,7 +33,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-SCALES = {"small": 10_000, "full": 1_000_000}
+SCALES = {"small": 10_000, "medium": 100_000, "full": 1_000_000}
 
 
 class _Null(io.TextIOBase):
@@ -138,7 +138,7 @@ def _ledger(scale: str, path: str | None) -> tuple[Any, Any]:
     from benchmarks import generator
 
     events = SCALES[scale]
-    if scale == "full":
+    if scale != "small":
         return _TableLedger(_synthetic_table(events)), None
     cache = Path(os.environ.get("LEDGER_BENCH_CACHE", "/tmp/ledger-bench-cache"))
     target = cache / f"lineage-{events}-seed0"
@@ -153,12 +153,21 @@ def _ledger(scale: str, path: str | None) -> tuple[Any, Any]:
     return built.ledger, built.facts
 
 
+#: CPU seconds of the fastest run of the last ``_best`` call (wall time suffers from other
+#: processes on a shared machine; CPU time much less).
+_LAST_CPU = [0.0]
+
+
 def _best(fn: Any, runs: int = 5) -> tuple[float, Any]:
-    best, out = float("inf"), None
+    best, out, cpu = float("inf"), None, float("inf")
     for _ in range(runs):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         out = fn()
-        best = min(best, time.perf_counter() - t0)
+        dt = time.perf_counter() - t0
+        cpu = min(cpu, time.process_time() - c0)
+        best = min(best, dt)
+    _LAST_CPU[0] = cpu
     return best, out
 
 
@@ -192,7 +201,15 @@ def _pick(g: Any) -> dict[str, str]:
     }
 
 
-def run(scale: str = "small", ledger_path: str | None = None) -> list[dict[str, Any]]:
+def run(
+    scale: str = "small",
+    ledger_path: str | None = None,
+    echo: bool = False,
+    exports: bool = True,
+    repeat: int = 3,
+) -> list[dict[str, Any]]:
+    """The figures as rows (name, value, unit, target, limit, ...); ``echo`` prints each
+    row as soon as it is measured."""
     import networkx as nx
 
     from ledger import export as X
@@ -207,17 +224,26 @@ def run(scale: str = "small", ledger_path: str | None = None) -> list[dict[str, 
         rows.append(
             {"name": name, "value": value, "unit": unit, "target": target, "limit": limit, **kw}
         )
+        if echo:
+            _print(rows[-1:])
+            sys.stdout.flush()
 
     # --- floors -----------------------------------------------------------------------------
-    t_read, table = _best(lambda: led.events(columns=L.COLUMNS), 3)
+    t_read, table = _best(lambda: led.events(columns=L.COLUMNS), repeat)
     n_events = table.num_rows
     row("events", n_events, "events")
     row("parquet_read_lineage_columns", t_read, "s", note="floor under lineage_graph")
 
     # --- build --------------------------------------------------------------------------------
-    led.lineage_graph()  # warm the page cache and imports
-    t_build, g = _best(led.lineage_graph, 3)
-    t_table, _ = _best(lambda: L.from_table(table), 3)
+    rss0 = _rss()
+    g = led.lineage_graph()  # warms the page cache and imports; its RSS growth is the graph's
+    graph_rss = _rss() - rss0
+    del g
+    t_build, g = _best(led.lineage_graph, repeat)
+    cpu_build = _LAST_CPU[0]
+    c0 = time.process_time()
+    t_table, _ = _best(lambda: L.from_table(table), 1)
+    cpu_table = time.process_time() - c0
     n_versions = sum(1 for _, d in g.nodes(data=True) if d["kind"] == L.MODEL)
     row("versions", n_versions, "versions")
     row("graph_nodes", g.number_of_nodes(), "nodes")
@@ -230,21 +256,30 @@ def run(scale: str = "small", ledger_path: str | None = None) -> list[dict[str, 
         target="<= 3 s at 100k versions",
         limit=f"read {t_read:.2f} s + networkx floor below",
         per_100k_versions=round(per_100k, 3),
+        cpu_s=round(cpu_build, 3),
     )
-    row("lineage_graph_from_table", t_table, "s", note="build only, columns already in memory")
+    row("lineage_graph_from_table", t_table, "s", cpu_s=round(cpu_table, 3), note="build only")
+    row("graph_rss_growth", graph_rss / 2**20, "MiB")
     edges = [(u, v) for u, v in g.edges()]
     gc.collect()
     enabled = gc.isenabled()
     gc.disable()
+    c0 = time.process_time()
     t0 = time.perf_counter()
     nx.MultiDiGraph().add_edges_from(edges)
     t_nx = time.perf_counter() - t0
+    cpu_nx = time.process_time() - c0
     if enabled:
         gc.enable()
     del edges
     row(
-        "networkx_bare_edges", t_nx, "s", note=f"add_edges_from of {g.number_of_edges()} bare edges"
+        "networkx_bare_edges",
+        t_nx,
+        "s",
+        cpu_s=round(cpu_nx, 3),
+        note=f"add_edges_from of {g.number_of_edges()} bare edges",
     )
+    row("load_average_1min", os.getloadavg()[0], "", note=f"{os.cpu_count()} cores")
 
     # --- questions ------------------------------------------------------------------------------
     h = _pick(g)
@@ -260,6 +295,7 @@ def run(scale: str = "small", ledger_path: str | None = None) -> list[dict[str, 
         ("tree_up_deepest", lambda: L.tree(g, deep, "up")),
     ]:
         t, out = _best(fn)
+        cpu = _LAST_CPU[0]
         size = (
             len(out.versions)
             if isinstance(out, L.Impact)
@@ -271,10 +307,12 @@ def run(scale: str = "small", ledger_path: str | None = None) -> list[dict[str, 
                 else 0
             )
         )
-        row(name, t, "s", target="<= 0.5 s warm", answer_size=size)
+        row(name, t, "s", target="<= 0.5 s warm", answer_size=size, cpu_s=round(cpu, 4))
     row("deepest_chain", h["deepest_depth"], "versions", note=h["deepest"])
 
     # --- exports: time and peak memory against the graph's own size --------------------------
+    if not exports:
+        return rows
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -307,6 +345,12 @@ def run(scale: str = "small", ledger_path: str | None = None) -> list[dict[str, 
     return rows
 
 
+def _rss() -> int:
+    """Resident set size of this process in bytes (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def _print(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         extra = {k: v for k, v in r.items() if k not in ("name", "value", "unit") and v != ""}
@@ -323,5 +367,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="lineage benchmark")
     ap.add_argument("--scale", choices=sorted(SCALES), default="small")
     ap.add_argument("--ledger", help="use this existing ledger instead of a generated one")
+    ap.add_argument("--no-exports", action="store_true", help="skip the export figures")
+    ap.add_argument("--repeat", type=int, default=3, help="best of N for read and build")
     a = ap.parse_args()
-    _print(run(a.scale, a.ledger))
+    run(a.scale, a.ledger, echo=True, exports=not a.no_exports, repeat=a.repeat)
