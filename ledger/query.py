@@ -46,7 +46,7 @@ FROM {source};
 CREATE VIEW as_of AS SELECT {as_of_seq}::BIGINT AS seq, {as_of_ts}::TIMESTAMPTZ AS ts;
 
 CREATE VIEW registrations AS
-SELECT seq, ts, model, version, ref, actor AS registered_by, key_id,
+SELECT seq, ts, model, version, ref, actor AS registered_by, key_id, payload,
        payload ->> '$.artifact.digest' AS artifact_digest,
        payload ->> '$.artifact.uri' AS artifact_uri,
        payload ->> '$.code.repo' AS code_repo,
@@ -105,27 +105,28 @@ SELECT model, env, max(seq) AS seq, arg_max(action, seq) AS action,
 FROM events WHERE action IN ('deploy', 'undeploy')
 GROUP BY model, env;
 
+-- What is live now, without the approvers (cheaper for queries that do not need them).
+CREATE VIEW live_deploys AS
+SELECT c.model, c.env, c.version, c.model || ':' || c.version AS ref, e.ts AS since,
+       e.seq AS deploy_seq, e.actor AS deployed_by, e.payload ->> '$.comment' AS comment,
+       c.version < c.max_deployed AS rollback
+FROM current_deployments c
+JOIN (SELECT seq, ts, actor, payload FROM events WHERE action = 'deploy') e USING (seq)
+WHERE c.action = 'deploy';
+
 CREATE VIEW live AS
-WITH l AS (
-    -- The deploy events still in force, with their details fetched by seq.
-    SELECT c.model, c.env, c.version, c.max_deployed, e.seq, e.ts, e.actor, e.payload
-    FROM current_deployments c
-    JOIN (SELECT seq, ts, actor, payload FROM events WHERE action = 'deploy') e USING (seq)
-    WHERE c.action = 'deploy'),
-approved AS (
+WITH approved AS (
     -- Join on (model, version) first: the env of an approval is parsed only for the
     -- few approvals of live versions, not for every approval in the ledger.
-    SELECT l.seq, list(DISTINCT a.actor ORDER BY a.actor) AS approved_by
-    FROM l JOIN (SELECT seq, model, version, actor, payload FROM events
-                 WHERE action = 'approve') a
-      ON a.model = l.model AND a.version = l.version AND a.seq < l.seq
+    SELECT l.deploy_seq, list(DISTINCT a.actor ORDER BY a.actor) AS approved_by
+    FROM live_deploys l
+    JOIN (SELECT seq, model, version, actor, payload FROM events WHERE action = 'approve') a
+      ON a.model = l.model AND a.version = l.version AND a.seq < l.deploy_seq
     WHERE a.payload ->> '$.env' = l.env
-    GROUP BY l.seq)
-SELECT l.model, l.env, l.version, l.model || ':' || l.version AS ref, l.ts AS since,
-       l.seq AS deploy_seq, l.actor AS deployed_by,
-       coalesce(approved.approved_by, []) AS approved_by, l.payload ->> '$.comment' AS comment,
-       l.version < l.max_deployed AS rollback
-FROM l LEFT JOIN approved USING (seq);
+    GROUP BY l.deploy_seq)
+SELECT l.model, l.env, l.version, l.ref, l.since, l.deploy_seq, l.deployed_by,
+       coalesce(approved.approved_by, []) AS approved_by, l.comment, l.rollback
+FROM live_deploys l LEFT JOIN approved USING (deploy_seq);
 
 CREATE VIEW model_versions AS
 WITH acts AS (
@@ -180,6 +181,7 @@ VIEW_NAMES = (
     "model_versions",
     "deployments",
     "live",
+    "live_deploys",
     "approvals",
     "keys",
     "registrations",

@@ -7,8 +7,12 @@
 WITH RECURSIVE
 edges AS MATERIALIZED (SELECT model, version, parent_model, parent_version FROM lineage),
 hit AS MATERIALIZED (
-    SELECT model, version, name, uri, digest FROM datasets
-    WHERE digest = $dataset OR uri = $dataset OR name = $dataset),
+    -- The payload text holds the value JSON-quoted: a cheap substring test first, so
+    -- that only candidate registrations have their datasets parsed.
+    SELECT r.model, r.version, d.name, d.uri, d.digest
+    FROM registrations r, unnest(r.datasets) AS t(d)
+    WHERE contains(r.payload, to_json($dataset::VARCHAR)::VARCHAR)
+      AND (d.digest = $dataset OR d.uri = $dataset OR d.name = $dataset)),
 down(model, version, src_model, src_version, depth) AS (
     SELECT DISTINCT model, version, model, version, 0 FROM hit
     UNION
@@ -17,7 +21,7 @@ down(model, version, src_model, src_version, depth) AS (
 SELECT l.ref, l.env, l.since, l.deployed_by,
        d.src_model || ':' || d.src_version AS trained_on_via, d.depth AS generations,
        h.name AS dataset, h.uri, h.digest
-FROM live l
+FROM live_deploys l
 JOIN down d ON d.model = l.model AND d.version = l.version
 JOIN hit h ON h.model = d.src_model AND h.version = d.src_version
 WHERE l.env = $env

@@ -2,13 +2,18 @@
 -- Versions live now whose registration lacks required provenance: no dataset,
 -- no code commit or no artifact digest.
 -- param: env text optional: Only this environment (default: every environment).
-SELECT l.ref, l.env, l.since, l.deployed_by, r.registered_by,
+SELECT ref, env, since, deployed_by, registered_by,
        concat_ws(', ',
-                 CASE WHEN len(r.datasets) = 0 THEN 'dataset' END,
-                 CASE WHEN r.code_commit IS NULL THEN 'code commit' END,
-                 CASE WHEN r.artifact_digest IS NULL THEN 'artifact digest' END) AS missing
-FROM live l
-JOIN registrations r ON r.model = l.model AND r.version = l.version
-WHERE (len(r.datasets) = 0 OR r.code_commit IS NULL OR r.artifact_digest IS NULL)
-  AND ($env IS NULL OR l.env = $env)
-ORDER BY l.ref, l.env;
+                 CASE WHEN no_dataset THEN 'dataset' END,
+                 CASE WHEN no_commit THEN 'code commit' END,
+                 CASE WHEN no_digest THEN 'artifact digest' END) AS missing
+FROM (
+    SELECT l.ref, l.env, l.since, l.deployed_by, r.actor AS registered_by,
+           coalesce(json_array_length(r.payload, '$.datasets'), 0) = 0 AS no_dataset,
+           r.payload ->> '$.code.commit' IS NULL AS no_commit,
+           r.payload ->> '$.artifact.digest' IS NULL AS no_digest
+    FROM live_deploys l
+    JOIN events r ON r.action = 'register' AND r.model = l.model AND r.version = l.version
+    WHERE $env IS NULL OR l.env = $env)
+WHERE no_dataset OR no_commit OR no_digest
+ORDER BY ref, env;
