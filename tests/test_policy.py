@@ -719,6 +719,8 @@ def test_policy_cli(gov, invoke, tmp_path):
     env = gov.env("admin")
     r = invoke(["policy", "show"], env=env)
     assert (r.exit_code, r.stdout) == (0, "No policy in force.\n")
+    r = invoke(["policy", "show", "--format", "json"], env=env)
+    assert (r.exit_code, r.stdout) == (0, "null\n")
     r = invoke(["policy", "set", str(f), "--comment", "MRM-7"], env=env)
     assert r.exit_code == 0, r.output
     h = gov.ledger.events(columns=["hash"])["hash"][-1].as_py().hex()

@@ -37,6 +37,9 @@ def policy() -> None:
 def policy_show(as_of: str | None, at_seq: int | None, fmt: str, ledger_path: str) -> None:
     """Print the policy in force (now, or at a past instant) and the event that set it."""
     rec = _open(ledger_path).policy(as_of=as_of, at_seq=at_seq)
+    if rec is None and fmt == "json":
+        click.echo("null")
+        return
     if rec is None:
         when = f" as of {as_of}" if as_of else f" at seq {at_seq}" if at_seq is not None else ""
         click.echo(f"No policy in force{when}.")
