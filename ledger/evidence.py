@@ -116,15 +116,15 @@ class Verdict:
     def summary(self) -> str:
         steps = ", ".join(self.steps)
         trust = (
-            "a trusted key"
+            ""
             if self.anchored
-            else "a checkpointer key registered by the bundle's own key events"
+            else ", a checkpointer key registered by the bundle's own key events"
             " (pass --trusted-key to anchor trust)"
         )
         return (
             f"{self.model}:{self.version} {steps}; {self.events} events, all signatures valid,"
             f" included in checkpoint of size {self.tree_size} of {self.origin} signed by"
-            f" {self.signer}, {trust}"
+            f" {self.signer}{trust}"
         )
 
 
