@@ -409,15 +409,16 @@ def probe_many(paths: list[Path], timeout: float = TIMEOUT) -> dict[Path, Probe]
     pending = b""
     for path in paths:
         # Unbuffered: a buffered readline could hold the next line where select can't see it.
-        ready = True
-        while b"\n" not in pending:
+        # Chunks go to a list: an answer can be hundreds of MB (a huge value echoed).
+        ready, chunks = True, [pending]
+        while b"\n" not in chunks[-1]:
             ready = bool(select.select([fd], [], [], timeout + 5)[0])
             chunk = os.read(fd, 1 << 20) if ready else b""
             if not chunk:
                 break
-            pending += chunk
-        line, _, pending = pending.partition(b"\n")
-        if not line:
+            chunks.append(chunk)
+        line, newline, pending = b"".join(chunks).partition(b"\n")
+        if not newline:  # no complete answer: the child hung, or died (perhaps mid-line)
             proc.kill()
             _, err = proc.communicate()
             hung = not ready or "Timeout (" in err  # faulthandler dumped the stacks
