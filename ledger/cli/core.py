@@ -326,6 +326,12 @@ def log(
     type=click.Path(file_okay=False),
     help="Where --trusted writes the two conflicting checkpoints on a rollback or fork.",
 )
+@click.option(
+    "--policy",
+    "policy_audit",
+    is_flag=True,
+    help="Also check every event against the governance policy in force at its time.",
+)
 @ledger_option
 def verify(
     fmt: str,
@@ -334,6 +340,7 @@ def verify(
     trusted_keys: tuple[str, ...],
     jobs: int | None,
     evidence_dir: str,
+    policy_audit: bool,
     ledger_path: str,
 ) -> None:
     """Check the whole chain; print OK or FAIL with the first bad event. Exit 0 / 1."""
@@ -351,14 +358,20 @@ def verify(
     else:
         report = led.verify(**kw)
     written = led.conflict_evidence(report, trusted or since, evidence_dir)
+    # --policy (issue 6): audit only a chain that verified.
+    audit = led.policy_audit() if policy_audit and report.ok else None
     if fmt == "json":
         doc = report.to_dict() | ({"evidence": [str(p) for p in written]} if written else {})
+        if audit is not None:
+            doc["policy"] = audit.to_dict()
         click.echo(json.dumps(doc, indent=2))
     else:
         click.echo(report.summary())
         if written:
             click.echo(f"evidence: {', '.join(str(p) for p in written)}")
-    if not report.ok:
+        if audit is not None:
+            click.echo(audit.summary())
+    if not report.ok or (audit is not None and not audit.ok):
         sys.exit(1)
 
 
