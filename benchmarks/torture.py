@@ -179,7 +179,13 @@ def lock_phase(root: Path, rounds: int) -> list[str]:
     for r in range(rounds):
         path, key = W.make_ledger(root / f"lock{r}")
         holder = W.start(path, key, "--hold-lock")
-        early = W.wait_for(holder, "LOCKED", timeout=120)
+        try:
+            early = W.wait_for(holder, "LOCKED", timeout=120)
+        except (TimeoutError, EOFError) as exc:
+            holder.kill()  # never leave a lock holder behind
+            W.finish(holder)
+            failures.append(f"lock round {r}: {exc}")
+            continue
         env = {**os.environ, "LEDGER_LOCK_TIMEOUT": "0.5"}
         cmd = [sys.executable, "-c", "from ledger.cli import main; main()", "register", "m"]
         cmd += ["--ledger", str(path), "--key", str(key)]
@@ -234,7 +240,8 @@ def corruption_phase(root: Path, n: int, rng: random.Random) -> dict[str, Any]:
             )
             verdicts[label] += 1
             if p.problems:
-                failures.append(f"{name}: {p.problems}")
+                stack = p.stderr[-1500:] if v[0] == "hang" else ""  # faulthandler's dump
+                failures.append(f"{name}: {p.problems} {stack}")
             elif expected is not None and v != expected:
                 failures.append(f"{name}: expected {expected}, got {v}")
             elif v[0] == "OK" and H.events_of(path) != H.events_of(source):

@@ -101,7 +101,11 @@ def _cli(path: Path, key: Path, model: str, timeout: str) -> subprocess.Complete
 def test_lock_holder_death_lets_the_next_writer_in_only_then(tmp_path: Path) -> None:
     path, key = make_ledger(tmp_path)
     holder = start(path, key, "--hold-lock")
-    early = wait_for(holder, "LOCKED")
+    try:
+        early = wait_for(holder, "LOCKED")
+    except BaseException:
+        holder.kill()  # never leave a lock holder behind
+        raise
     # While the holder lives (even frozen), nobody else gets in: no timeout-based stealing.
     r = _cli(path, key, "blocked", "0.5")
     assert (r.returncode, r.stdout) == (7, "")
@@ -129,7 +133,11 @@ def test_flock_is_exclusive_across_processes(tmp_path: Path) -> None:
 
     path, key = make_ledger(tmp_path)
     holder = start(path, key, "--hold-lock")
-    early = wait_for(holder, "LOCKED")
+    try:
+        early = wait_for(holder, "LOCKED")
+    except BaseException:
+        holder.kill()
+        raise
     fd = os.open(path / ".lock", os.O_RDWR)
     try:
         with pytest.raises(BlockingIOError):

@@ -91,7 +91,11 @@ def _same(a: Any, b: Any) -> bool:
         return isinstance(b, list) and len(a) == len(b) and all(map(_same, a, b))
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+    if isinstance(a, float) or isinstance(b, float):
+        # A JSON number is a double: 7.01570164511489e16 comes back as the integer
+        # 70157016451148900, which is the same double.
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and float(a) == float(b)
+    if isinstance(a, int) and isinstance(b, int):
         return a == b
     return type(a) is type(b) and a == b
 
