@@ -53,6 +53,9 @@ class Ledger:
         # state); see _writer_state. None until the second append or after a failure.
         self._cache: tuple[int, bytes, State] | None = None
         self._appends = 0
+        # (identity of the segment this object last wrote, the tail it ends with): lets
+        # the next append skip reading the tail back while that segment is still last.
+        self._tail_memo: tuple[tuple[str, int, int, int], tuple[int, bytes, int]] | None = None
 
     # --- lifecycle of the folder -----------------------------------------------------
     @classmethod
@@ -131,7 +134,7 @@ class Ledger:
                     p.get("model") for p in d.payload.get("parents", ()) if isinstance(p, dict)
                 )
         with self.store.lock():
-            n, last_hash, last_ts = self.store.tail()
+            n, last_hash, last_ts = self._tail()
             state, keep = self._writer_state(models, n, last_hash)
             state.next_seq, state.last_ts = n, last_ts
             prev = last_hash.hex()
@@ -170,10 +173,25 @@ class Ledger:
                 receipts.append(
                     Receipt(ev.seq, prev, E.format_ts(ev.ts), ev.action, ev.model, ev.version)
                 )
-            self.store.append(cols.table())
+            written = self.store.append(cols.table())
+            self._tail_memo = (
+                _identity(written[-1].path),
+                (state.next_seq, bytes.fromhex(prev), state.last_ts),
+            )
             if keep:
                 self._cache = (state.next_seq, bytes.fromhex(prev), state)
         return receipts
+
+    def _tail(self) -> tuple[int, bytes, int]:
+        """``store.tail()``, without reading the segment back when it is the one this
+        object wrote last (segments are immutable once renamed into place)."""
+        memo, self._tail_memo = self._tail_memo, None
+        if memo is not None:
+            segs = self.store.segments()
+            if segs and _identity(segs[-1].path) == memo[0]:
+                self._tail_memo = memo
+                return memo[1]
+        return self.store.tail()
 
     def _writer_state(self, models: set[str], n: int, head: bytes) -> tuple[State, bool]:
         """The State a write checks against, and whether to keep it afterwards.
@@ -740,6 +758,11 @@ class _Columns:
         if self.signer is not None:
             self.cols["sig"] = self.signer.signatures()
         return pa.Table.from_pydict(self.cols, schema=SCHEMA)
+
+
+def _identity(path: Path) -> tuple[str, int, int, int]:
+    st = path.stat()
+    return (path.name, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _payload_text(canon: bytes, ev: E.Event) -> str:
