@@ -335,6 +335,11 @@ def parse_pair(spec: str, what: str) -> tuple[str, str]:
     return _kv(spec, what, "KEY=VALUE")
 
 
+def parse_pairs(specs: Any, what: str) -> dict[str, str]:
+    """``KEY=VALUE`` specs as a dict, refusing a key given twice."""
+    return _mapping(specs, what.lstrip("-"), lambda s: parse_pair(s, what))
+
+
 def _mapping(items: Any, what: str, parse: Any) -> dict[str, Any]:
     if items is None:
         return {}

@@ -89,13 +89,15 @@ def render(
             return
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title=title, show_lines=False, header_style="bold")
         for i, c in enumerate(columns):
             last = i == len(columns) - 1
             table.add_column(c, overflow="fold", no_wrap=not last)
         for r in rows:
-            table.add_row(*(_cell(_jsonable(r.get(c))) for c in columns))
+            # Text, not markup: '[red]' in a comment is data, and control codes are dropped.
+            table.add_row(*(Text(_cell(_jsonable(r.get(c)))) for c in columns))
         Console(file=out, width=max(100, min(200, _term_width())), soft_wrap=False).print(table)
 
 
@@ -134,6 +136,7 @@ def render_arrow(
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     # Short values (numbers, names, timestamps) never wrap; long free text and digests
     # fold, so a wide table shrinks its prose instead of crushing its keys.
@@ -149,7 +152,7 @@ def render_arrow(
         rt.add_column(c, no_wrap=short, overflow="fold", min_width=longest if short else len(c))
         needed += 3 + (longest if short else max(len(c), 24))
     for row in cells:
-        rt.add_row(*row)
+        rt.add_row(*(Text(cell) for cell in row))
     # Never narrower than the short columns need: a wide table runs past the terminal
     # edge (like psql) rather than chopping seq numbers and timestamps.
     width = max(100, min(200, _term_width()), needed)

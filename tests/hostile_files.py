@@ -308,10 +308,7 @@ CASES: dict[str, tuple[Mutation, tuple[Any, ...]]] = {
 
 #: Cases where a reader still breaks a promise (reported; the test expects the failure, so
 #: it starts failing - strict xfail - the day the bug is fixed).
-KNOWN_BUGS = {
-    "payload column not JSON": "`ledger log` json.loads the payload column (cli/core.py):"
-    " internal error instead of a one-line error",
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def _patch(p: Path, offset: int, data: bytes) -> None:

@@ -60,7 +60,10 @@ def test_equals_reference_encoder(value):
 
 @given(
     st.dictionaries(
-        st.text(alphabet=st.characters(min_codepoint=0xD000), max_size=3), st.integers(0, 9)
+        st.text(
+            alphabet=st.characters(min_codepoint=0xD000, exclude_categories=("Cs",)), max_size=3
+        ),
+        st.integers(0, 9),
     )
 )
 def test_key_order_is_utf16(value):

@@ -208,10 +208,6 @@ def test_register_cli_stores_exactly_or_refuses(
     assert math.isfinite(last["payload"]["metrics"][metric[0]])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/core.py builds --meta with dict(): a repeated key silently keeps the last value",
-)
 def test_cli_refuses_a_repeated_meta_key(reg: Reg) -> None:
     r = CliRunner().invoke(
         cli,
@@ -231,17 +227,14 @@ def test_cli_refuses_a_repeated_meta_key(reg: Reg) -> None:
     assert r.exit_code == 2 and "given twice" in r.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="output.py passes cells to rich as markup: '[/x]' in a comment crashes `ledger log`",
-)
 def test_log_table_shows_hostile_text_verbatim(reg: Reg) -> None:
     model = reg.model()
     reg.led.register(model, key=reg.key)
     reg.led.approve(model, 1, "staging", key=reg.key, comment="[/x] [red]r[/red]")
     r = CliRunner().invoke(cli, ["log", "--ledger", str(reg.path)])
     assert r.exit_code == 0, r.stderr
-    assert "[/x] [red]r[/red]" in r.stdout
+    # The details column may wrap between the two words; each is shown verbatim.
+    assert "[/x]" in r.stdout and "[red]r[/red]" in r.stdout
 
 
 # --- the limits, at their boundaries -------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from .. import events as E
-from ..errors import InputError
+from ..errors import CorruptLedgerError, InputError
 from ..output import OutputFormat, render
 from . import cli
 from .options import format_option, key_option, ledger_option, load_key, passphrase
@@ -185,7 +185,7 @@ def register(
     art: Any = artifact
     if artifact_digest:
         art = {"digest": artifact_digest}
-    metadata = dict(E.parse_pair(m, "--meta") for m in meta) or None
+    metadata = E.parse_pairs(meta, "--meta") or None
     r = _open(ledger_path).register(
         model,
         key=load_key(key_path),
@@ -240,15 +240,28 @@ _model_command("deprecate", False, "Deprecate MODEL:VERSION: it can no longer be
 # --- reading, verifying, maintenance -------------------------------------------------------
 
 
+def _payload(seq: int, text: str | None) -> dict[str, Any]:
+    try:
+        payload = json.loads(text) if text is not None else None
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise CorruptLedgerError(
+            f"seq {seq}: the payload column is not a JSON object; run ledger verify"
+        )
+    return payload
+
+
 def _details(payload: dict[str, Any]) -> str:
     parts = []
     for k in ("env", "comment", "reason", "key_id", "actor"):
         if k in payload:
             parts.append(f"{k}={payload[k]}")
-    if payload.get("parents"):
+    parents = payload.get("parents")
+    if parents and isinstance(parents, list) and all(isinstance(p, dict) for p in parents):
         parts.append(
             "parents="
-            + ",".join(f"{p['model']}:{p['version']}({p['relation']})" for p in payload["parents"])
+            + ",".join(f"{p.get('model')}:{p.get('version')}({p.get('relation')})" for p in parents)
         )
     return " ".join(parts)
 
@@ -273,7 +286,7 @@ def log(
     rows = table.to_pylist()
     for r in rows:
         r["ts"] = r["ts"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        r["payload"] = json.loads(r["payload"])
+        r["payload"] = _payload(r["seq"], r["payload"])
         r["hash"] = r["hash"].hex()
     if fmt == OutputFormat.TABLE.value:
         for r in rows:
