@@ -262,11 +262,14 @@ def _columns(
                 seg.first,
                 seg.name,
             )
-    out = {name: table.column(name).to_pylist() for name in names if name != "ts"}
-    if "ts" in names:
-        out["ts"] = (
-            table.column("ts").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
-        )
+    try:
+        out = {name: table.column(name).to_pylist() for name in names if name != "ts"}
+        if "ts" in names:
+            out["ts"] = (
+                table.column("ts").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
+            )
+    except (ValueError, pa.ArrowException) as exc:  # e.g. a string column that is not UTF-8
+        v.fail("unreadable", f"segment is unreadable: {_why(seg, exc)}", seg.first, seg.name)
     return out
 
 

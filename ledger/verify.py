@@ -293,7 +293,7 @@ class Verifier:
         if typed_seq != ev.seq or type(typed_seq) is not int:
             self.fail(
                 "column_mismatch",
-                f"typed column 'seq' ({typed_seq!r}) disagrees with the signed bytes ({ev.seq})",
+                f"typed column 'seq' ({_brief(typed_seq)}) disagrees with the signed bytes ({ev.seq})",
                 ev.seq,
                 segment,
             )
@@ -309,8 +309,8 @@ class Verifier:
             if v != getattr(ev, name) or type(v) is not type(getattr(ev, name)):
                 self.fail(
                     "column_mismatch",
-                    f"typed column {name!r} ({v!r}) disagrees with the signed bytes"
-                    f" ({getattr(ev, name)!r})",
+                    f"typed column {name!r} ({_brief(v)}) disagrees with the signed bytes"
+                    f" ({_brief(getattr(ev, name))})",
                     ev.seq,
                     segment,
                 )
@@ -328,7 +328,7 @@ class Verifier:
         if ev.origin != self.origin:
             self.fail(
                 "foreign_origin",
-                f"event belongs to ledger {ev.origin!r}, not this one ({self.origin!r})"
+                f"event belongs to ledger {_brief(ev.origin)}, not this one ({self.origin!r})"
                 " (replayed from another ledger)",
                 ev.seq,
                 segment,
@@ -437,3 +437,9 @@ def _same(a: Any, b: Any) -> bool:
     if type(a) is list:
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return a == b
+
+
+def _brief(value: Any, limit: int = 80) -> str:
+    """repr() cut short: a verdict is one readable line even for a 32 MB value."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
