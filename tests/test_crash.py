@@ -81,7 +81,7 @@ def test_kill_at_random_instants(tmp_path: Path) -> None:
         proc = start(
             path,
             key,
-            *("--count", "40", "--batch", batch, "--compact-every", "3", "--prefix", f"r{i}"),
+            *("--count", "100000", "--batch", batch, "--compact-every", "3", "--prefix", f"r{i}"),
         )
         early = kill_at_random(proc, rng, within=0.4)
         out = finish(proc, early)
