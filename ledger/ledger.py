@@ -408,7 +408,9 @@ class Ledger:
         if trusted is not None and since is not None:
             raise InputError("give --trusted or --since, not both")
         if since is not None:
-            return scan.verify_since(self, self.open_checkpoint(since, trusted_keys), progress, jobs)
+            return scan.verify_since(
+                self, self.open_checkpoint(since, trusted_keys), progress, jobs
+            )
         cp = self.open_checkpoint(trusted, trusted_keys) if trusted is not None else None
         return scan.verify_full(self, progress, jobs, cp)
 
@@ -492,7 +494,6 @@ class Ledger:
         from . import evidence
 
         return evidence.build(self, model, version, checkpoint)
-
 
     # --- state views, as-of state and audit queries (issue 4) -------------------------------
     # Each returns an Arrow table. ``as_of`` (µs or a timestamp string) answers as the
