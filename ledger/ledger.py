@@ -296,6 +296,7 @@ class Ledger:
     def reject(
         self, model: str, version: int, *, key: SigningKey, comment: str | None = None
     ) -> Receipt:
+        """Reject ``model:version``: it can no longer be approved or deployed."""
         return self._model_action(E.REJECT, model, version, key, comment=comment)
 
     def deploy(
@@ -307,11 +308,13 @@ class Ledger:
     def undeploy(
         self, model: str, version: int, env: str, *, key: SigningKey, comment: str | None = None
     ) -> Receipt:
+        """Take ``model:version`` out of ``env``, where it must be live."""
         return self._model_action(E.UNDEPLOY, model, version, key, env=env, comment=comment)
 
     def deprecate(
         self, model: str, version: int, *, key: SigningKey, comment: str | None = None
     ) -> Receipt:
+        """Deprecate ``model:version``: it can no longer be deployed (it stays live until undeployed)."""
         return self._model_action(E.DEPRECATE, model, version, key, comment=comment)
 
     # --- keys ------------------------------------------------------------------------------
