@@ -273,18 +273,41 @@ def _columns(
     return out
 
 
+#: Below this many rows the workers' start-up costs more than they save.
+PARALLEL_MIN_ROWS = 50_000
+
+
 def _results(tasks: list[Task], origin: str, keys: dict[str, bytes], jobs: int) -> Iterator[Clean]:
-    """Worker results in task order; inline when one job (or one task) suffices."""
-    if jobs <= 1 or len(tasks) <= 1:
-        _init(origin, keys)
+    """Worker results in task order; inline when one job, one task or few rows suffice.
+
+    Workers come from a forkserver, not a fork of this process: this process has run
+    pyarrow's thread pools, and a fork taken while another thread holds a lock can
+    deadlock the child. A worker that dies (e.g. out of memory) breaks the pool instead
+    of hanging it, and its tasks are then checked inline: same verdicts, just slower.
+    """
+    _init(origin, keys)
+    if jobs <= 1 or len(tasks) <= 1 or sum(t[3] - t[4] for t in tasks) < PARALLEL_MIN_ROWS:
         for t in tasks:
             yield check_run(t)
         return
     import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
-    ctx = mp.get_context("fork")
-    with ctx.Pool(jobs, initializer=_init, initargs=(origin, keys)) as pool:
-        yield from pool.imap(check_run, tasks, chunksize=1)
+    done = 0
+    try:
+        with ProcessPoolExecutor(
+            jobs,
+            mp_context=mp.get_context("forkserver"),
+            initializer=_init,
+            initargs=(origin, keys),
+        ) as pool:
+            for result in pool.map(check_run, tasks, chunksize=1):
+                yield result
+                done += 1
+    except (BrokenProcessPool, OSError):
+        for t in tasks[done:]:
+            yield check_run(t)
 
 
 def default_jobs() -> int:

@@ -371,13 +371,21 @@ def test_every_verdict_of_the_issue_has_a_case():
     assert issue <= kinds  # truncated and forked: test_checkpoint.py (need a trusted checkpoint)
 
 
-def test_parallel_and_serial_agree_on_a_clean_ledger(victim):
+@pytest.fixture
+def pooled(monkeypatch):
+    """Use the worker pool even for a small ledger."""
+    from ledger import scan
+
+    monkeypatch.setattr(scan, "PARALLEL_MIN_ROWS", 0)
+
+
+def test_parallel_and_serial_agree_on_a_clean_ledger(victim, pooled):
     a = victim.ledger.verify(jobs=1)
     b = victim.ledger.verify(jobs=2)
     assert a.ok and b.ok and a.to_dict() == b.to_dict()
 
 
-def test_worker_processes_give_the_reference_verdict(history):
+def test_worker_processes_give_the_reference_verdict(history, pooled):
     """Per-event segments: one task each, so ``jobs=2`` really uses the worker pool."""
     led = history.ledger
     assert led.verify(jobs=2).to_dict() == led.verify(jobs=1).to_dict()
