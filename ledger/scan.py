@@ -405,6 +405,13 @@ def verify_segments(
         if leftover.last < since:
             continue
         cols = _columns(v, store, leftover, ["seq", "hash"])
+        if cols["seq"] != list(range(leftover.first, leftover.last + 1)):
+            v.fail(
+                "segment_range",
+                f"segment lies inside {live.name} but does not hold the events its name says",
+                leftover.first,
+                leftover.name,
+            )
         for s, h in zip(cols["seq"], cols["hash"], strict=True):
             if type(s) is not int or not leftover.first <= s < len(v.hashes) or v.hashes[s] != h:
                 v.fail(

@@ -225,11 +225,15 @@ CASES: dict[str, tuple[Mutation, tuple[Any, ...]]] = {
     ),
     "duplicate, different events": (
         lambda p, r: shutil.copy(seg(p / EV, "2-4"), seg(p / EV, "3-3")),
-        ("FAIL", "overlap", 2, "3-3"),
+        ("FAIL", "segment_range", 3, "3-3"),
     ),
     "duplicate, from another ledger": (
         lambda p, r: pq.write_table(_other_ledger_row(p / EV), seg(p / EV, "3-3")),
-        ("FAIL", "overlap", 5, "3-3"),
+        ("FAIL", "segment_range", 3, "3-3"),
+    ),
+    "leftover named for another seq": (
+        lambda p, r: shutil.copy(seg(p / EV, "5-5"), seg(p / EV, "3-3")),
+        ("FAIL", "segment_range", 3, "3-3"),
     ),
     "partial overlap": (
         lambda p, r: shutil.copy(seg(p / EV, "2-4"), seg(p / EV, "4-6")),
