@@ -237,6 +237,12 @@ class Store:
             if p.name.startswith(".tmp-"):
                 p.unlink(missing_ok=True)
                 removed = True
+        # Checkpoints and the tree cache are written the same way, beside the events.
+        for folder in (self.root / "checkpoints", self.root / "tree"):
+            if folder.is_dir() and not folder.is_symlink():
+                for p in folder.iterdir():
+                    if p.name.startswith(".tmp-") and p.is_file():
+                        p.unlink(missing_ok=True)
         layout = self.layout()
         for leftover, live in layout.superseded:
             # Only a true compaction leftover goes; anything else is evidence for verify.

@@ -290,3 +290,20 @@ def test_open_not_a_ledger(tmp_path):
         Ledger.open(tmp_path / "nope")
     with pytest.raises(NotFoundError, match=r"is not a ledger: ledger\.json is missing"):
         Ledger.open(tmp_path)
+
+
+def test_next_writer_removes_temporaries_of_killed_writers(history):
+    """Temporaries of a killed segment, checkpoint or tree-cache write never stay behind."""
+    root = history.path
+    (root / "checkpoints").mkdir(exist_ok=True)
+    (root / "tree").mkdir(exist_ok=True)
+    leftovers = [
+        root / "events" / ".tmp-999-000000000099-000000000099.parquet",
+        root / "checkpoints" / ".tmp-999-000000000008-abc.checkpoint",
+        root / "tree" / ".tmp-999-blocks",
+    ]
+    for p in leftovers:
+        p.write_bytes(b"half written")
+    assert history.ledger.verify().ok  # readers ignore them
+    history.ledger.register("fraud.new", key=history.keys["alice"])
+    assert [p for p in leftovers if p.exists()] == []
