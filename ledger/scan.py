@@ -605,29 +605,39 @@ def partial_state(
             break
         try:
             pf = pq.ParquetFile(seg.path)
-            for rg in range(pf.metadata.num_row_groups):
-                need = ["action"] + (["model"] if models else []) + (["seq"] if upto else [])
-                head = pf.read_row_group(rg, columns=need)
-                mask = pc.is_in(head["action"], wanted)
-                if models:
-                    mask = pc.or_(mask, pc.fill_null(pc.is_in(head["model"], mlist), False))
-                if upto is not None:
-                    mask = pc.and_(mask, pc.less(head["seq"], upto))
-                if not pc.any(mask).as_py():
+            need = ["action"] + (["model"] if models else []) + (["seq"] if upto else [])
+            sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
+            # One pass over the small columns finds the row groups worth reading whole;
+            # those are then decoded together, on pyarrow's threads.
+            head = pf.read(columns=need)
+            mask = pc.is_in(head["action"], wanted)
+            if models:
+                mask = pc.or_(mask, pc.fill_null(pc.is_in(head["model"], mlist), False))
+            if upto is not None:
+                mask = pc.and_(mask, pc.less(head["seq"], upto))
+            rgs, keep, start = [], [], 0
+            for rg, size in enumerate(sizes):
+                part = mask.slice(start, size)
+                if pc.any(part).as_py():
+                    rgs.append(rg)
+                    keep.append(part)
+                start += size
+            if not rgs:
+                continue
+            t = pf.read_row_groups(rgs, columns=_STATE_COLUMNS, use_threads=True)
+            t = t.filter(pa.concat_arrays([c for k in keep for c in k.chunks]))
+            ts = t["ts"].cast(pa.int64()).to_pylist()
+            cols = [t[c].to_pylist() for c in _STATE_COLUMNS if c != "ts"]
+            for i, (seq, action, model, version, actor, kid, payload) in enumerate(
+                zip(*cols, strict=True)
+            ):
+                if action not in E.ACTION_ROLE:
                     continue
-                t = pf.read_row_group(rg, columns=_STATE_COLUMNS).filter(mask)
-                ts = t["ts"].cast(pa.int64()).to_pylist()
-                cols = [t[c].to_pylist() for c in _STATE_COLUMNS if c != "ts"]
-                for i, (seq, action, model, version, actor, kid, payload) in enumerate(
-                    zip(*cols, strict=True)
-                ):
-                    if action not in E.ACTION_ROLE:
-                        continue
-                    ev = E.Event(
-                        seq, ts[i], led.origin, action, actor, kid, json.loads(payload), "",
-                        model, version,
-                    )  # fmt: skip
-                    state.apply(ev)
+                ev = E.Event(
+                    seq, ts[i], led.origin, action, actor, kid, json.loads(payload), "",
+                    model, version,
+                )  # fmt: skip
+                state.apply(ev)
         except (OSError, pa.ArrowException, ValueError) as exc:
             raise CorruptLedgerError(
                 f"segment {seg.name} is unreadable ({exc}); run ledger verify"
