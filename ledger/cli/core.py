@@ -13,7 +13,14 @@ from .. import events as E
 from ..errors import CorruptLedgerError, InputError
 from ..output import OutputFormat, render
 from . import cli
-from .options import format_option, key_option, ledger_option, load_key, passphrase
+from .options import (
+    format_option,
+    key_option,
+    ledger_option,
+    load_key,
+    passphrase,
+    trusted_key_option,
+)
 
 
 def _open(path: str) -> Any:
@@ -320,13 +327,7 @@ def log(
     type=click.Path(dir_okay=False),
     help="A trusted checkpoint: check only the events after it, plus the consistency proof.",
 )
-@click.option(
-    "--trusted-key",
-    "trusted_keys",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="Public key of a checkpoint signer to trust besides the ledger's checkpointers.",
-)
+@trusted_key_option
 @click.option(
     "--jobs",
     type=click.IntRange(min=1),

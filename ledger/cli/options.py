@@ -38,6 +38,16 @@ def key_option(f: F) -> F:
     )(f)
 
 
+def trusted_key_option(f: F) -> F:
+    return click.option(
+        "--trusted-key",
+        "trusted_keys",
+        multiple=True,
+        type=click.Path(dir_okay=False),
+        help="Public key of a checkpoint signer to trust besides the ledger's checkpointers.",
+    )(f)
+
+
 def format_option(
     *choices: OutputFormat, default: OutputFormat = OutputFormat.TABLE
 ) -> Callable[[F], F]:

@@ -11,7 +11,7 @@ import click
 
 from ..errors import InputError
 from . import cli
-from .options import key_option, ledger_option, load_key
+from .options import key_option, ledger_option, load_key, trusted_key_option
 
 
 def _open(path: str):
@@ -65,13 +65,7 @@ def checkpoint(out_path: str | None, ledger_path: str, key_path: str) -> None:
     type=click.Path(dir_okay=False),
     help="Prove that checkpoint NEW extends checkpoint OLD instead.",
 )
-@click.option(
-    "--trusted-key",
-    "trusted_keys",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="Public key of a checkpoint signer to trust besides the ledger's checkpointers.",
-)
+@trusted_key_option
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write to this file.")
 @ledger_option
 def prove(
