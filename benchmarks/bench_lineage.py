@@ -91,18 +91,9 @@ def _synthetic_table(events: int, seed: int = 0) -> Any:
             cols["hash"].append(hashlib.sha256(f"{seq}{action}{payload}".encode()).digest())
             seq += 1
         w += 1
-    schema = pa.schema(
-        [
-            ("seq", pa.int64()),
-            ("ts", pa.timestamp("us", tz="UTC")),
-            ("action", pa.string()),
-            ("model", pa.string()),
-            ("version", pa.int64()),
-            ("actor", pa.string()),
-            ("payload", pa.string()),
-            ("hash", pa.binary(32)),
-        ]
-    )
+    from ledger.store import SCHEMA
+
+    schema = pa.schema([SCHEMA.field(name) for name in cols])
     return pa.Table.from_pydict(cols, schema=schema)
 
 
