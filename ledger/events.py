@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .canonical import canonicalize
@@ -150,6 +150,40 @@ def parse_ts(text: str) -> int:
         raise ValueError(f"timestamp {_r(text)} is not YYYY-MM-DDTHH:MM:SS.ffffffZ")
     dt = datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
     return int(dt.timestamp()) * 1_000_000 + int(text[20:26])
+
+
+_INSTANT_RE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?"
+    r"(Z|z|[+-]\d{2}:\d{2})?"
+)
+
+
+def parse_instant(text: str, what: str = "--as-of") -> int:
+    """An instant as microseconds since the epoch, from RFC 3339 or a shorter form.
+
+    Accepted: ``2026-03-01``, ``2026-03-01T09:00``, ``2026-03-01 09:00:00``,
+    ``2026-03-01T09:00:00.123456Z``, ``…+01:00``. No zone means UTC; a date alone means
+    the start of that day.
+    """
+    m = _INSTANT_RE.fullmatch(text.strip()) if isinstance(text, str) else None
+    hint = "use YYYY-MM-DD[THH:MM[:SS[.ffffff]]][Z|+HH:MM], e.g. 2026-03-01T09:00:00Z"
+    if not m:
+        raise InputError(f"invalid {what} timestamp {text!r}: {hint}")
+    y, mo, d, h, mi, s, frac, zone = m.groups()
+    try:
+        dt = datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0), tzinfo=UTC)
+    except ValueError as exc:
+        raise InputError(f"invalid {what} timestamp {text!r}: {exc}") from None
+    if zone and zone not in ("Z", "z"):
+        sign = 1 if zone[0] == "+" else -1
+        zh, zm = int(zone[1:3]), int(zone[4:6])
+        if zh > 23 or zm > 59:
+            raise InputError(f"invalid {what} timestamp {text!r}: bad zone offset {zone}")
+        dt -= sign * timedelta(hours=zh, minutes=zm)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    micros = (dt - epoch) // timedelta(microseconds=1)
+    return micros + (int(frac.ljust(6, "0")) if frac else 0)
 
 
 def now_micros() -> int:

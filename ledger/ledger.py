@@ -652,9 +652,7 @@ class Ledger:
         if as_of is not None and at_seq is not None:
             raise InputError("give --as-of or --at-seq, not both")
         if isinstance(as_of, str):
-            from .query import parse_instant
-
-            as_of = parse_instant(as_of)
+            as_of = E.parse_instant(as_of)
         if at_seq is not None:
             last = self.store.tail()[0] - 1
             if type(at_seq) is not int or not 0 <= at_seq <= last:

@@ -76,21 +76,6 @@ def env_id(env: str) -> str:
 # --- as-of ------------------------------------------------------------------------------------
 
 
-def parse_as_of(text: str) -> int:
-    """``--as-of`` text (RFC 3339 / ISO 8601, date or date-time, UTC if no offset) -> µs."""
-    try:
-        dt = datetime.fromisoformat(text.strip())
-    except (ValueError, AttributeError):
-        raise InputError(
-            f"invalid --as-of {text!r}: expected a date or date-time such as"
-            " 2026-03-01 or 2026-03-01T09:00:00Z"
-        ) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
 def select(table: Any, as_of: int | None = None, at_seq: int | None = None) -> Any:
     """The events of an Arrow ``table`` with ``ts <= as_of`` and ``seq <= at_seq``."""
     if as_of is None and at_seq is None:
@@ -349,7 +334,7 @@ def build(
 
 def _micros(ts: Any) -> int:
     if isinstance(ts, datetime):
-        return parse_as_of(ts.isoformat())
+        return E.parse_instant(ts.isoformat())
     return E.parse_ts(str(ts))
 
 
@@ -721,7 +706,6 @@ __all__ = [
     "from_table",
     "impact",
     "live_deployments",
-    "parse_as_of",
     "select",
     "tree",
     "up",

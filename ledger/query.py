@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from . import events as E
 from .errors import CorruptLedgerError, InputError, NotFoundError
+from .events import parse_instant
 from .store import Store
 
 #: Where the named audit queries live: one ``NAME.sql`` file each.
@@ -194,39 +195,6 @@ VIEW_NAMES = (
 
 
 # --- point in time -------------------------------------------------------------------------
-
-_INSTANT_RE = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})"
-    r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?"
-    r"(Z|z|[+-]\d{2}:\d{2})?"
-)
-
-
-def parse_instant(text: str, what: str = "--as-of") -> int:
-    """An instant as microseconds since the epoch, from RFC 3339 or a shorter form.
-
-    Accepted: ``2026-03-01``, ``2026-03-01T09:00``, ``2026-03-01 09:00:00``,
-    ``2026-03-01T09:00:00.123456Z``, ``…+01:00``. No zone means UTC; a date alone means
-    the start of that day.
-    """
-    m = _INSTANT_RE.fullmatch(text.strip()) if isinstance(text, str) else None
-    hint = "use YYYY-MM-DD[THH:MM[:SS[.ffffff]]][Z|+HH:MM], e.g. 2026-03-01T09:00:00Z"
-    if not m:
-        raise InputError(f"invalid {what} timestamp {text!r}: {hint}")
-    y, mo, d, h, mi, s, frac, zone = m.groups()
-    try:
-        dt = datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0), tzinfo=UTC)
-    except ValueError as exc:
-        raise InputError(f"invalid {what} timestamp {text!r}: {exc}") from None
-    if zone and zone not in ("Z", "z"):
-        sign = 1 if zone[0] == "+" else -1
-        zh, zm = int(zone[1:3]), int(zone[4:6])
-        if zh > 23 or zm > 59:
-            raise InputError(f"invalid {what} timestamp {text!r}: bad zone offset {zone}")
-        dt -= sign * timedelta(hours=zh, minutes=zm)
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    micros = (dt - epoch) // timedelta(microseconds=1)
-    return micros + (int(frac.ljust(6, "0")) if frac else 0)
 
 
 @dataclass(frozen=True)

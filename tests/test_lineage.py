@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ledger import events as E
 from ledger import lineage as L
 from ledger.errors import InputError, NotFoundError, RuleViolation
 
@@ -343,12 +344,12 @@ def test_build_from_plain_rows_equals_fast_path(family_ro):
 
 
 def test_parse_as_of():
-    assert L.parse_as_of("1970-01-01T00:00:01Z") == 1_000_000
-    assert L.parse_as_of("1970-01-01T01:00:00+01:00") == 0
-    assert L.parse_as_of("1970-01-02") == 86_400_000_000
-    assert L.parse_as_of("1970-01-01T00:00:00.000002") == 2
-    with pytest.raises(InputError, match="invalid --as-of 'yesterday'"):
-        L.parse_as_of("yesterday")
+    assert E.parse_instant("1970-01-01T00:00:01Z") == 1_000_000
+    assert E.parse_instant("1970-01-01T01:00:00+01:00") == 0
+    assert E.parse_instant("1970-01-02") == 86_400_000_000
+    assert E.parse_instant("1970-01-01T00:00:00.000002") == 2
+    with pytest.raises(InputError, match="invalid --as-of timestamp 'yesterday'"):
+        E.parse_instant("yesterday")
 
 
 # --- the CLI -------------------------------------------------------------------------------------
@@ -463,8 +464,8 @@ def test_cli_impact(family_ro, invoke):
         (
             ["lineage", "llm.q4:1", "--as-of", "soon"],
             2,
-            "Error: invalid --as-of 'soon': expected a date or date-time such as 2026-03-01"
-            " or 2026-03-01T09:00:00Z\n",
+            "Error: invalid --as-of timestamp 'soon': use YYYY-MM-DD[THH:MM[:SS[.ffffff]]]"
+            "[Z|+HH:MM], e.g. 2026-03-01T09:00:00Z\n",
         ),
         (["impact"], 2, "Error: give exactly one of --dataset, --model or --commit\n"),
         (

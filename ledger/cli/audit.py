@@ -6,37 +6,14 @@ Each is one library call (``Ledger.status`` … ``Ledger.sql``) plus rendering. 
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from .. import events as E
 from ..errors import InputError
 from ..output import OutputFormat, render, render_arrow
 from . import cli
-from .options import F, format_option, ledger_option
-
-
-def point_in_time(f: F) -> F:
-    """The shared --as-of / --at-seq pair."""
-    f = click.option(
-        "--at-seq",
-        type=int,
-        metavar="N",
-        help="Answer as the ledger stood just after event N.",
-    )(f)
-    return click.option(
-        "--as-of",
-        metavar="TIMESTAMP",
-        help="Answer as the ledger stood at this instant: every event with ts <= TIMESTAMP"
-        " (e.g. 2026-03-01T09:00:00Z; no zone means UTC).",
-    )(f)
-
-
-def _open(path: str) -> Any:
-    from ..ledger import Ledger
-
-    return Ledger.open(path)
+from .options import format_option, ledger_option, point_in_time
+from .options import open_ledger as _open
 
 
 def _when(as_of: str | None, at_seq: int | None) -> str:
@@ -44,9 +21,7 @@ def _when(as_of: str | None, at_seq: int | None) -> str:
     if as_of is not None and at_seq is not None:
         raise InputError("give --as-of or --at-seq, not both")
     if as_of is not None:
-        from ..query import parse_instant
-
-        return f" as of {E.format_ts(parse_instant(as_of))}"
+        return f" as of {E.format_ts(E.parse_instant(as_of))}"
     if at_seq is not None:
         return f" at seq {at_seq}"
     return ""

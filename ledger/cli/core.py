@@ -21,12 +21,7 @@ from .options import (
     passphrase,
     trusted_key_option,
 )
-
-
-def _open(path: str) -> Any:
-    from ..ledger import Ledger
-
-    return Ledger.open(path)
+from .options import open_ledger as _open
 
 
 def _ref(ref: str) -> tuple[str, int]:

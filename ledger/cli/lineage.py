@@ -4,42 +4,23 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import click
 
+from .. import events as E
 from ..errors import InputError
 from ..output import OutputFormat, render
 from . import cli
-from .options import format_option, ledger_option
+from .options import format_option, ledger_option, open_ledger, point_in_time
 
 # Kept here rather than imported from ledger.export, which imports networkx (slow start-up).
 EXPORT_FORMATS = ("graphml", "gexf", "json", "dot", "svg", "png", "mermaid", "prov-json", "prov-n")
 
-F = Callable[..., Any]
-
-
-def as_of_options(f: F) -> F:
-    """``--as-of`` / ``--at-seq``: answer as the ledger stood then."""
-    f = click.option(
-        "--at-seq",
-        type=click.IntRange(min=0),
-        help="Only events up to and including this seq.",
-    )(f)
-    return click.option(
-        "--as-of",
-        metavar="TIMESTAMP",
-        help="Only events at or before this time (e.g. 2026-03-01T09:00:00Z; UTC if no offset).",
-    )(f)
-
 
 def _graph(ledger_path: str, as_of: str | None, at_seq: int | None) -> Any:
-    from ..ledger import Ledger
-    from ..lineage import parse_as_of
-
-    when = parse_as_of(as_of) if as_of is not None else None
-    return Ledger.open(ledger_path).lineage_graph(as_of=when, at_seq=at_seq)
+    when = E.parse_instant(as_of) if as_of is not None else None
+    return open_ledger(ledger_path).lineage_graph(as_of=when, at_seq=at_seq)
 
 
 def _print_tree(root: Any, out_path: str | None) -> None:
@@ -81,7 +62,7 @@ def _print_tree(root: Any, out_path: str | None) -> None:
     type=click.Path(dir_okay=False, writable=True),
     help="Write to this file (needed for svg and png).",
 )
-@as_of_options
+@point_in_time
 @ledger_option
 def lineage(
     ref: str | None,
@@ -130,7 +111,7 @@ def lineage(
 @click.option("--dataset", metavar="URI_OR_DIGEST", help="A dataset's URI or sha256:HEX digest.")
 @click.option("--model", "model_ref", metavar="MODEL:VERSION", help="A model version.")
 @click.option("--commit", metavar="[REPO@]COMMIT", help="A code commit (7+ hex digits).")
-@as_of_options
+@point_in_time
 @ledger_option
 @format_option(OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.JSONL, OutputFormat.CSV)
 def impact(

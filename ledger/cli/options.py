@@ -38,6 +38,29 @@ def key_option(f: F) -> F:
     )(f)
 
 
+def open_ledger(path: str) -> Any:
+    """Open the ledger at ``path`` (imported late: the facade pulls in pyarrow)."""
+    from ..ledger import Ledger
+
+    return Ledger.open(path)
+
+
+def point_in_time(f: F) -> F:
+    """The shared --as-of / --at-seq pair; the library checks and parses the values."""
+    f = click.option(
+        "--at-seq",
+        type=int,
+        metavar="N",
+        help="Answer as the ledger stood just after event N.",
+    )(f)
+    return click.option(
+        "--as-of",
+        metavar="TIMESTAMP",
+        help="Answer as the ledger stood at this instant: every event with ts <= TIMESTAMP"
+        " (e.g. 2026-03-01T09:00:00Z; a date alone is 00:00; no zone means UTC).",
+    )(f)
+
+
 def trusted_key_option(f: F) -> F:
     return click.option(
         "--trusted-key",

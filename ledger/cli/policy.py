@@ -9,13 +9,8 @@ import click
 
 from .. import events as E
 from . import cli
-from .options import key_option, ledger_option, load_key
-
-
-def _open(path: str) -> Any:
-    from ..ledger import Ledger
-
-    return Ledger.open(path)
+from .options import key_option, ledger_option, load_key, point_in_time
+from .options import open_ledger as _open
 
 
 def _receipt(r: Any) -> None:
@@ -28,8 +23,7 @@ def policy() -> None:
 
 
 @policy.command("show")
-@click.option("--as-of", help="The policy in force at this instant (e.g. 2026-03-01T09:00Z).")
-@click.option("--at-seq", type=int, help="The policy in force just after event N.")
+@point_in_time
 @click.option(
     "--format", "fmt", type=click.Choice(["toml", "json"]), default="toml", show_default=True
 )

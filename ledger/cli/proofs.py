@@ -12,12 +12,7 @@ import click
 from ..errors import InputError
 from . import cli
 from .options import key_option, ledger_option, load_key, trusted_key_option
-
-
-def _open(path: str):
-    from ..ledger import Ledger
-
-    return Ledger.open(path)
+from .options import open_ledger as _open
 
 
 def _write(path: str, data: bytes) -> None:
