@@ -16,15 +16,14 @@ import pyarrow as pa
 
 from . import events as E
 from .canonical import canonicalize
-from .errors import CorruptLedgerError, InputError, NotFoundError, RuleViolation
+from .errors import InputError, NotFoundError, RuleViolation
 from .keys import SigningKey, key_id, pae
 from .signer import BatchSigner, parallel_enabled
 from .state import KeyRecord, State
-from .store import COLUMNS, SCHEMA, Store
+from .store import COLUMNS, SCHEMA, STATE_COLUMNS, Store, typed_events
 from .verify import Problem, VerifyReport
 
 #: Typed columns used to rebuild state on the write path (no signature work needed).
-_STATE_COLUMNS = ["seq", "ts", "action", "model", "version", "actor", "key_id", "payload"]
 
 
 @dataclass(frozen=True)
@@ -209,7 +208,7 @@ class Ledger:
             if cn == n and chead == head:
                 return state, True
             if 0 < cn < n:  # another writer appended meanwhile: replay just its events
-                table = self._rows_since(cn - 1, [*_STATE_COLUMNS, "hash"])
+                table = self._rows_since(cn - 1, [*STATE_COLUMNS, "hash"])
                 if table.num_rows == n - cn + 1 and table["hash"][0].as_py() == chead:
                     self._replay(table.slice(1), state)
                     if table["hash"][table.num_rows - 1].as_py() == head:
@@ -348,7 +347,7 @@ class Ledger:
     def state(self, models: set[str] | None = None, at_seq: int | None = None) -> State:
         """Replay the typed columns into a State. ``models`` limits the replay to those
         models' events (plus every key event), which is all a write needs."""
-        table = self.store.read(_STATE_COLUMNS)
+        table = self.store.read(STATE_COLUMNS)
         if models is not None or at_seq is not None:
             import pyarrow.compute as pc
 
@@ -365,28 +364,10 @@ class Ledger:
 
     def _replay(self, table: pa.Table, state: State) -> State:
         """Apply the rows of ``table`` (the typed state columns) to ``state``."""
-        ts = table["ts"].cast(pa.int64()).to_pylist()
-        cols = [
-            table[c].to_pylist()
-            for c in ("seq", "action", "model", "version", "actor", "key_id", "payload")
-        ]
-        for i, (seq, action, model, version, actor, kid, payload) in enumerate(
-            zip(*cols, strict=True)
-        ):
-            if action not in E.ACTION_ROLE:
-                continue
-            try:
-                p = json.loads(payload)
-            except ValueError:
-                raise CorruptLedgerError(
-                    f"seq {seq}: payload column is not JSON; run ledger verify"
-                ) from None
-            state.apply(E.Event(seq, ts[i], self.origin, action, actor, kid, p, "", model, version))
+        for ev in typed_events(table, self.origin):
+            if ev.action in E.ACTION_ROLE:  # a newer format's action changes no state here
+                state.apply(ev)
         return state
-
-    def version_info(self, model: str, version: int) -> Any:
-        state = self.state(models={model})
-        return state.version(model, version)
 
     # --- verification and maintenance -------------------------------------------------------
     def verify(
@@ -706,26 +687,8 @@ class Ledger:
         Run it on a verified ledger (``verify --policy`` does both)."""
         from . import policy as P
 
-        table = self.store.read(_STATE_COLUMNS)
-        ts = table["ts"].cast(pa.int64()).to_pylist()
-        cols = [
-            table[c].to_pylist()
-            for c in ("seq", "action", "model", "version", "actor", "key_id", "payload")
-        ]
-
-        def events() -> Iterable[E.Event]:
-            for i, (seq, action, model, version, actor, kid, payload) in enumerate(
-                zip(*cols, strict=True)
-            ):
-                try:
-                    p = json.loads(payload)
-                except ValueError:
-                    raise CorruptLedgerError(
-                        f"seq {seq}: payload column is not JSON; run ledger verify"
-                    ) from None
-                yield E.Event(seq, ts[i], self.origin, action, actor, kid, p, "", model, version)
-
-        return P.audit(events())
+        table = self.store.read(STATE_COLUMNS)
+        return P.audit(typed_events(table, self.origin))
 
 
 class _Columns:

@@ -32,7 +32,7 @@ from . import merkle
 from . import tree as T
 from .errors import CorruptLedgerError, LedgerError
 from .keys import PAYLOAD_TYPE
-from .store import COLUMNS, SCHEMA, Segment, Store
+from .store import COLUMNS, SCHEMA, STATE_COLUMNS, Segment, Store, typed_events
 from .tree import LeafTree, Tree, read_cache
 from .verify import FAST_COLUMNS, Clean, Failed, Problem, Verifier, VerifyReport
 
@@ -580,8 +580,6 @@ __all__ = ["Problem", "check_run", "default_jobs", "verify_full", "verify_since"
 
 # --- partial state replays (typed columns, row groups skipped when nothing matches) ------------
 
-_STATE_COLUMNS = ["seq", "ts", "action", "model", "version", "actor", "key_id", "payload"]
-
 
 def partial_state(
     led: Ledger, upto: int | None = None, models: set[str] | frozenset[str] = frozenset()
@@ -624,20 +622,11 @@ def partial_state(
                 start += size
             if not rgs:
                 continue
-            t = pf.read_row_groups(rgs, columns=_STATE_COLUMNS, use_threads=True)
+            t = pf.read_row_groups(rgs, columns=STATE_COLUMNS, use_threads=True)
             t = t.filter(pa.concat_arrays([c for k in keep for c in k.chunks]))
-            ts = t["ts"].cast(pa.int64()).to_pylist()
-            cols = [t[c].to_pylist() for c in _STATE_COLUMNS if c != "ts"]
-            for i, (seq, action, model, version, actor, kid, payload) in enumerate(
-                zip(*cols, strict=True)
-            ):
-                if action not in E.ACTION_ROLE:
-                    continue
-                ev = E.Event(
-                    seq, ts[i], led.origin, action, actor, kid, json.loads(payload), "",
-                    model, version,
-                )  # fmt: skip
-                state.apply(ev)
+            for ev in typed_events(t, led.origin):
+                if ev.action in E.ACTION_ROLE:
+                    state.apply(ev)
         except (OSError, pa.ArrowException, ValueError) as exc:
             raise CorruptLedgerError(
                 f"segment {seg.name} is unreadable ({exc}); run ledger verify"
