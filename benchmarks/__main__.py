@@ -266,8 +266,8 @@ def op_batch_append(run: Run) -> None:
         done / cpu,
         "events/s",
         limit="ed25519_sign_1core_cpu",
-        note="per CPU-second of the main process (signing on the helper): the rate when the"
-        " machine's two cores are not shared with other work",
+        note="per CPU-second of the main process (the helper signs; this process signs the"
+        " chunks the helper has not started when a batch ends)",
     )
     run.add(
         "ledger",

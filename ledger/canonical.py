@@ -23,9 +23,26 @@ MAX_DEPTH = 32
 #: Integers must be exactly representable as IEEE-754 doubles (I-JSON, RFC 7493).
 MAX_SAFE_INTEGER = 2**53 - 1
 
-_fast = json.JSONEncoder(
+_encoder = json.JSONEncoder(
     ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
-).encode
+)
+
+
+def _make_fast() -> Any:
+    """The C encoder behind ``_encoder``, made once. ``JSONEncoder.encode`` builds a new
+    one per call, which is most of the cost for an event-sized payload. No circular-ref
+    markers: ``_scan`` has already bounded the depth."""
+    from json import encoder
+
+    make = getattr(encoder, "c_make_encoder", None)
+    basestring = getattr(encoder, "c_encode_basestring", None)
+    if make is None or basestring is None:  # pragma: no cover - a Python without _json
+        return _encoder.encode
+    it = make(None, None, basestring, None, ":", ",", True, False, False)
+    return lambda value: "".join(it(value, 0))
+
+
+_fast = _make_fast()
 
 
 def canonicalize(value: Any) -> bytes:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .canonical import MAX_SAFE_INTEGER as _SAFE
 from .canonical import canonicalize
 from .errors import InputError
 
@@ -141,6 +142,9 @@ def format_ts(micros: int) -> str:
 _last_second: tuple[int | None, str] = (None, "")
 
 
+#: Printable ASCII except quote and backslash: text JCS copies into a string unchanged.
+_PLAIN = re.compile(r"[ !#-\[\]-~]*").fullmatch
+
 _TS_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 
 
@@ -221,12 +225,56 @@ class Event:
         }
 
     def canonical(self) -> bytes:
-        data = canonicalize(self.document())
+        """The event's RFC 8785 bytes (what is hashed, signed and stored)."""
+        return self.encode()[0]
+
+    def encode(self) -> tuple[bytes, bytes]:
+        """``(canonical bytes, canonical bytes of the payload)``.
+
+        JCS is compositional (a member's canonical form inside an object is its own
+        canonical form) and the top-level keys are fixed, so the document is assembled
+        around the payload's bytes from a template whenever every top-level string is
+        printable ASCII without a quote or backslash, i.e. needs no escaping. Anything
+        else takes the general encoder; both give the same bytes (tested).
+        """
+        try:
+            body = canonicalize(self.payload)
+        except InputError:
+            canonicalize(self.document())  # the same error, with its path from the top
+            raise
+        m, v, seq = self.model, self.version, self.seq
+        try:
+            text = "".join((self.action, self.actor, self.key_id, self.origin, self.prev_hash))
+        except TypeError:
+            text = "\\"  # not all strings: the general encoder decides what to make of it
+        if (
+            type(seq) is int
+            and type(self.ts) is int
+            and (m is None or type(m) is str)
+            and (v is None or (type(v) is int and -_SAFE <= v <= _SAFE))
+            and -_SAFE <= seq <= _SAFE
+            and _PLAIN(text + (m or ""))
+        ):
+            data = b'{"action":"%b","actor":"%b","key_id":"%b","model":%b,"origin":"%b",' % (
+                self.action.encode(),
+                self.actor.encode(),
+                self.key_id.encode(),
+                b"null" if m is None else b'"%b"' % m.encode(),
+                self.origin.encode(),
+            ) + b'"payload":%b,"prev_hash":"%b","seq":%d,"ts":"%b","version":%b}' % (
+                body,
+                self.prev_hash.encode(),
+                self.seq,
+                format_ts(self.ts).encode(),
+                b"null" if v is None else b"%d" % v,
+            )
+        else:
+            data = canonicalize(self.document())
         if len(data) > MAX_EVENT_BYTES:
             raise InputError(
                 f"event is {len(data)} bytes once encoded; the limit is {MAX_EVENT_BYTES}"
             )
-        return data
+        return data, body
 
 
 def event_hash(canonical: bytes) -> bytes:

@@ -15,7 +15,6 @@ from typing import Any
 import pyarrow as pa
 
 from . import events as E
-from .canonical import canonicalize
 from .errors import InputError, NotFoundError, RuleViolation
 from .keys import SigningKey, key_id, pae
 from .signer import BatchSigner, parallel_enabled
@@ -126,7 +125,7 @@ class Ledger:
             return []
         models: set[str] = set()
         for d in drafts:
-            if d.model is not None:
+            if d.model is not None and d.model not in models:
                 models.add(E.check_model_name(d.model))
             if d.action == E.REGISTER:
                 models.update(
@@ -692,55 +691,42 @@ class Ledger:
 
 
 class _Columns:
-    """Accumulates signed events as Arrow columns. With a ``signer`` (large batches), the
-    signatures are made by it, possibly on another core, and collected in ``table()``."""
+    """Accumulates signed events as rows, turned into Arrow columns by ``table()``. With a
+    ``signer`` (large batches), the signatures are made by it, possibly on another core,
+    and collected in ``table()``."""
 
     def __init__(self, signer: BatchSigner | None = None) -> None:
-        self.cols: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+        self.rows: list[tuple[Any, ...]] = []
+        self.sigs: list[bytes] = []
         self.signer = signer
 
     def add(self, ev: E.Event, key: SigningKey) -> bytes:
-        canon = ev.canonical()
+        canon, body = ev.encode()
         h = E.event_hash(canon)
-        c = self.cols
-        c["seq"].append(ev.seq)
-        c["ts"].append(ev.ts)
-        c["action"].append(ev.action)
-        c["model"].append(ev.model)
-        c["version"].append(ev.version)
-        c["actor"].append(ev.actor)
-        c["key_id"].append(ev.key_id)
-        c["payload"].append(_payload_text(canon, ev))
-        c["hash"].append(h)
+        # In COLUMNS order, without ``sig``.
+        self.rows.append(
+            (ev.seq, ev.ts, ev.action, ev.model, ev.version, ev.actor, ev.key_id,
+             body.decode("utf-8"), h, canon)
+        )  # fmt: skip
         if self.signer is None:
-            c["sig"].append(key.sign(pae(canon)))
+            self.sigs.append(key.sign(pae(canon)))
         else:
             self.signer.add(pae(canon))
-        c["canonical"].append(canon)
         return h
 
     def table(self) -> pa.Table:
-        if self.signer is not None:
-            self.cols["sig"] = self.signer.signatures()
-        return pa.Table.from_pydict(self.cols, schema=SCHEMA)
+        sigs = self.signer.signatures() if self.signer is not None else self.sigs
+        cols = dict(zip(_ROW_COLUMNS, zip(*self.rows, strict=True), strict=True))
+        cols["sig"] = sigs
+        return pa.Table.from_pydict({name: cols[name] for name in COLUMNS}, schema=SCHEMA)
+
+
+_ROW_COLUMNS = [c for c in COLUMNS if c != "sig"]
 
 
 def _identity(path: Path) -> tuple[str, int, int, int]:
     st = path.stat()
     return (path.name, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def _payload_text(canon: bytes, ev: E.Event) -> str:
-    """The payload's JSON text, cut from the canonical bytes (keys are sorted, so the
-    payload sits between the top-level ``"payload":`` and ``,"prev_hash":``). A quote
-    inside a JSON string is escaped, so the first ``"payload":`` is the top-level key
-    (only string and null values precede it) and the last ``,"prev_hash":"<hash>"`` is
-    the top-level one (only a number, a timestamp string and a number follow it)."""
-    start = canon.find(b'"payload":') + len(b'"payload":')
-    end = canon.rfind(b',"prev_hash":"%b","seq":' % ev.prev_hash.encode())
-    if start > 9 and end > start:
-        return canon[start:end].decode("utf-8")
-    return canonicalize(ev.payload).decode("utf-8")  # pragma: no cover - defensive
 
 
 def _key_payload(public_key: bytes, actor: str, roles: Sequence[str]) -> dict[str, Any]:

@@ -6,27 +6,38 @@ signs them while this process goes on canonicalising, hashing and checking the n
 events. A thread would not help: libsodium releases the GIL, but a thread that needs the
 GIL back after every 20 µs signature waits for the busy main thread's switch interval.
 
+The helper is fed through a plain pipe that the main thread writes itself. (A
+``ProcessPoolExecutor`` hands work over through two threads of this process, and each
+of them waits up to a switch interval for the GIL, so a helper fed that way starves
+between chunks.) At most ``IN_FLIGHT`` chunks are with the helper at a time; when the
+batch is complete, this process signs the chunks the helper has not been given yet, from
+the last one backwards, while the helper finishes the others: both cores work until the
+end, whichever of the two is the faster.
+
 The helper is started once per process, on the first large batch, and reused; it holds
 nothing between chunks (each chunk carries the 32-byte seed). If it cannot be started
-or dies, the batch is signed here instead: the signatures are the same bytes either way,
-because Ed25519 is deterministic. ``LEDGER_SIGN_WORKERS=0`` turns the helper off.
+or dies, the rest of the batch is signed here: the signatures are the same bytes either
+way, because Ed25519 is deterministic. ``LEDGER_SIGN_WORKERS=0`` turns the helper off.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import TYPE_CHECKING, Any
+import pickle
+from typing import Any
 
 from .keys import SigningKey
 
-if TYPE_CHECKING:
-    from concurrent.futures import Future
-
 #: Batches smaller than this are signed in-process: starting the helper costs more.
 PARALLEL_MIN = 2048
-CHUNK = 1024
+#: Messages per chunk: ~5 ms of signing, so neither side waits long for the other.
+CHUNK = 256
+#: Chunks handed to the helper and not yet answered. Its answers (64 bytes a message)
+#: then always fit in the pipe, so the helper never blocks writing them.
+IN_FLIGHT = 3
 
-_pool: Any = None
+_helper: _Helper | None = None
 _broken = False
 
 
@@ -37,35 +48,79 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _sign_chunk(seed: bytes, messages: list[bytes]) -> bytes:
-    """In the helper: the concatenated 64-byte signatures of ``messages``."""
-    sign = SigningKey(seed).sign
-    return b"".join([sign(m) for m in messages])
-
-
-def _get_pool() -> Any:
-    global _pool, _broken
-    if _pool is None and not _broken:
+def _serve(requests: Any, answers: Any) -> None:
+    """The helper's loop: a pickled ``(seed, messages)`` in, their signatures out."""
+    while True:
         try:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
+            seed, messages = pickle.loads(requests.recv_bytes())
+        except (EOFError, OSError):  # the parent has gone
+            return
+        sign = SigningKey(seed).sign
+        answers.send_bytes(b"".join([sign(m) for m in messages]))
 
-            # spawn, not fork: this process may run pyarrow's threads.
-            _pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
+
+class _Helper:
+    """One signing process and the two pipes to it."""
+
+    def __init__(self) -> None:
+        import multiprocessing as mp
+
+        # spawn, not fork: this process may run pyarrow's threads.
+        ctx = mp.get_context("spawn")
+        req_r, self.requests = ctx.Pipe(duplex=False)
+        self.answers, ans_w = ctx.Pipe(duplex=False)
+        _grow(self.requests)
+        self.proc = ctx.Process(
+            target=_serve, args=(req_r, ans_w), daemon=True, name="ledger-signer"
+        )
+        try:
+            self.proc.start()
+        finally:
+            req_r.close()
+            ans_w.close()
+        self.pid = os.getpid()
+
+    def close(self) -> None:
+        for conn in (self.requests, self.answers):
+            with contextlib.suppress(OSError):
+                conn.close()
+        self.proc.join(timeout=5)
+        if self.proc.is_alive():  # pragma: no cover - a helper that will not stop
+            self.proc.kill()
+
+
+def _grow(conn: Any) -> None:
+    """Room for the chunks in flight in the request pipe (Linux allows 1 MiB unasked);
+    elsewhere a full pipe just makes this process wait for the helper to read."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+    except (ImportError, AttributeError, OSError):  # pragma: no cover - not Linux
+        pass
+
+
+def _get_helper() -> _Helper | None:
+    global _helper, _broken
+    if _helper is not None and _helper.pid != os.getpid():
+        _helper = None  # a forked child: the helper belongs to the parent
+    if _helper is None and not _broken:
+        try:
+            _helper = _Helper()
             import atexit
 
             atexit.register(_shutdown)
-        except (OSError, ImportError, ValueError):  # pragma: no cover - no processes here
+        except (OSError, ImportError, ValueError, RuntimeError):  # pragma: no cover
             _broken = True
-    return _pool
+    return _helper
 
 
 def _shutdown() -> None:
     """Stop the helper before the interpreter tears its modules down."""
-    global _pool
-    if _pool is not None:
-        _pool.shutdown(wait=True, cancel_futures=True)
-        _pool = None
+    global _helper
+    if _helper is not None and _helper.pid == os.getpid():
+        _helper.close()
+    _helper = None
 
 
 def parallel_enabled(n: int) -> bool:
@@ -84,44 +139,69 @@ class BatchSigner:
     def __init__(self, key: SigningKey, parallel: bool) -> None:
         self.key = key
         self.pending: list[bytes] = []
-        self.parts: list[tuple[list[bytes], Future[bytes] | None]] = []
-        self.pool = _get_pool() if parallel else None
+        self.chunks: list[list[bytes]] = []
+        self.answers: list[bytes] = []  # the helper's answers, for chunks 0, 1, …
+        self.sent = 0  # chunks 0 .. sent-1 went to the helper
+        self.helper = _get_helper() if parallel else None
 
     def add(self, message: bytes) -> None:
         self.pending.append(message)
         if len(self.pending) >= CHUNK:
-            self._flush()
+            self.chunks.append(self.pending)
+            self.pending = []
+            self._pump()
 
-    def _flush(self) -> None:
-        chunk, self.pending = self.pending, []
-        if not chunk:
+    def _pump(self) -> None:
+        """Take the answers that are ready and give the helper more, without waiting."""
+        h = self.helper
+        if h is None:
             return
-        future = None
-        if self.pool is not None:
-            try:
-                future = self.pool.submit(_sign_chunk, self.key.seed, chunk)
-            except RuntimeError:  # the pool is broken or shut down
-                self._give_up()
-        self.parts.append((chunk, future))
+        try:
+            while len(self.answers) < self.sent and h.answers.poll():
+                self.answers.append(h.answers.recv_bytes())
+            while self.sent - len(self.answers) < IN_FLIGHT and self.sent < len(self.chunks):
+                blob = pickle.dumps((self.key.seed, self.chunks[self.sent]), protocol=5)
+                h.requests.send_bytes(blob)
+                self.sent += 1
+        except (OSError, EOFError, ValueError, pickle.PickleError):
+            self._give_up()
 
     def _give_up(self) -> None:
-        global _pool, _broken
-        _pool, _broken, self.pool = None, True, None
+        """The helper failed: sign everything it has not answered here, from now on."""
+        global _helper, _broken
+        if self.helper is not None:
+            if _helper is self.helper:
+                _helper, _broken = None, True
+            self.helper.close()
+        self.helper = None
+        self.sent = len(self.answers)
 
     def signatures(self) -> list[bytes]:
         """Every signature, in the order the messages were added."""
-        self._flush()
+        if self.pending:
+            self.chunks.append(self.pending)
+            self.pending = []
         sign = self.key.sign
+        mine: dict[int, list[bytes]] = {}
+        last = len(self.chunks) - 1
+        while self.helper is not None and last >= self.sent:
+            self._pump()
+            if last >= self.sent:
+                mine[last] = [sign(m) for m in self.chunks[last]]
+                last -= 1
+        if self.helper is not None:
+            try:
+                while len(self.answers) < self.sent:
+                    self.answers.append(self.helper.answers.recv_bytes())
+            except (OSError, EOFError):
+                self._give_up()
         out: list[bytes] = []
-        for chunk, future in self.parts:
-            blob = None
-            if future is not None:
-                try:
-                    blob = future.result()
-                except Exception:  # the helper died: sign here instead, same bytes
-                    self._give_up()
-            if blob is None or len(blob) != 64 * len(chunk):
-                out.extend(sign(m) for m in chunk)
-            else:
-                out.extend(blob[i : i + 64] for i in range(0, len(blob), 64))
+        for i, chunk in enumerate(self.chunks):
+            blob = self.answers[i] if i < len(self.answers) else b""
+            if i in mine:
+                out.extend(mine[i])
+            elif len(blob) == 64 * len(chunk):
+                out.extend([blob[j : j + 64] for j in range(0, len(blob), 64)])
+            else:  # never sent, or the helper died before answering: same bytes here
+                out.extend([sign(m) for m in chunk])
         return out

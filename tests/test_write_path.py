@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +17,6 @@ from ledger import Ledger, SigningKey, signer
 from ledger import events as E
 from ledger.canonical import _Bad, _check, _scan, canonicalize
 from ledger.errors import InputError, RuleViolation
-from ledger.ledger import _payload_text
 
 # Valid and invalid JSON-ish values: big integers, NaN, non-string keys, lone surrogates,
 # tuples, bytes, deep nesting.
@@ -94,14 +94,38 @@ json_values = st.recursive(
 )
 
 
-@given(st.dictionaries(st.text(max_size=10), json_values, max_size=4), st.booleans())
-def test_payload_text_is_the_payloads_canonical_json(payload, nested_trap):
-    prev = "ab" * 32
-    if nested_trap:  # a payload that contains the very bytes the cut looks for
-        payload = {"a": {"payload": 1, "prev_hash": prev, "seq": 3}, **payload}
-    ev = E.Event(3, 1_700_000_000_000_000, "o.example/x", "register", "alice", "k" * 16,
-                 payload, prev, "m", 1)  # fmt: skip
-    assert _payload_text(ev.canonical(), ev) == canonicalize(payload).decode()
+top_strings = st.text(max_size=12) | st.sampled_from(["", "a\x7fb", 'q"q', "b\\s", "é", "\n"])
+
+
+@given(
+    st.dictionaries(st.text(max_size=10), json_values, max_size=4),
+    st.tuples(top_strings, top_strings, top_strings, top_strings, top_strings),
+    st.none() | top_strings,
+    st.none() | st.integers(-(2**53), 2**53) | st.booleans(),
+    st.integers(0, 2**53 - 1) | st.booleans(),
+    st.integers(0, 253_402_300_799_999_999),  # up to 9999-12-31T23:59:59.999999Z
+)
+def test_event_encoding_is_the_documents_canonical_json(payload, strings, model, version, seq, ts):
+    """The template path of Event.encode gives the general encoder's bytes, for every kind
+    of top-level value (including those that must take the general path)."""
+    action, actor, kid, origin, prev = strings
+    ev = E.Event(seq, ts, origin, action, actor, kid, payload, prev, model, version)
+    try:
+        want = canonicalize(ev.document())
+    except InputError as exc:
+        with pytest.raises(InputError, match=re.escape(str(exc))):
+            ev.encode()
+        return
+    if len(want) > E.MAX_EVENT_BYTES:
+        return
+    assert ev.encode() == (want, canonicalize(payload))
+    assert ev.canonical() == want == rfc8785.dumps(ev.document())
+
+
+def test_event_encoding_reports_bad_payloads_from_the_top():
+    ev = E.Event(0, 0, "o", "register", "a", "k", {"metrics": {"auc": math.nan}}, "p", "m", 1)
+    with pytest.raises(InputError, match=r"number at \$\.payload\.metrics\.auc is nan"):
+        ev.encode()
 
 
 # --- the ledger: cached state, failed batches, parallel signing ---------------------------
@@ -167,3 +191,27 @@ def test_parallel_signing_gives_the_same_bytes(tmp_path: Path, monkeypatch) -> N
         tables.append(led.events(columns=["canonical", "sig"]).to_pylist())
     assert tables[0] == tables[1]
     assert json.loads(tables[1][-1]["canonical"])["seq"] == 24
+
+
+def test_a_helper_that_dies_leaves_the_batch_to_this_process(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(signer, "PARALLEL_MIN", 8)
+    monkeypatch.setattr(signer, "CHUNK", 5)
+    monkeypatch.setattr(signer, "_broken", False)
+    monkeypatch.setenv("LEDGER_SIGN_WORKERS", "1")
+    led, keys = _team(tmp_path / "a")
+    led.append_many(_drafts(12), keys["imp"])
+    helper = signer._helper
+    assert helper is not None and helper.proc.is_alive()
+    helper.proc.kill()
+    helper.proc.join()
+    receipts = led.append_many(_drafts(23, 12), keys["imp"])
+    assert [r.seq for r in receipts] == list(range(14, 37))
+    assert signer._helper is None and not signer.parallel_enabled(100)
+    report = led.verify()
+    assert report.ok, report.summary()
+    monkeypatch.setenv("LEDGER_SIGN_WORKERS", "0")
+    ref, keys = _team(tmp_path / "b")
+    ref.append_many(_drafts(12), keys["imp"])
+    ref.append_many(_drafts(23, 12), keys["imp"])
+    cols = ["canonical", "sig"]
+    assert led.events(columns=cols).to_pylist() == ref.events(columns=cols).to_pylist()
