@@ -379,7 +379,10 @@ def op_cli_register(run: Run) -> None:
     keyfile = run.work / "alice.pem"
     if not keyfile.exists():
         write_key_files(keyfile, keys_for()["alice"])
-    exe = shutil.which("ledger")
+    # The console script installed beside this interpreter: on PATH there may be a
+    # wrapper instead (pyenv's shim is a bash script that re-resolves the version, ~80 ms).
+    beside = Path(sys.executable).parent / "ledger"
+    exe = str(beside) if beside.is_file() else shutil.which("ledger")
     argv = [exe] if exe else [sys.executable, "-m", "ledger.cli"]
     times: list[float] = []
     cpus: list[float] = []

@@ -45,17 +45,18 @@ def _make_fast() -> Any:
 _fast = _make_fast()
 
 
-def canonicalize(value: Any) -> bytes:
+def canonicalize(value: Any, *, depth: int = 0) -> bytes:
     """Return the RFC 8785 canonical UTF-8 bytes of a JSON value.
 
     Raises InputError for values JSON cannot carry exactly: NaN and infinities, integers
     beyond 2**53-1, non-string keys, lone surrogates, nesting deeper than MAX_DEPTH.
     Integral floats are emitted as integers, as JCS requires (``1.0`` -> ``1``).
+    ``depth`` is the nesting level of ``value`` inside the document it belongs to.
     """
     try:
-        slow = _scan(value, 0)
+        slow = _scan(value, depth)
     except (_Bad, UnicodeEncodeError):
-        slow = _check(value, 0, "$")  # raises with the path of the offending value
+        slow = _check(value, depth, "$")  # raises with the path of the offending value
     if slow:
         return rfc8785.dumps(value)
     return _fast(value).encode("utf-8")

@@ -238,7 +238,7 @@ class Event:
         else takes the general encoder; both give the same bytes (tested).
         """
         try:
-            body = canonicalize(self.payload)
+            body = canonicalize(self.payload, depth=1)  # the payload sits in the document
         except InputError:
             canonicalize(self.document())  # the same error, with its path from the top
             raise

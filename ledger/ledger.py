@@ -346,6 +346,9 @@ class Ledger:
     def state(self, models: set[str] | None = None, at_seq: int | None = None) -> State:
         """Replay the typed columns into a State. ``models`` limits the replay to those
         models' events (plus every key event), which is all a write needs."""
+        if models is not None and at_seq is None:
+            table = self.store.read_where(STATE_COLUMNS, E.KEY_ACTIONS | E.POLICY_ACTIONS, models)
+            return self._replay(table, State())
         table = self.store.read(STATE_COLUMNS)
         if models is not None or at_seq is not None:
             import pyarrow.compute as pc

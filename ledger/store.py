@@ -26,6 +26,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -345,6 +346,59 @@ class Store:
         except pa.ArrowInvalid as exc:
             raise CorruptLedgerError(f"segments have incompatible columns: {_short(exc)}") from None
 
+    def read_where(
+        self, columns: Sequence[str], actions: AbstractSet[str], models: AbstractSet[str]
+    ) -> pa.Table:
+        """The live events whose action is in ``actions`` or whose model is in ``models``.
+
+        A one-off writer needs only these rows. The narrow ``action`` and ``model``
+        columns are read first, and the wide ones (the payload) only from the row groups
+        that hold a wanted row. No ``pyarrow.compute``: importing it costs a fresh
+        ``ledger register`` more than this whole selection.
+        """
+        names = list(dict.fromkeys([*columns, "action", "model"]))
+        for attempt in range(5):
+            try:
+                parts = [t for s in self.segments() for t in self._where(s, names, actions, models)]
+                break
+            except FileNotFoundError:  # a compaction swapped files meanwhile
+                if attempt == 4:
+                    raise CorruptLedgerError("segments kept disappearing while reading") from None
+        if not parts:
+            return SCHEMA.empty_table().select(list(columns))
+        try:
+            return pa.concat_tables(parts).select(list(columns))
+        except pa.ArrowInvalid as exc:
+            raise CorruptLedgerError(f"segments have incompatible columns: {_short(exc)}") from None
+
+    def _where(
+        self, seg: Segment, names: list[str], actions: AbstractSet[str], models: AbstractSet[str]
+    ) -> list[pa.Table]:
+        out = []
+        try:
+            pf = pq.ParquetFile(seg.path)
+            narrow = pq.ParquetFile(seg.path, read_dictionary=["action", "model"])
+            for rg in range(pf.num_row_groups):
+                t = narrow.read_row_group(rg, columns=["action", "model"], use_threads=False)
+                wanted = _members(t["action"], actions) | _members(t["model"], models)
+                rows = wanted.nonzero()[0].tolist()
+                if not rows:
+                    continue
+                full = pf.read_row_group(rg, columns=names, use_threads=False)
+                start = prev = rows[0]
+                for i in [*rows[1:], None]:  # runs of consecutive rows, sliced without copies
+                    if i is not None and i == prev + 1:
+                        prev = i
+                        continue
+                    out.append(full.slice(start, prev - start + 1))
+                    if i is not None:
+                        start = prev = i
+        except FileNotFoundError:
+            raise
+        except (OSError, pa.ArrowException, KeyError) as exc:
+            raise CorruptLedgerError(f"segment {seg.name} is unreadable: {_short(exc)}") from None
+        return out
+
     def tail(self) -> tuple[int, bytes, int]:
         """(number of events, hash of the last event, its ts in µs) from the last segment."""
         segs = self.segments()
@@ -362,8 +416,7 @@ class Store:
         n = rg.num_rows
         if n == 0 or rg.column("seq")[n - 1].as_py() != last.last:
             raise CorruptLedgerError(f"segment {last.name} does not end at seq {last.last}")
-        ts = rg.column("ts").cast(pa.int64())[n - 1].as_py()
-        return last.last + 1, rg.column("hash")[n - 1].as_py(), ts
+        return last.last + 1, rg.column("hash")[n - 1].as_py(), micros(rg.column("ts"))[n - 1]
 
     # --- writing ----------------------------------------------------------------------
     def _require_lock(self) -> None:
@@ -465,12 +518,39 @@ def _short(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
+def _members(column: pa.ChunkedArray, wanted: AbstractSet[str]) -> Any:
+    """A numpy mask of the rows whose value is in ``wanted`` (never for nulls). For a
+    dictionary column the test runs once per distinct value."""
+    import numpy as np
+
+    parts = []
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            values = chunk.dictionary.to_pylist()
+            lut = np.array([v in wanted for v in values] + [False], dtype=bool)
+            idx = chunk.indices.to_numpy(zero_copy_only=False)
+            if chunk.null_count:  # nulls come back as NaN: send them to the False slot
+                idx = np.where(np.isnan(idx), len(values), idx).astype(np.intp)
+            parts.append(lut[idx])
+        else:
+            parts.append(np.array([v in wanted for v in chunk.to_pylist()], dtype=bool))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+
+
+def micros(column: pa.ChunkedArray) -> list[int]:
+    """A ``ts`` column as µs since the epoch. A µs column is reinterpreted as it is
+    (``cast`` would import ``pyarrow.compute``, slow to import); other units are cast."""
+    if pa.types.is_timestamp(column.type) and column.type.unit == "us":
+        return [v for c in column.chunks for v in c.view(pa.int64()).to_pylist()]
+    return column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
+
+
 def typed_events(table: pa.Table, origin: str) -> Iterator[E.Event]:
     """Events rebuilt from the typed STATE_COLUMNS of ``table`` (``prev_hash`` left empty).
 
     The typed columns are trusted here, as by every state replay: ``verify`` is what
     checks them against the signed bytes."""
-    ts = table["ts"].cast(pa.int64()).to_pylist()
+    ts = micros(table["ts"])
     cols = [table[c].to_pylist() for c in STATE_COLUMNS if c != "ts"]
     for i, (seq, action, model, version, actor, kid, payload) in enumerate(zip(*cols, strict=True)):
         try:
