@@ -96,6 +96,8 @@ class Failed(Exception):
 _TYPED = ("action", "model", "version", "actor", "key_id")
 
 #: Typed columns the fast path reads in the main process (canonical and sig stay in workers).
+#: The caller may add ``env``: per row, the environment when the payload column is exactly
+#: ``{"env":"<env>"}`` (no escapes), else None; such a payload is then not parsed again.
 FAST_COLUMNS = ("seq", "ts", "action", "model", "version", "actor", "key_id", "payload", "hash")
 
 
@@ -218,50 +220,61 @@ class Verifier:
         Returns how many rows it accepted; the caller feeds the rest to :meth:`feed`.
         """
         state, origin = self.state, self.origin
+        rows = clean.rows
+        if not rows:
+            return 0
         seqs, tss, actions = cols["seq"], cols["ts"], cols["action"]
         models, versions, actors = cols["model"], cols["version"], cols["actor"]
         kids, payloads, hashes = cols["key_id"], cols["payload"], cols["hash"]
-        known, Event = E.ACTION_ROLE, _Ev
+        envs = cols.get("env") or [None] * len(seqs)
+        authorize, check, apply = state.authorize, state.check, state.apply
+        known, Event, keys_get = E.ACTION_ROLE, _Ev, keys.get
         # The C scanner behind json.loads, without its whitespace regexes: the payload
         # column is canonical JSON (the worker matched it against the signed bytes).
         scan = json.decoder.JSONDecoder().scan_once
-        if clean.rows and clean.prev != self.prev_hash:
+        base = len(self.hashes)
+        # The worker proved the typed seqs are its run's positions: check where it starts.
+        if clean.prev != self.prev_hash or seqs[offset] != base:
             return 0
-        leaves = clean.leaves
+        if base == 0 and hashes[offset].hex() != self.genesis_hash:
+            return 0
         done = 0
         try:
-            for i in range(offset, offset + clean.rows):
-                seq, h = seqs[i], hashes[i]
-                if seq != len(self.hashes) or (seq == 0 and h.hex() != self.genesis_hash):
-                    break
-                text = payloads[i]
-                payload, end = scan(text, 0)
-                if type(payload) is not dict or end != len(text):
-                    break
+            for i in range(offset, offset + rows):
+                env = envs[i]
+                if env is not None:  # the payload is exactly {"env": env}
+                    payload = {"env": env}
+                else:
+                    text = payloads[i]
+                    payload, end = scan(text, 0)
+                    if type(payload) is not dict or end != len(text):
+                        break
                 action, kid = actions[i], kids[i]
                 ev = Event(
-                    seq, tss[i], origin, action, actors[i], kid, payload, "", models[i], versions[i]
-                )
-                rec = state.authorize(ev)
+                    base + done, tss[i], origin, action, actors[i], kid, payload, "",
+                    models[i], versions[i],
+                )  # fmt: skip
+                rec = authorize(ev)
                 if rec is None:
-                    if _public_key(payload) != keys.get(kid):
+                    if _public_key(payload) != keys_get(kid):
                         break
-                elif rec.public_key != keys.get(kid):
+                elif rec.public_key != keys_get(kid):
                     break
                 if action in known:
-                    state.check(ev)
-                    state.apply(ev)
+                    check(ev)
+                    apply(ev)
                 else:
                     state.unknown_actions += 1
-                    state.next_seq, state.last_ts = seq + 1, ev.ts
-                self.hashes.append(h)
-                self.leaves.append(leaves[done * 32 : done * 32 + 32])
+                    state.next_seq, state.last_ts = ev.seq + 1, ev.ts
                 done += 1
         except (LedgerError, ValueError, RecursionError, TypeError, StopIteration, AttributeError):
             pass  # the reference will name it
         if done:
+            self.hashes.extend(hashes[offset : offset + done])
+            leaves = clean.leaves
+            self.leaves.extend([leaves[j : j + 32] for j in range(0, 32 * done, 32)])
             self.prev_hash = self.hashes[-1].hex()
-        if done == clean.rows:
+        if done == rows:
             self.roots.update(clean.roots)
         return done
 

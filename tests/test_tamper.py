@@ -397,3 +397,72 @@ def test_worker_processes_give_the_reference_verdict(history, pooled):
         f"seq 8 in {segment_name(8, 8)}: signature does not verify against key"
         f" {history.keys['carol'].key_id} (carol)"
     )
+
+
+# --- the fast path against the reference ---------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0].__name__ for c in CASES])
+def test_the_reference_alone_gives_the_same_verdict(victim, monkeypatch, case):
+    from ledger import scan
+    from ledger.verify import Clean
+
+    attack = case[0]
+    t = victim
+    if attack is stored_checkpoint_altered:
+        t.ledger.add_key(t.keys["cp"].public_key, "cp", "checkpointer", key=t.keys["admin"])
+    attack(t)
+    fast = t.ledger.verify(jobs=1).to_dict()
+    monkeypatch.setattr(scan, "check_run", lambda task: Clean(0, "", b""))
+    assert t.ledger.verify(jobs=1).to_dict() == fast
+    assert not fast["ok"]
+
+
+def test_the_fast_path_vouches_for_every_row_of_a_clean_ledger(victim, monkeypatch):
+    """No row of an untampered ledger needs the reference, or the fast path is dead code."""
+    from ledger.verify import Verifier
+
+    def refuse(*args, **kw):
+        raise AssertionError("a clean row went to the reference path")
+
+    monkeypatch.setattr(Verifier, "feed", refuse)
+    assert victim.ledger.verify(jobs=1).ok
+
+
+def _forge_raw(led: Ledger, key: SigningKey, ev: E.Event, canon: bytes, **typed) -> None:
+    """Append ``canon`` (any bytes) as the next event, hashed and signed by ``key``, with
+    typed columns from ``ev`` overridden by ``typed``: what an attacker holding a key can
+    write without the write path."""
+    import hashlib
+
+    from ledger.keys import pae
+
+    row = signed_row(ev, key)
+    row.update({k: [v] for k, v in typed.items()})
+    row["canonical"] = [canon]
+    row["hash"] = [hashlib.sha256(canon).digest()]
+    row["sig"] = [key.sign(pae(canon))]
+    write(seg_path(led, ev.seq), row)
+
+
+@pytest.mark.parametrize(
+    "raw", [b"x\x01y", b'x"y', b"x\\y"], ids=["control character", "quote", "backslash"]
+)
+def test_unsafe_text_in_a_typed_column_gets_the_reference_verdict(victim, monkeypatch, raw):
+    """A typed string the fast path's template cannot vouch for (an unknown action, so no
+    rule looks at it, spliced raw into correctly hashed and signed bytes): the verdict is
+    the reference's, ``malformed``, on both paths."""
+    from ledger import scan
+    from ledger.verify import Clean
+
+    t = victim
+    n, last_hash, last_ts = t.ledger.store.tail()
+    ev = E.Event(n, last_ts + 1, t.ledger.origin, "audit", "alice", t.keys["alice"].key_id,
+                 {}, last_hash.hex(), None, None)  # fmt: skip
+    canon, _ = ev.encode()
+    canon = canon.replace(b'"action":"audit"', b'"action":"' + raw + b'"')
+    _forge_raw(t.ledger, t.keys["alice"], ev, canon, action=raw.decode())
+    fast = t.ledger.verify(jobs=1).to_dict()
+    monkeypatch.setattr(scan, "check_run", lambda task: Clean(0, "", b""))
+    assert t.ledger.verify(jobs=1).to_dict() == fast
+    assert (fast["problems"][0]["kind"], fast["problems"][0]["seq"]) == ("malformed", n)
