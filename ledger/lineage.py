@@ -33,6 +33,7 @@ import gc
 import json
 import re
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -338,81 +339,652 @@ def _micros(ts: Any) -> int:
     return E.parse_ts(str(ts))
 
 
-_ENV_RE = r'[{,]"env":"(?P<env>[a-z][a-z0-9_-]{0,31})"'
-
-
 def from_table(table: Any) -> nx.MultiDiGraph:
     """Build the lineage graph from an Arrow table holding :data:`COLUMNS` (the fast path).
 
-    Timestamps are formatted and the environment of approve/deploy events is pulled out
-    of the canonical payload text column-wise, so that only register and key payloads are
-    parsed one by one.
+    The result is identical to :func:`build` over the same rows: the same nodes, edges,
+    keys and attribute dicts, inserted in the same order. The work is done per kind of
+    event and column-wise (see :class:`_Columns`). A table the fast path cannot vouch for
+    (a null where the write path allows none, a payload of another shape, a version
+    registered twice ...) is built by :func:`build` itself: odd ledgers are slower,
+    never different.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    n = table.num_rows
-    action = table["action"]
-    ts = pc.strftime(table["ts"].cast(pa.timestamp("us", tz="UTC")), format="%Y-%m-%dT%H:%M:%SZ")
-    payload = table["payload"]
-    # Canonical JSON escapes every quote inside a string, so '{"env":"' or ',"env":"' can
-    # only be a key; a payload naming "env" exactly once therefore has it at the top level.
-    # Payloads that do not fit this pattern keep their text and are parsed in full.
-    is_env = pc.is_in(action, pa.array([E.APPROVE, E.DEPLOY, E.UNDEPLOY]))
-    once = pc.equal(pc.count_substring(payload, '"env":'), 1)
-    env = pc.struct_field(pc.extract_regex(payload, _ENV_RE), [0])
-    fast = pc.and_(pc.and_(is_env, once), pc.is_valid(env))
-    needs_text = pc.or_(
-        pc.is_in(action, pa.array([E.REGISTER, E.GENESIS, E.KEY_ADD])),
-        pc.and_(is_env, pc.invert(fast)),
-    )
-    payload = pc.if_else(needs_text, payload, None)
-    env = pc.if_else(fast, env, None)
-    model = table["model"]
-    vid = pc.binary_join_element_wise(
-        "model:", model, ":", pc.cast(table["version"], pa.string()), ""
-    )
-    aid = pc.binary_join_element_wise("actor:", table["actor"], "")
-    cols = [
-        table["seq"].to_pylist(),
-        ts.to_pylist(),
-        action.to_pylist(),
-        model.to_pylist(),
-        table["version"].to_pylist(),
-        table["actor"].to_pylist(),
-        payload.to_pylist(),
-        _hex32(table["hash"]) if n else [],
-        vid.to_pylist(),
-        aid.to_pylist(),
-        env.to_pylist(),
-    ]
-    b = _Builder()
-    event = b.event
     enabled = gc.isenabled()
-    gc.disable()
+    gc.disable()  # the build allocates only acyclic dicts; GC passes would triple its time
     try:
-        for row in zip(*cols, strict=True):
-            event(*row)
+        try:
+            return _Columns(table).graph()
+        except _Irregular:
+            return build(_table_rows(table))
     finally:
         if enabled:
             gc.enable()
-    return b.g
+
+
+def _table_rows(table: Any) -> Iterable[dict[str, Any]]:
+    for batch in table.select(COLUMNS).to_batches():
+        yield from batch.to_pylist()
+
+
+class _Irregular(Exception):
+    """The table holds something only :func:`build` handles (see :func:`from_table`)."""
+
+
+def _take(values: list[Any], index: Iterable[int]) -> list[Any]:
+    return list(map(values.__getitem__, index))
+
+
+#: An approve/deploy/undeploy payload that is exactly {"env": NAME}: the common case, and
+#: unambiguous (anything else is parsed with json.loads, as build does).
+_ENV_ONLY = r'^\{"env":"(?P<env>[a-z][a-z0-9_-]{0,31})"\}$'
+#: Register payload text that Arrow's JSON reader could read otherwise than json.loads:
+#: a raw line break (the payloads are read as newline-delimited JSON), a null parents or
+#: datasets list (build fails on it), anything not shaped like one object.
+_ODD_REGISTER = r'[\r\n]|"(?:parents|datasets)":null|^[^{]|[^}]$'
+#: Years 1000-9999 in µs: there strftime and Arrow's cast write a ts the same way.
+_TS_RANGE = (-30_610_224_000_000_000, 253_402_300_799_999_999)
+
+
+def _register_schema() -> Any:
+    """The part of a register payload the graph uses. Arrow's JSON reader refuses any
+    other type at these paths (and a repeated key), where build would differ."""
+    import pyarrow as pa
+
+    s = pa.string()
+    return pa.schema(
+        [
+            ("artifact", pa.struct([("digest", s), ("uri", s)])),
+            ("description", s),
+            (
+                "parents",
+                pa.list_(pa.struct([("model", s), ("version", pa.int64()), ("relation", s)])),
+            ),
+            ("datasets", pa.list_(pa.struct([("uri", s), ("digest", s), ("name", s)]))),
+            ("code", pa.struct([("repo", s), ("commit", s)])),
+        ]
+    )
+
+
+def _register_payloads(payload: Any) -> Any:
+    """The register payloads parsed by Arrow's JSON reader (in C++, on its threads) into
+    a table of :func:`_register_schema`, one row per payload."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    schema = _register_schema()
+    if len(payload) == 0:
+        return schema.empty_table()
+    if pc.any(pc.match_substring_regex(payload, _ODD_REGISTER)).as_py():
+        raise _Irregular("register payload")
+    lines = pc.binary_join_element_wise(payload, "\n", "")
+    if isinstance(lines, pa.ChunkedArray):
+        lines = lines.combine_chunks()
+    off = memoryview(lines.buffers()[1]).cast("i")
+    text = lines.buffers()[2][off[lines.offset] : off[lines.offset + len(lines)]]
+    try:
+        parsed = pj.read_json(
+            pa.BufferReader(text),
+            parse_options=pj.ParseOptions(
+                explicit_schema=schema, unexpected_field_behavior="ignore"
+            ),
+        )
+    except pa.ArrowException as exc:
+        raise _Irregular("register payload") from exc
+    if parsed.num_rows != len(payload):
+        raise _Irregular("register payload")
+    return parsed.combine_chunks()
+
+
+def _array(x: Any) -> Any:
+    import pyarrow as pa
+
+    return x.combine_chunks() if isinstance(x, pa.ChunkedArray) else x
+
+
+def _env_only(payload: Any) -> Any:
+    """NAME where a payload is exactly {"env": NAME}, else null."""
+    import pyarrow.compute as pc
+
+    return pc.struct_field(pc.extract_regex(payload, _ENV_ONLY), [0]).combine_chunks()
+
+
+def _concat(arrays: list[Any], type_: Any) -> Any:
+    import pyarrow as pa
+
+    chunks = []
+    for a in arrays:
+        chunks.extend(c.cast(type_) for c in (a.chunks if isinstance(a, pa.ChunkedArray) else [a]))
+    return pa.chunked_array(chunks, type_).combine_chunks()
+
+
+def _ints(values: Iterable[int]) -> Any:
+    import pyarrow as pa
+
+    return pa.array(values, pa.int64())
+
+
+#: Node kinds in the order build adds them within one event (a register adds its version,
+#: then its registrant, datasets and commit; a deploy its deployer, then the environment).
+_NODE_ORDER = (MODEL, ACTOR, DATASET, COMMIT, ENV)
+
+
+class _Columns:
+    """The fast path of :func:`from_table`, one kind of event at a time.
+
+    Ids, validity (an action counts only on a version registered before it),
+    environments, statuses and deployment spans are computed column-wise in Arrow;
+    register payloads go through Arrow's JSON reader with a fixed schema. Each kind's
+    attribute dicts are made by one comprehension over zipped lists, sharing the ``seq``,
+    ``ts`` and ``hash`` objects of an event between its node and its edges. Edges are
+    kept as (row, version index, target kind, target index) columns beside their dicts.
+    :meth:`_fill` then puts nodes and edges in build's order (a stable sort on the row,
+    the kinds being concatenated in the order build adds them within one event) and
+    makes every adjacency dict in one C-level ``dict(zip(...))`` instead of one Python
+    insertion per edge.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        #: kind -> (rows, ids, attrs) of its nodes, in any order (sorted in _fill)
+        self.node_parts: dict[str, tuple[Any, list[str], list[dict[str, Any]]]] = {}
+        #: (rows, version index, target kind, target index, keys, attrs), one edge kind each
+        self.edge_parts: list[tuple[Any, Any, str, Any, list[Any], list[dict[str, Any]]]] = []
+        self.actor_index: dict[str, int] = {}  # actor name -> index among actor nodes
+        self.actor_first: dict[str, int] = {}  # actor name -> row first naming it
+        self.roles: dict[str, str] = {}  # actor name -> roles, from key events
+
+    def graph(self) -> nx.MultiDiGraph:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        g = nx.MultiDiGraph()
+        t = self.table
+        if t.num_rows == 0:
+            return g
+        self._check()
+        action = t["action"]
+        is_reg = pc.equal(action, E.REGISTER)
+        is_act = pc.is_in(action, pa.array(sorted(E.MODEL_ACTIONS - {E.REGISTER})))
+        reg, act = t.filter(is_reg), t.filter(is_act)
+        # Arrow releases the GIL: parse the payloads on other threads meanwhile
+        with ThreadPoolExecutor(2) as pool:
+            parsed = pool.submit(_register_payloads, reg["payload"])
+            envs = pool.submit(_env_only, act["payload"])
+            self._rows()
+            self._keys(pc.indices_nonzero(pc.is_in(action, pa.array([E.GENESIS, E.KEY_ADD]))))
+            self._registers(reg.combine_chunks(), pc.indices_nonzero(is_reg), parsed.result())
+            self._actions(act.combine_chunks(), pc.indices_nonzero(is_act), envs.result())
+        self._versions()
+        self._actors()
+        self._fill(g)
+        return g
+
+    # -- checks and per-row lists ----------------------------------------------------------------
+
+    def _check(self) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        t = self.table
+        want = {
+            "seq": pa.types.is_integer,
+            "ts": lambda ty: ty == pa.timestamp("us", tz="UTC"),
+            "action": pa.types.is_string,
+            "model": pa.types.is_string,
+            "version": pa.types.is_integer,
+            "actor": pa.types.is_string,
+            "payload": pa.types.is_string,
+            "hash": lambda ty: ty == pa.binary(32),
+        }
+        for name, ok in want.items():
+            if name not in t.column_names or not ok(t.schema.field(name).type):
+                raise _Irregular(name)
+        for name in ("seq", "ts", "action", "actor", "payload", "hash"):
+            if t[name].null_count:
+                raise _Irregular(name)
+        lo, hi = pc.min_max(t["ts"].cast(pa.int64())).values()
+        if lo.as_py() < _TS_RANGE[0] or hi.as_py() > _TS_RANGE[1]:
+            raise _Irregular("ts")
+
+    def _rows(self) -> None:
+        """seq, ts text and hash text of every row, as Python lists whose objects every
+        node and edge of the row shares."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        t = self.table
+        self.seq = t["seq"].to_pylist()
+        # "2025-01-06 00:01:09.258275" -> "2025-01-06T00:01:09.258275Z", as E.format_ts
+        text = pc.cast(t["ts"].cast(pa.timestamp("us")), pa.string())
+        text = pc.binary_join_element_wise(pc.utf8_replace_slice(text, 10, 11, "T"), "Z", "")
+        self.ts = text.to_pylist()
+        self.hash = _hex32(t["hash"])
+
+    def _sth(self, rows: list[int]) -> tuple[list[Any], list[str], list[str]]:
+        return _take(self.seq, rows), _take(self.ts, rows), _take(self.hash, rows)
+
+    def _actors_of(self, actors: Any, rows: Any) -> tuple[list[str], Any, Any]:
+        """For a column of actor names: (distinct names, each row's index into them, each
+        row's actor node index); notes the first of ``rows`` naming each actor."""
+        import pyarrow.compute as pc
+
+        enc = pc.dictionary_encode(actors)
+        names = enc.dictionary.to_pylist()
+        first = pc.take(rows, pc.index_in(enc.dictionary, value_set=actors)).to_pylist()
+        index = []
+        for name, r in zip(names, first, strict=True):
+            if r < self.actor_first.get(name, r + 1):
+                self.actor_first[name] = r
+            index.append(self.actor_index.setdefault(name, len(self.actor_index)))
+        return names, enc.indices, pc.take(_ints(index), enc.indices)
+
+    def _edges(
+        self, rows: Any, u: Any, kind: str, v: Any, keys: list[Any], ds: list[dict[str, Any]]
+    ) -> None:
+        self.edge_parts.append((rows, u, kind, v, keys, ds))
+
+    # -- key events ------------------------------------------------------------------------------
+
+    def _keys(self, rows_arr: Any) -> None:
+        """Genesis and key_add: a handful, replayed one by one as _Builder.key_added."""
+        from .errors import CorruptLedgerError
+
+        rows = rows_arr.to_pylist()
+        texts = self.table["payload"].take(rows_arr).to_pylist()
+        for r, text in zip(rows, texts, strict=True):
+            try:
+                p = _payload(text, self.seq[r])
+                name = p.get("actor")
+                if not isinstance(name, str):
+                    continue
+                roles = sorted(set(self.roles.get(name, "").split(",") + list(p.get("roles", ()))))
+                self.roles[name] = ",".join(x for x in roles if x)
+            except (CorruptLedgerError, TypeError, AttributeError) as exc:
+                raise _Irregular("key payload") from exc
+            self.actor_first.setdefault(name, r)
+            self.actor_index.setdefault(name, len(self.actor_index))
+
+    # -- register --------------------------------------------------------------------------------
+
+    def _registers(self, reg: Any, rows_arr: Any, p: Any) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if reg["model"].null_count or reg["version"].null_count:
+            raise _Irregular("register without model or version")
+        vid = pc.binary_join_element_wise(
+            "model:", reg["model"], ":", pc.cast(reg["version"], pa.string()), ""
+        ).combine_chunks()
+        if pc.count_distinct(vid).as_py() != len(vid):
+            raise _Irregular("a version registered twice")
+        self.vid_arr, self.reg_rows = vid, rows_arr
+        rows = rows_arr.to_pylist()
+        self.vids = vid.to_pylist()
+        self.reg_sth = S, T, H = self._sth(rows)
+        names, which, v = self._actors_of(reg["actor"].combine_chunks(), rows_arr)
+        self.reg_actor = _take(names, which.to_pylist())
+        self.reg_mv = reg["model"].to_pylist(), reg["version"].to_pylist()
+        art = p.column("artifact").combine_chunks()
+        self.reg_extra = [
+            ("artifact_digest", pc.struct_field(art, [0]).to_pylist()),
+            ("artifact_uri", pc.struct_field(art, [1]).to_pylist()),
+            ("description", p.column("description").to_pylist()),
+        ]
+        by = [
+            {"kind": REGISTERED_BY, "seq": s, "ts": t, "hash": h}
+            for s, t, h in zip(S, T, H, strict=True)
+        ]
+        self._edges(rows_arr, _ints(range(len(rows))), ACTOR, v, S, by)
+        self._parents(p.column("parents").combine_chunks())
+        self._datasets(p.column("datasets").combine_chunks())
+        self._code(p.column("code").combine_chunks())
+
+    def _parents(self, lists: Any) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        flat = lists.flatten()
+        if flat.null_count or any(flat.field(i).null_count for i in range(3)):
+            raise _Irregular("a parent without model, version or relation")
+        k = pc.list_parent_indices(lists)
+        pid = pc.binary_join_element_wise(
+            "model:", flat.field("model"), ":", pc.cast(flat.field("version"), pa.string()), ""
+        )
+        pk = pc.index_in(pid, value_set=self.vid_arr)
+        rows = pc.take(self.reg_rows, k)
+        # build skips a parent not registered before; a self-parent is a loop on the version
+        ok = pc.fill_null(pc.less_equal(pc.take(self.reg_rows, pk), rows), False)
+        rows, k, pk, rel = (pc.filter(x, ok) for x in (rows, k, pk, flat.field("relation")))
+        S, T, H = (_take(x, k.to_pylist()) for x in self.reg_sth)
+        ds = [
+            {"kind": DERIVED_FROM, "relation": r, "seq": s, "ts": t, "hash": h}
+            for r, s, t, h in zip(rel.to_pylist(), S, T, H, strict=True)
+        ]
+        self._edges(rows, k, MODEL, pk, S, ds)
+
+    def _datasets(self, lists: Any) -> None:
+        import pyarrow.compute as pc
+
+        flat = lists.flatten()
+        if flat.null_count or flat.field("uri").null_count:
+            raise _Irregular("a dataset without a URI")
+        k = pc.list_parent_indices(lists)
+        uri, digest, name = flat.field("uri"), flat.field("digest"), flat.field("name")
+        did = pc.if_else(
+            pc.fill_null(pc.not_equal(digest, ""), False),  # build tests `if digest:`
+            pc.binary_join_element_wise("dataset:", uri, "@", digest, ""),
+            pc.binary_join_element_wise("dataset:", uri, ""),
+        )
+        enc = pc.dictionary_encode(did)  # the dictionary is in order of first mention
+        names = [x or None for x in name.to_pylist()]  # build tests `if name:`
+        S, T, H = (_take(x, k.to_pylist()) for x in self.reg_sth)
+        ds = [
+            {"kind": TRAINED_ON, "seq": s, "ts": t, "hash": h, "name": nm}
+            if nm
+            else {"kind": TRAINED_ON, "seq": s, "ts": t, "hash": h}
+            for nm, s, t, h in zip(names, S, T, H, strict=True)
+        ]
+        rows = pc.take(self.reg_rows, k)
+        self._edges(rows, k, DATASET, enc.indices, S, ds)
+        first = pc.index_in(enc.dictionary, value_set=did)
+        uris, digests = uri.to_pylist(), digest.to_pylist()
+        nodes = []
+        for i in first.to_pylist():
+            nm, dg = names[i], digests[i]
+            d = {"kind": DATASET, "label": nm or uris[i], "uri": uris[i]}
+            d["seq"], d["ts"], d["hash"] = S[i], T[i], H[i]
+            if dg:
+                d["digest"] = dg
+            if nm:
+                d["name"] = nm
+            nodes.append(d)
+        self.node_parts[DATASET] = (pc.take(rows, first), enc.dictionary.to_pylist(), nodes)
+
+    def _code(self, code: Any) -> None:
+        import pyarrow.compute as pc
+
+        repo, commit = pc.struct_field(code, [0]), pc.struct_field(code, [1])
+        ok = pc.fill_null(pc.and_(pc.not_equal(repo, ""), pc.not_equal(commit, "")), False)
+        k = pc.indices_nonzero(ok)
+        repo, commit = pc.filter(repo, ok), pc.filter(commit, ok)
+        cid = pc.binary_join_element_wise("commit:", repo, "@", commit, "")
+        enc = pc.dictionary_encode(cid)
+        S, T, H = (_take(x, k.to_pylist()) for x in self.reg_sth)
+        ds = [
+            {"kind": BUILT_FROM, "seq": s, "ts": t, "hash": h}
+            for s, t, h in zip(S, T, H, strict=True)
+        ]
+        rows = pc.take(self.reg_rows, k)
+        self._edges(rows, k, COMMIT, enc.indices, S, ds)
+        first = pc.index_in(enc.dictionary, value_set=cid)
+        f = first.to_pylist()
+        nodes = [
+            {
+                "kind": COMMIT,
+                "label": f"{r}@{c[:12]}",
+                "repo": r,
+                "commit": c,
+                "seq": S[i],
+                "ts": T[i],
+                "hash": H[i],
+            }
+            for r, c, i in zip(
+                pc.take(repo, first).to_pylist(), pc.take(commit, first).to_pylist(), f, strict=True
+            )
+        ]
+        self.node_parts[COMMIT] = (pc.take(rows, first), enc.dictionary.to_pylist(), nodes)
+
+    # -- approve, reject, deploy, undeploy, deprecate --------------------------------------------
+
+    def _actions(self, act: Any, rows_arr: Any, env: Any) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        vid = pc.binary_join_element_wise(
+            "model:", act["model"], ":", pc.cast(act["version"], pa.string()), ""
+        )
+        k = pc.index_in(vid, value_set=self.vid_arr)
+        # build ignores an action on a version not registered before it
+        ok = pc.fill_null(pc.less(pc.take(self.reg_rows, k), rows_arr), False)
+        act = act.filter(ok).combine_chunks()
+        rows_arr, k = pc.filter(rows_arr, ok), pc.filter(k, ok)
+        action = act["action"].combine_chunks()
+        is_env = pc.is_in(action, pa.array([E.APPROVE, E.DEPLOY, E.UNDEPLOY]))
+        env = _array(pc.filter(env, ok))
+        slow = _array(pc.and_(is_env, pc.is_null(env)))
+        if pc.any(slow).as_py():
+            env = _array(self._slow_envs(act["payload"], rows_arr, env, slow))
+        has_env = pc.is_valid(env)
+        names, which, actor_v = self._actors_of(act["actor"].combine_chunks(), rows_arr)
+        S, T, H = self._sth(rows_arr.to_pylist())
+        enc = pc.dictionary_encode(env)
+        values = enc.dictionary.to_pylist()
+
+        def at(kind: str, need_env: bool = False) -> tuple[Any, list[int]]:
+            m = pc.equal(action, kind)
+            pos = pc.indices_nonzero(pc.and_(m, has_env) if need_env else m)
+            return pos, pos.to_pylist()
+
+        def edges(pos: Any, v_kind: str, v: Any, ds: list[dict[str, Any]], keys: list) -> None:
+            self._edges(pc.take(rows_arr, pos), pc.take(k, pos), v_kind, v, keys, ds)
+
+        pos, a = at(E.APPROVE, True)
+        envs = _take(values, pc.take(enc.indices, pos).to_pylist())
+        ds = [
+            {"kind": APPROVED_BY, "env": e, "seq": S[i], "ts": T[i], "hash": H[i]}
+            for e, i in zip(envs, a, strict=True)
+        ]
+        edges(pos, ACTOR, pc.take(actor_v, pos), ds, _take(S, a))
+        self.approved = set(pc.take(k, pos).to_pylist())
+        pos, r = at(E.REJECT)
+        ds = [{"kind": REJECTED_BY, "seq": S[i], "ts": T[i], "hash": H[i]} for i in r]
+        edges(pos, ACTOR, pc.take(actor_v, pos), ds, _take(S, r))
+        self.rejected = set(pc.take(k, pos).to_pylist())
+        pos, d = at(E.DEPRECATE)
+        ds = [{"kind": DEPRECATED, "seq": S[i], "ts": T[i], "hash": H[i]} for i in d]
+        edges(pos, ACTOR, pc.take(actor_v, pos), ds, _take(S, d))
+        self.deprecated = set(pc.take(k, pos).to_pylist())
+        # deployed_to
+        pos, dep = at(E.DEPLOY, True)
+        until = self._until(act, action, has_env, enc.indices, pos)
+        envs = _take(values, pc.take(enc.indices, pos).to_pylist())
+        deployers = _take(names, pc.take(which, pos).to_pylist())
+        ds = [
+            {
+                "kind": DEPLOYED_TO,
+                "env": e,
+                "actor": a,
+                "live": True,
+                "seq": S[i],
+                "ts": T[i],
+                "hash": H[i],
+            }
+            if j is None
+            else {
+                "kind": DEPLOYED_TO,
+                "env": e,
+                "actor": a,
+                "live": False,
+                "seq": S[i],
+                "ts": T[i],
+                "hash": H[i],
+                "until_seq": S[j],
+                "until_ts": T[j],
+                "until_hash": H[j],
+            }
+            for e, a, i, j in zip(envs, deployers, dep, until, strict=True)
+        ]
+        env_dep = pc.take(env, pos)
+        env_ids = pc.unique(env_dep)  # in order of first deploy
+        edges(pos, ENV, pc.index_in(env_dep, value_set=env_ids), ds, _take(S, dep))
+        first = pc.index_in(env_ids, value_set=env_dep).to_pylist()
+        nodes = [
+            {"kind": ENV, "label": e, "seq": S[dep[i]], "ts": T[dep[i]], "hash": H[dep[i]]}
+            for e, i in zip(env_ids.to_pylist(), first, strict=True)
+        ]
+        self.node_parts[ENV] = (
+            pc.take(rows_arr, pc.take(pos, _ints(first))),
+            ["env:" + x["label"] for x in nodes],
+            nodes,
+        )
+
+    def _slow_envs(self, payload: Any, rows_arr: Any, env: Any, slow: Any) -> Any:
+        """The env of payloads that are not exactly {"env": NAME}, read as build reads it."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from .errors import CorruptLedgerError
+
+        idx = pc.indices_nonzero(slow)
+        found = []
+        for text, r in zip(
+            payload.take(idx).to_pylist(), pc.take(rows_arr, idx).to_pylist(), strict=True
+        ):
+            try:
+                e = _payload(text, self.seq[r]).get("env")
+            except CorruptLedgerError as exc:
+                raise _Irregular("payload") from exc
+            found.append(e if isinstance(e, str) else None)
+        return pc.replace_with_mask(env, slow, pa.array(found, pa.string()))
+
+    @staticmethod
+    def _until(act: Any, action: Any, has_env: Any, env_index: Any, deploys: Any) -> list[Any]:
+        """For each deploy at ``deploys``: the position of the next deploy or undeploy of
+        the same model in the same environment (any version: a deploy replaces the one
+        live), or None while it is live."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        is_dep = pc.equal(action, E.DEPLOY)
+        du = pc.and_(pc.or_(is_dep, pc.equal(action, E.UNDEPLOY)), has_env)
+        model = pc.dictionary_encode(act["model"].combine_chunks()).indices
+        key = pc.add(
+            pc.multiply(pc.cast(model, pa.int64()), len(pc.unique(env_index)) + 1),
+            pc.cast(env_index, pa.int64()),
+        )
+        t = pa.table({"key": pc.filter(key, du), "pos": pc.indices_nonzero(du)})
+        t = t.take(pc.sort_indices(t, [("key", "ascending"), ("pos", "ascending")]))
+        key, pos = t["key"].combine_chunks(), t["pos"].combine_chunks()
+        n = len(pos)
+        same = pc.equal(key[1:], key[: max(n - 1, 0)])
+        nxt = pc.if_else(same, pos[1:], pa.nulls(max(n - 1, 0), pos.type))
+        nxt = pa.concat_arrays([nxt, pa.nulls(min(n, 1), pos.type)])
+        t = pa.table({"pos": pos, "next": nxt}).filter(pc.is_in(pos, value_set=deploys))
+        t = t.sort_by("pos")
+        return t["next"].to_pylist()
+
+    # -- nodes and the adjacency -----------------------------------------------------------------
+
+    def _versions(self) -> None:
+        S, T, H = self.reg_sth
+        models, versions = self.reg_mv
+        dep, rej, app = self.deprecated, self.rejected, self.approved
+        # deprecated > rejected > approved > registered, whatever the order (_Builder.event)
+        status = [
+            "deprecated"
+            if i in dep
+            else "rejected"
+            if i in rej
+            else "approved"
+            if i in app
+            else "registered"
+            for i in range(len(models))
+        ]
+        ds = [
+            {
+                "kind": MODEL,
+                "label": f"{m}:{v}",
+                "model": m,
+                "version": v,
+                "status": st,
+                "actor": a,
+                "seq": s,
+                "ts": t,
+                "hash": h,
+            }
+            for m, v, st, a, s, t, h in zip(
+                models, versions, status, self.reg_actor, S, T, H, strict=True
+            )
+        ]
+        for name, values in self.reg_extra:  # in build's order
+            for d, x in zip(ds, values, strict=True):
+                if x is not None:
+                    d[name] = x
+        self.node_parts[MODEL] = (self.reg_rows, self.vids, ds)
+
+    def _actors(self) -> None:
+        names = list(self.actor_index)  # in index order
+        nodes = []
+        for name in names:
+            r = self.actor_first[name]
+            d = {"kind": ACTOR, "label": name, "seq": self.seq[r], "ts": self.ts[r]}
+            d["hash"] = self.hash[r]
+            if name in self.roles:
+                d["roles"] = self.roles[name]
+            nodes.append(d)
+        rows = _ints([self.actor_first[n] for n in names])
+        self.node_parts[ACTOR] = (rows, ["actor:" + n for n in names], nodes)
+
+    def _fill(self, g: nx.MultiDiGraph) -> None:
+        """Nodes, then edges, in build's order: a stable sort on the row, the kinds having
+        been concatenated in the order build adds them within one event."""
+        import itertools
+
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        offset, ids, attrs, rows = {}, [], [], []
+        for kind in _NODE_ORDER:
+            r, i, a = self.node_parts.get(kind, (_ints([]), [], []))
+            offset[kind] = len(ids)
+            ids += i
+            attrs += a
+            rows.append(r)
+        order = pc.sort_indices(_concat(rows, pa.int64())).to_pylist()
+        ordered = _take(ids, order)
+        node, succ, pred = g._node, g._succ, g._pred
+        node.update(zip(ordered, _take(attrs, order), strict=True))
+        succ.update(zip(ordered, map(dict, itertools.repeat((), len(ids))), strict=True))
+        pred.update(zip(ordered, map(dict, itertools.repeat((), len(ids))), strict=True))
+        parts = self.edge_parts
+        perm = pc.sort_indices(_concat([p[0] for p in parts], pa.int64()))
+        u = pc.take(_concat([p[1] for p in parts], pa.int64()), perm)
+        v = _concat([pc.add(pc.cast(p[3], pa.int64()), offset[p[2]]) for p in parts], pa.int64())
+        v = pc.take(v, perm)
+        perm = perm.to_pylist()
+        keys = _take([x for p in parts for x in p[4]], perm)
+        ds = _take([x for p in parts for x in p[5]], perm)
+        us, vs = _take(ids, u.to_pylist()), _take(ids, v.to_pylist())
+        for a, b, key, d in zip(us, vs, keys, ds, strict=True):  # as _Builder.add_edge
+            sa = succ[a]
+            kd = sa.get(b)
+            if kd is None:
+                sa[b] = pred[b][a] = {key: d}
+            else:
+                kd[key] = d
 
 
 def _hex32(column: Any) -> list[str]:
-    """Hex text of a fixed_size_binary(32) column: one hexlify of the data buffer, then
-    slices (three times quicker than bytes.hex() per row)."""
+    """Hex text of a fixed_size_binary(32) column: one hexlify of the data buffer, viewed
+    as a string array of 64-character values (no per-row Python work but the str objects)."""
+    import array
     import binascii
 
     import pyarrow as pa
 
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n = len(arr)
     if arr.null_count or not pa.types.is_fixed_size_binary(arr.type) or arr.type.byte_width != 32:
         return [h.hex() if h is not None else "" for h in arr.to_pylist()]
-    data = arr.buffers()[1]
-    raw = data.to_pybytes()[arr.offset * 32 : (arr.offset + len(arr)) * 32]
-    text = binascii.hexlify(raw).decode("ascii")
-    return [text[i : i + 64] for i in range(0, len(text), 64)]
+    if n == 0:
+        return []
+    raw = memoryview(arr.buffers()[1])[arr.offset * 32 : (arr.offset + n) * 32]
+    text = pa.py_buffer(binascii.hexlify(raw))
+    if len(text) >= 2**31:
+        return [h.hex() for h in arr.to_pylist()]
+    offsets = pa.py_buffer(array.array("i", range(0, 64 * n + 1, 64)))
+    return pa.StringArray.from_buffers(n, offsets, text).to_pylist()
 
 
 # --- questions ----------------------------------------------------------------------------------

@@ -575,3 +575,250 @@ def test_graph_matches_naive_closure(regs):
             continue
         got = {v["ref"] for v in L.impact(g, dataset=f"s3://d/{d}").versions}
         assert got == {f"m{j}:1" for j in want}
+
+
+# --- the fast path (from_table) equals the reference (build), order included ---------------------
+
+
+def assert_identical(fast, ref):
+    """Same nodes, edges, keys and attribute dicts, each inserted in the same order."""
+    assert list(fast._node) == list(ref._node)
+    for n, d in ref._node.items():
+        assert list(fast._node[n].items()) == list(d.items()), n
+    for name in ("_succ", "_pred"):
+        a, b = getattr(fast, name), getattr(ref, name)
+        assert list(a) == list(b)
+        for n, nbrs in b.items():
+            assert list(a[n]) == list(nbrs), (name, n)
+            for v, keyed in nbrs.items():
+                assert list(a[n][v]) == list(keyed), (name, n, v)
+                for k, d in keyed.items():
+                    assert list(a[n][v][k].items()) == list(d.items()), (name, n, v, k)
+    # one key dict shared by both directions, as networkx itself does
+    for u, nbrs in fast._succ.items():
+        for v, keyed in nbrs.items():
+            assert fast._pred[v][u] is keyed
+
+
+def plain_rows(table):
+    rows = table.to_pylist()
+    for r in rows:
+        r["ts"] = int(r["ts"].timestamp() * 1_000_000)
+    return rows
+
+
+def assert_fast_path_equals_build(table, fast_path=True):
+    if fast_path:  # the table is regular: the columnar path itself must build it
+        assert_identical(L._Columns(table).graph(), L.build(plain_rows(table)))
+    assert_identical(L.from_table(table), L.build(plain_rows(table)))
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """A small ledger from the benchmark generator (every kind of event and lineage)."""
+    from benchmarks import generator
+
+    built = generator.build(tmp_path_factory.mktemp("gen") / "led", events=4000, seed=3)
+    return built.ledger.events(columns=L.COLUMNS)
+
+
+def test_from_table_identical_to_build_on_generated_ledger(generated):
+    table = generated
+    assert_fast_path_equals_build(table)
+    g = L.from_table(table)
+    kinds = {d["kind"] for _, _, d in g.edges(data=True)}
+    assert kinds == {
+        "registered_by",
+        "derived_from",
+        "trained_on",
+        "built_from",
+        "approved_by",
+        "deployed_to",
+        "rejected_by",
+        "deprecated",
+    }
+    assert any(not d["live"] for _, _, d in g.edges(data=True) if d["kind"] == "deployed_to")
+
+
+def test_from_table_identical_to_build_at_cuts(generated):
+    table = generated
+    n = table.num_rows
+    for at_seq in (0, 5, n // 3, n // 2 + 7, n - 2):
+        assert_identical(
+            L.from_table(L.select(table, at_seq=at_seq)),
+            L.build(plain_rows(table), at_seq=at_seq),
+        )
+    ts = sorted(plain_rows(table.select(["ts"])), key=lambda r: r["ts"])
+    for i in (n // 4, (3 * n) // 4):
+        when = ts[i]["ts"]
+        assert_identical(
+            L.from_table(L.select(table, as_of=when)), L.build(plain_rows(table), as_of=when)
+        )
+
+
+def test_from_table_identical_to_build_on_family(family_ro):
+    table = family_ro.ledger.events(columns=L.COLUMNS)
+    assert_fast_path_equals_build(table)
+    for at_seq in range(table.num_rows):
+        assert_identical(
+            L.from_table(L.select(table, at_seq=at_seq)),
+            L.build(plain_rows(table), at_seq=at_seq),
+        )
+
+
+def odd_table(events):
+    """A lineage table from (action, model, version, actor, payload) tuples; payload as a
+    dict (written as canonical-looking JSON) or as text."""
+    import hashlib
+
+    import pyarrow as pa
+
+    from ledger.store import SCHEMA
+
+    cols = {c: [] for c in L.COLUMNS}
+    for seq, (action, model, version, actor, payload) in enumerate(events):
+        text = (
+            payload
+            if isinstance(payload, str)
+            else json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        )
+        cols["seq"].append(seq)
+        cols["ts"].append(1_700_000_000_000_000 + seq * 1_000_001)
+        cols["action"].append(action)
+        cols["model"].append(model)
+        cols["version"].append(version)
+        cols["actor"].append(actor)
+        cols["payload"].append(text)
+        cols["hash"].append(hashlib.sha256(str(seq).encode()).digest())
+    return pa.Table.from_pydict(cols, schema=pa.schema([SCHEMA.field(c) for c in L.COLUMNS]))
+
+
+KEYS = [
+    ("genesis", None, None, "admin", {"actor": "admin", "roles": ["admin"]}),
+    ("key_add", None, None, "admin", {"actor": "alice", "roles": ["registrar"]}),
+    ("key_add", None, None, "admin", {"actor": "bob", "roles": ["approver", "deployer"]}),
+    ("key_add", None, None, "admin", {"actor": "alice", "roles": ["deployer"]}),  # roles merge
+]
+
+
+def test_from_table_identical_to_build_on_odd_payloads():
+    ds = {"uri": "s3://d/a", "digest": "sha256:" + "ab" * 32, "name": "train"}
+    table = odd_table(
+        [
+            *KEYS,
+            ("deploy", "m", 1, "bob", {"env": "prod"}),  # before m:1 is registered: ignored
+            (
+                "register",
+                "m",
+                1,
+                "alice",
+                {
+                    "artifact": {"uri": "s3://m/1"},  # no digest
+                    "description": "",
+                    "datasets": [ds, {"uri": "s3://d/b"}, {"uri": "s3://d/c", "name": ""}],
+                    "code": {"repo": "https://git/x"},  # no commit: no code node
+                    "parents": [],
+                },
+            ),
+            (
+                "register",
+                "m",
+                2,
+                "carol",  # an actor no key event named
+                {
+                    "parents": [
+                        {"model": "m", "version": 1, "relation": "retrain"},
+                        {"model": "ghost", "version": 3, "relation": "merge"},  # never registered
+                        {"model": "m", "version": 9, "relation": "merge"},  # registered later
+                        {"model": "m", "version": 1, "relation": "retrain"},  # twice
+                    ],
+                    "datasets": [ds, {"uri": "s3://d/a", "digest": ""}, ds],
+                    "code": {"repo": "https://git/x", "commit": "a" * 40},
+                },
+            ),
+            (
+                "register",
+                "n",
+                1,
+                "alice",
+                {"parents": [{"model": "n", "version": 1, "relation": "x"}]},
+            ),
+            ("register", "m", 9, "alice", {}),
+            ("approve", "m", 1, "bob", {}),  # no env: only the actor node
+            ("approve", "m", 2, "dave", {"env": "prod", "comment": "ok"}),  # parsed in full
+            ("approve", "m", 2, "dave", '{"env":"prod"}'),
+            ("approve", "m", 2, "dave", '{"env": "staging"}'),  # not canonical
+            ("approve", "m", 2, "dave", {"env": 5}),
+            ("approve", "zz", 1, "dave", {"env": "prod"}),  # unknown version
+            ("deploy", "m", 1, "bob", {"env": "prod"}),
+            ("deploy", "m", 2, "bob", {"env": "prod", "comment": "rollforward"}),  # replaces m:1
+            ("deploy", "m", 1, "bob", {"env": "edge"}),
+            ("undeploy", "m", 2, "bob", {"env": "edge"}),  # closes m:1 there (same model)
+            ("deploy", "m", 1, "bob", {"env": "edge"}),
+            ("deploy", "m", 1, "bob", {}),  # no env
+            ("undeploy", "m", 1, "bob", {"env": "nowhere"}),
+            ("reject", "m", 1, "bob", {}),
+            ("approve", "m", 1, "bob", {"env": "prod"}),  # after a reject: stays rejected
+            ("deprecate", "m", 2, "alice", {}),
+            ("reject", "m", 2, "bob", {}),  # after deprecate: stays deprecated
+            ("key_revoke", None, None, "admin", {"key_id": "x"}),
+            ("key_add", None, None, "admin", {"actor": "erin", "roles": ["registrar"]}),
+            ("key_add", None, None, "admin", {"actor": 7}),
+        ]
+    )
+    assert_fast_path_equals_build(table)
+    g = L.from_table(table)
+    assert g.nodes["model:m:1"]["status"] == "rejected"
+    assert g.nodes["model:m:2"]["status"] == "deprecated"
+    assert g.nodes["actor:alice"]["roles"] == "deployer,registrar"
+    assert "commit:https://git/x@" + "a" * 40 in g and not any(
+        d["kind"] == "built_from" for _, _, d in g.out_edges("model:m:1", data=True)
+    )
+    assert g.has_edge("model:n:1", "model:n:1")  # a self-parent is a loop, as build makes it
+    assert not g.has_node("model:ghost:3")
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        [*KEYS, ("register", "m", 1, "alice", {}), ("register", "m", 1, "alice", {})],
+        [*KEYS, ("register", "m", 1, "alice", '{"datasets": [{"uri": "s3://x"}],\n"a": 1}')],
+        [*KEYS, ("register", "m", 1, "alice", {"description": 5, "artifact": "x"})],
+        [*KEYS, ("register", "m", 1, "alice", '{"parents":[],"parents":[]}')],
+        [*KEYS, ("register", "m", 1, "alice", "[1, 2]")],
+        [*KEYS, ("register", "m", 1, "alice", {"datasets": [{"name": "no uri"}]})],
+        [*KEYS, ("register", "m", None, "alice", {})],
+        [*KEYS, ("register", "m", 1, "alice", {"tags": {"parents": None}})],
+    ],
+    ids=[
+        "twice",
+        "newline",
+        "types",
+        "repeated-key",
+        "not-object",
+        "no-uri",
+        "no-version",
+        "nested-null",  # build copes; the fast path cannot tell it from a top-level null
+    ],
+)
+def test_from_table_irregular_tables_fall_back_to_build(events):
+    table = odd_table(events)
+    with pytest.raises(L._Irregular):
+        L._Columns(table).graph()
+    assert_fast_path_equals_build(table, fast_path=False)
+
+
+def test_from_table_not_json_is_corrupt_either_way():
+    from ledger.errors import CorruptLedgerError
+
+    table = odd_table([*KEYS, ("register", "m", 1, "alice", "{nope}")])
+    with pytest.raises(CorruptLedgerError, match="seq 4: payload is not JSON"):
+        L.from_table(table)
+    with pytest.raises(CorruptLedgerError, match="seq 4: payload is not JSON"):
+        L.build(plain_rows(table))
+
+
+def test_from_table_empty():
+    table = odd_table([])
+    assert_identical(L.from_table(table), L.build([]))
+    assert_identical(L.from_table(odd_table(KEYS)), L.build(plain_rows(odd_table(KEYS))))
