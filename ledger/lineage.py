@@ -33,7 +33,6 @@ import gc
 import json
 import re
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -495,6 +494,8 @@ class _Columns:
         self.roles: dict[str, str] = {}  # actor name -> roles, from key events
 
     def graph(self) -> nx.MultiDiGraph:
+        from concurrent.futures import ThreadPoolExecutor
+
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -512,7 +513,7 @@ class _Columns:
             parsed = pool.submit(_register_payloads, reg["payload"])
             envs = pool.submit(_env_only, act["payload"])
             self._rows()
-            self._keys(pc.indices_nonzero(pc.is_in(action, pa.array([E.GENESIS, E.KEY_ADD]))))
+            self._keys(pc.is_in(action, pa.array([E.GENESIS, E.KEY_ADD])))
             self._registers(reg.combine_chunks(), pc.indices_nonzero(is_reg), parsed.result())
             self._actions(act.combine_chunks(), pc.indices_nonzero(is_act), envs.result())
         self._versions()
@@ -586,12 +587,14 @@ class _Columns:
 
     # -- key events ------------------------------------------------------------------------------
 
-    def _keys(self, rows_arr: Any) -> None:
+    def _keys(self, is_key: Any) -> None:
         """Genesis and key_add: a handful, replayed one by one as _Builder.key_added."""
+        import pyarrow.compute as pc
+
         from .errors import CorruptLedgerError
 
-        rows = rows_arr.to_pylist()
-        texts = self.table["payload"].take(rows_arr).to_pylist()
+        rows = pc.indices_nonzero(is_key).to_pylist()
+        texts = pc.filter(self.table["payload"], is_key).to_pylist()  # (a take would copy)
         for r, text in zip(rows, texts, strict=True):
             try:
                 p = _payload(text, self.seq[r])
@@ -929,7 +932,6 @@ class _Columns:
     def _fill(self, g: nx.MultiDiGraph) -> None:
         """Nodes, then edges, in build's order: a stable sort on the row, the kinds having
         been concatenated in the order build adds them within one event."""
-        import itertools
 
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -943,24 +945,25 @@ class _Columns:
             rows.append(r)
         order = pc.sort_indices(_concat(rows, pa.int64())).to_pylist()
         ordered = _take(ids, order)
-        node, succ, pred = g._node, g._succ, g._pred
-        node.update(zip(ordered, _take(attrs, order), strict=True))
-        succ.update(zip(ordered, map(dict, itertools.repeat((), len(ids))), strict=True))
-        pred.update(zip(ordered, map(dict, itertools.repeat((), len(ids))), strict=True))
+        # each node's adjacency dicts, by index (lists: no hashing in the loop below)
+        out, into = [{} for _ in ids], [{} for _ in ids]
+        g._node.update(zip(ordered, _take(attrs, order), strict=True))
+        g._succ.update(zip(ordered, _take(out, order), strict=True))
+        g._pred.update(zip(ordered, _take(into, order), strict=True))
         parts = self.edge_parts
         perm = pc.sort_indices(_concat([p[0] for p in parts], pa.int64()))
-        u = pc.take(_concat([p[1] for p in parts], pa.int64()), perm)
+        u = pc.take(_concat([p[1] for p in parts], pa.int64()), perm).to_pylist()
         v = _concat([pc.add(pc.cast(p[3], pa.int64()), offset[p[2]]) for p in parts], pa.int64())
-        v = pc.take(v, perm)
+        v = pc.take(v, perm).to_pylist()
         perm = perm.to_pylist()
         keys = _take([x for p in parts for x in p[4]], perm)
         ds = _take([x for p in parts for x in p[5]], perm)
-        us, vs = _take(ids, u.to_pylist()), _take(ids, v.to_pylist())
-        for a, b, key, d in zip(us, vs, keys, ds, strict=True):  # as _Builder.add_edge
-            sa = succ[a]
-            kd = sa.get(b)
+        for su, pv, a, b, key, d in zip(
+            _take(out, u), _take(into, v), _take(ids, u), _take(ids, v), keys, ds, strict=True
+        ):  # as _Builder.add_edge
+            kd = su.get(b)
             if kd is None:
-                sa[b] = pred[b][a] = {key: d}
+                su[b] = pv[a] = {key: d}
             else:
                 kd[key] = d
 
