@@ -448,6 +448,36 @@ def _env_only(payload: Any) -> Any:
     return pc.struct_field(pc.extract_regex(payload, _ENV_ONLY), [0]).combine_chunks()
 
 
+def _dataset_columns(lists: Any) -> tuple[Any, ...]:
+    """The datasets of the register payloads, flattened: (register index, uri, digest,
+    name, node id, the ids dictionary-encoded in order of first mention)."""
+    import pyarrow.compute as pc
+
+    flat = lists.flatten()
+    if flat.null_count or flat.field("uri").null_count:
+        raise _Irregular("a dataset without a URI")
+    k = pc.list_parent_indices(lists)
+    uri, digest, name = flat.field("uri"), flat.field("digest"), flat.field("name")
+    did = pc.if_else(
+        pc.fill_null(pc.not_equal(digest, ""), False),  # build tests `if digest:`
+        pc.binary_join_element_wise("dataset:", uri, "@", digest, ""),
+        pc.binary_join_element_wise("dataset:", uri, ""),
+    )
+    return k, uri, digest, name, did, pc.dictionary_encode(did)
+
+
+def _code_columns(code: Any) -> tuple[Any, ...]:
+    """The registers naming a code repository and commit (build tests both for truth):
+    (register index, repo, commit, node id, the ids dictionary-encoded)."""
+    import pyarrow.compute as pc
+
+    repo, commit = pc.struct_field(code, [0]), pc.struct_field(code, [1])
+    ok = pc.fill_null(pc.and_(pc.not_equal(repo, ""), pc.not_equal(commit, "")), False)
+    repo, commit = pc.filter(repo, ok), pc.filter(commit, ok)
+    cid = pc.binary_join_element_wise("commit:", repo, "@", commit, "")
+    return pc.indices_nonzero(ok), repo, commit, cid, pc.dictionary_encode(cid)
+
+
 def _concat(arrays: list[Any], type_: Any) -> Any:
     import pyarrow as pa
 
@@ -492,6 +522,7 @@ class _Columns:
         self.actor_index: dict[str, int] = {}  # actor name -> index among actor nodes
         self.actor_first: dict[str, int] = {}  # actor name -> row first naming it
         self.roles: dict[str, str] = {}  # actor name -> roles, from key events
+        self.pool: Any = None  # threads for Arrow work that can run beside the Python work
 
     def graph(self) -> nx.MultiDiGraph:
         from concurrent.futures import ThreadPoolExecutor
@@ -510,6 +541,7 @@ class _Columns:
         reg, act = t.filter(is_reg), t.filter(is_act)
         # Arrow releases the GIL: parse the payloads on other threads meanwhile
         with ThreadPoolExecutor(2) as pool:
+            self.pool = pool
             parsed = pool.submit(_register_payloads, reg["payload"])
             envs = pool.submit(_env_only, act["payload"])
             self._rows()
@@ -622,6 +654,8 @@ class _Columns:
         if pc.count_distinct(vid).as_py() != len(vid):
             raise _Irregular("a version registered twice")
         self.vid_arr, self.reg_rows = vid, rows_arr
+        datasets = self.pool.submit(_dataset_columns, p.column("datasets").combine_chunks())
+        code = self.pool.submit(_code_columns, p.column("code").combine_chunks())
         rows = rows_arr.to_pylist()
         self.vids = vid.to_pylist()
         self.reg_sth = S, T, H = self._sth(rows)
@@ -640,8 +674,8 @@ class _Columns:
         ]
         self._edges(rows_arr, _ints(range(len(rows))), ACTOR, v, S, by)
         self._parents(p.column("parents").combine_chunks())
-        self._datasets(p.column("datasets").combine_chunks())
-        self._code(p.column("code").combine_chunks())
+        self._datasets(*datasets.result())
+        self._code(*code.result())
 
     def _parents(self, lists: Any) -> None:
         import pyarrow as pa
@@ -666,20 +700,9 @@ class _Columns:
         ]
         self._edges(rows, k, MODEL, pk, S, ds)
 
-    def _datasets(self, lists: Any) -> None:
+    def _datasets(self, k: Any, uri: Any, digest: Any, name: Any, did: Any, enc: Any) -> None:
         import pyarrow.compute as pc
 
-        flat = lists.flatten()
-        if flat.null_count or flat.field("uri").null_count:
-            raise _Irregular("a dataset without a URI")
-        k = pc.list_parent_indices(lists)
-        uri, digest, name = flat.field("uri"), flat.field("digest"), flat.field("name")
-        did = pc.if_else(
-            pc.fill_null(pc.not_equal(digest, ""), False),  # build tests `if digest:`
-            pc.binary_join_element_wise("dataset:", uri, "@", digest, ""),
-            pc.binary_join_element_wise("dataset:", uri, ""),
-        )
-        enc = pc.dictionary_encode(did)  # the dictionary is in order of first mention
         names = [x or None for x in name.to_pylist()]  # build tests `if name:`
         S, T, H = (_take(x, k.to_pylist()) for x in self.reg_sth)
         ds = [
@@ -704,15 +727,9 @@ class _Columns:
             nodes.append(d)
         self.node_parts[DATASET] = (pc.take(rows, first), enc.dictionary.to_pylist(), nodes)
 
-    def _code(self, code: Any) -> None:
+    def _code(self, k: Any, repo: Any, commit: Any, cid: Any, enc: Any) -> None:
         import pyarrow.compute as pc
 
-        repo, commit = pc.struct_field(code, [0]), pc.struct_field(code, [1])
-        ok = pc.fill_null(pc.and_(pc.not_equal(repo, ""), pc.not_equal(commit, "")), False)
-        k = pc.indices_nonzero(ok)
-        repo, commit = pc.filter(repo, ok), pc.filter(commit, ok)
-        cid = pc.binary_join_element_wise("commit:", repo, "@", commit, "")
-        enc = pc.dictionary_encode(cid)
         S, T, H = (_take(x, k.to_pylist()) for x in self.reg_sth)
         ds = [
             {"kind": BUILT_FROM, "seq": s, "ts": t, "hash": h}
@@ -772,6 +789,8 @@ class _Columns:
         def edges(pos: Any, v_kind: str, v: Any, ds: list[dict[str, Any]], keys: list) -> None:
             self._edges(pc.take(rows_arr, pos), pc.take(k, pos), v_kind, v, keys, ds)
 
+        dep_pos, dep = at(E.DEPLOY, True)
+        until = self.pool.submit(self._until, act, action, has_env, enc.indices, dep_pos)
         pos, a = at(E.APPROVE, True)
         envs = _take(values, pc.take(enc.indices, pos).to_pylist())
         ds = [
@@ -789,8 +808,7 @@ class _Columns:
         edges(pos, ACTOR, pc.take(actor_v, pos), ds, _take(S, d))
         self.deprecated = set(pc.take(k, pos).to_pylist())
         # deployed_to
-        pos, dep = at(E.DEPLOY, True)
-        until = self._until(act, action, has_env, enc.indices, pos)
+        pos, until = dep_pos, until.result()
         envs = _take(values, pc.take(enc.indices, pos).to_pylist())
         deployers = _take(names, pc.take(which, pos).to_pylist())
         ds = [
@@ -932,6 +950,7 @@ class _Columns:
     def _fill(self, g: nx.MultiDiGraph) -> None:
         """Nodes, then edges, in build's order: a stable sort on the row, the kinds having
         been concatenated in the order build adds them within one event."""
+        import itertools
 
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -956,8 +975,9 @@ class _Columns:
         v = _concat([pc.add(pc.cast(p[3], pa.int64()), offset[p[2]]) for p in parts], pa.int64())
         v = pc.take(v, perm).to_pylist()
         perm = perm.to_pylist()
-        keys = _take([x for p in parts for x in p[4]], perm)
-        ds = _take([x for p in parts for x in p[5]], perm)
+        chain = itertools.chain.from_iterable
+        keys = _take(list(chain(p[4] for p in parts)), perm)
+        ds = _take(list(chain(p[5] for p in parts)), perm)
         for su, pv, a, b, key, d in zip(
             _take(out, u), _take(into, v), _take(ids, u), _take(ids, v), keys, ds, strict=True
         ):  # as _Builder.add_edge
