@@ -361,16 +361,20 @@ def _columns(
 PARALLEL_MIN_ROWS = 50_000
 
 
-def _results(tasks: list[Task], origin: str, keys: dict[str, bytes], jobs: int) -> Iterator[Clean]:
-    """Worker results in task order; inline when one job, one task or few rows suffice.
+def _results(tasks: list[Task], origin: str, keys: dict[str, bytes], jobs: int) -> Iterator[Any]:
+    """None, then the worker results in task order; inline when one job, one task or few
+    rows suffice. The first ``next()`` starts the workers, so that they start up while
+    the main process reads its first segment.
 
     Workers come from a forkserver, not a fork of this process: this process has run
     pyarrow's thread pools, and a fork taken while another thread holds a lock can
     deadlock the child. A worker that dies (e.g. out of memory) breaks the pool instead
     of hanging it, and its tasks are then checked inline: same verdicts, just slower.
+    Closing the iterator (at the first problem) cancels the tasks not yet started.
     """
     _init(origin, keys)
     if jobs <= 1 or len(tasks) <= 1 or sum(t[3] - t[4] for t in tasks) < PARALLEL_MIN_ROWS:
+        yield None
         for t in tasks:
             yield check_run(t)
         return
@@ -379,19 +383,29 @@ def _results(tasks: list[Task], origin: str, keys: dict[str, bytes], jobs: int) 
     from concurrent.futures.process import BrokenProcessPool
 
     done = 0
+    primed = False
+    pool = None
     try:
-        with ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             jobs,
             mp_context=mp.get_context("forkserver"),
             initializer=_init,
             initargs=(origin, keys),
-        ) as pool:
-            for result in pool.map(check_run, tasks, chunksize=1):
-                yield result
-                done += 1
+        )
+        results = pool.map(check_run, tasks, chunksize=1)
+        primed = True
+        yield None
+        for result in results:
+            yield result
+            done += 1
     except (BrokenProcessPool, OSError):
+        if not primed:
+            yield None
         for t in tasks[done:]:
             yield check_run(t)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def default_jobs() -> int:
@@ -444,6 +458,7 @@ def verify_segments(
     done = 0
     ti = 0
     try:
+        next(results)  # start the workers
         for k, seg in enumerate(segs):
             if seg.first > expected:
                 v.fail(
@@ -511,7 +526,7 @@ def verify_segments(
 
 def check_tree(led: Ledger, v: Verifier) -> None:
     """After a full verify: the root, the untrusted block-root cache, stored checkpoints."""
-    leaves = LeafTree(v.leaves, {})
+    leaves = LeafTree(v.leaves, _block_roots(v.roots, len(v.leaves)))
     for (s, e), r in v.roots.items():
         leaves._memo[(s, e)] = r
     n = len(v.leaves)
@@ -542,6 +557,20 @@ def check_tree(led: Ledger, v: Verifier) -> None:
         except LedgerError as exc:
             v.fail("checkpoint_invalid", str(exc), None, where)
         _against(v, cp, n, lambda m: merkle.root_from(m, leaves.subtree_root), where)
+
+
+def _block_roots(roots: dict[tuple[int, int], bytes], n: int) -> dict[int, bytes]:
+    """Roots of the full blocks that the workers' subtree roots tile (a block of equal,
+    aligned power-of-two subtrees has the root of their roots), so that the main process
+    does not hash those blocks' leaves again."""
+    out: dict[int, bytes] = {}
+    for b in range(n // T.BLOCK):
+        lo, hi = b * T.BLOCK, (b + 1) * T.BLOCK
+        parts = sorted((s, e) for s, e in roots if lo <= s and e <= hi)
+        size = parts[0][1] - parts[0][0] if parts else 0
+        if size and parts == [(s, s + size) for s in range(lo, hi, size)]:
+            out[b] = merkle.root([roots[p] for p in parts])
+    return out
 
 
 def _against(

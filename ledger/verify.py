@@ -239,21 +239,21 @@ class Verifier:
         if base == 0 and hashes[offset].hex() != self.genesis_hash:
             return 0
         done = 0
+        seq = base
+        end = offset + rows
         try:
-            for i in range(offset, offset + rows):
-                env = envs[i]
+            for env, text, action, kid, ts, actor, model, version in zip(
+                envs[offset:end], payloads[offset:end], actions[offset:end],
+                kids[offset:end], tss[offset:end], actors[offset:end], models[offset:end],
+                versions[offset:end], strict=True,
+            ):  # fmt: skip
                 if env is not None:  # the payload is exactly {"env": env}
                     payload = {"env": env}
                 else:
-                    text = payloads[i]
-                    payload, end = scan(text, 0)
-                    if type(payload) is not dict or end != len(text):
+                    payload, stop = scan(text, 0)
+                    if type(payload) is not dict or stop != len(text):
                         break
-                action, kid = actions[i], kids[i]
-                ev = Event(
-                    base + done, tss[i], origin, action, actors[i], kid, payload, "",
-                    models[i], versions[i],
-                )  # fmt: skip
+                ev = Event(seq, ts, origin, action, actor, kid, payload, "", model, version)
                 rec = authorize(ev)
                 if rec is None:
                     if _public_key(payload) != keys_get(kid):
@@ -265,7 +265,8 @@ class Verifier:
                     apply(ev)
                 else:
                     state.unknown_actions += 1
-                    state.next_seq, state.last_ts = ev.seq + 1, ev.ts
+                    state.next_seq, state.last_ts = seq + 1, ts
+                seq += 1
                 done += 1
         except (LedgerError, ValueError, RecursionError, TypeError, StopIteration, AttributeError):
             pass  # the reference will name it

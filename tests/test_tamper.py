@@ -466,3 +466,21 @@ def test_unsafe_text_in_a_typed_column_gets_the_reference_verdict(victim, monkey
     monkeypatch.setattr(scan, "check_run", lambda task: Clean(0, "", b""))
     assert t.ledger.verify(jobs=1).to_dict() == fast
     assert (fast["problems"][0]["kind"], fast["problems"][0]["seq"]) == ("malformed", n)
+
+
+def test_block_roots_from_the_workers_subtree_roots():
+    import hashlib
+
+    from ledger import merkle, scan, tree
+
+    b = tree.BLOCK
+    leaves = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(2 * b + 5)]
+    q = b // 4
+    roots = {(s, s + q): merkle.root(leaves[s : s + q]) for s in range(0, b, q)}
+    roots[(b, 2 * b)] = merkle.root(leaves[b : 2 * b])
+    assert scan._block_roots(roots, len(leaves)) == {
+        0: merkle.root(leaves[:b]),
+        1: merkle.root(leaves[b : 2 * b]),
+    }
+    del roots[(q, 2 * q)]  # a hole: that block is left to be hashed from its leaves
+    assert scan._block_roots(roots, len(leaves)) == {1: merkle.root(leaves[b : 2 * b])}
