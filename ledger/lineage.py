@@ -538,7 +538,8 @@ class _Columns:
         action = t["action"]
         is_reg = pc.equal(action, E.REGISTER)
         is_act = pc.is_in(action, pa.array(sorted(E.MODEL_ACTIONS - {E.REGISTER})))
-        reg, act = t.filter(is_reg), t.filter(is_act)
+        cols = t.select(["action", "model", "version", "actor", "payload"])
+        reg, act = cols.filter(is_reg), cols.filter(is_act)
         # Arrow releases the GIL: parse the payloads on other threads meanwhile
         with ThreadPoolExecutor(2) as pool:
             self.pool = pool
