@@ -601,9 +601,12 @@ def assert_identical(fast, ref):
 
 
 def plain_rows(table):
+    """The table's rows as build takes them, ts as exact µs."""
+    import pyarrow as pa
+
     rows = table.to_pylist()
-    for r in rows:
-        r["ts"] = int(r["ts"].timestamp() * 1_000_000)
+    for r, micros in zip(rows, table["ts"].cast(pa.int64()).to_pylist(), strict=True):
+        r["ts"] = micros
     return rows
 
 
@@ -750,6 +753,7 @@ def test_from_table_identical_to_build_on_odd_payloads():
             ("approve", "m", 2, "dave", '{"env": "staging"}'),  # not canonical
             ("approve", "m", 2, "dave", {"env": 5}),
             ("approve", "zz", 1, "dave", {"env": "prod"}),  # unknown version
+            ("approve", "zz", 1, "zed", {"env": "prod"}),  # zed appears nowhere else
             ("deploy", "m", 1, "bob", {"env": "prod"}),
             ("deploy", "m", 2, "bob", {"env": "prod", "comment": "rollforward"}),  # replaces m:1
             ("deploy", "m", 1, "bob", {"env": "edge"}),
@@ -776,6 +780,19 @@ def test_from_table_identical_to_build_on_odd_payloads():
     )
     assert g.has_edge("model:n:1", "model:n:1")  # a self-parent is a loop, as build makes it
     assert not g.has_node("model:ghost:3")
+    assert not g.has_node("actor:zed")
+
+
+def test_from_table_timestamps_written_as_build_writes_them():
+    import pyarrow as pa
+
+    table = odd_table([*KEYS, ("register", "m", 1, "alice", {})])
+    # from the first instant of year 1000 to the last of 9999; outside, build's own
+    # formatting (via datetime) is used
+    for micros in (-30_610_224_000_000_000, -1, 0, 999_999, 253_402_300_799_999_999):
+        ts = pa.array([micros] * table.num_rows, pa.timestamp("us", tz="UTC"))
+        t = table.set_column(table.schema.get_field_index("ts"), "ts", ts)
+        assert_fast_path_equals_build(t)
 
 
 @pytest.mark.parametrize(
