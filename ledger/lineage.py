@@ -21,8 +21,9 @@ justifies it (for a node: the first event that names it), so each one points bac
 evidence. Every attribute is a scalar (str, int or bool) and none is ``None``, so the graph
 can be written to GraphML or GEXF as it is.
 
-The graph is built from plain rows (:func:`build`) or from an Arrow table of the ledger's
-columns (:func:`from_table`, the fast path). ``as_of`` / ``at_seq`` are honoured by
+The graph is built from plain rows (:func:`build`, the reference) or from an Arrow table of
+the ledger's columns (:func:`from_table`, the fast path; it returns an identical graph,
+insertion order included). ``as_of`` / ``at_seq`` are honoured by
 filtering the events before building (:func:`select`), so the graph is the ledger as it
 stood then, including which deployments were live.
 """
@@ -348,12 +349,14 @@ def from_table(table: Any) -> nx.MultiDiGraph:
     registered twice ...) is built by :func:`build` itself: odd ledgers are slower,
     never different.
     """
+    import pyarrow as pa
+
     enabled = gc.isenabled()
     gc.disable()  # the build allocates only acyclic dicts; GC passes would triple its time
     try:
         try:
             return _Columns(table).graph()
-        except _Irregular:
+        except (_Irregular, pa.ArrowException):  # (Arrow: e.g. a column over 2 GiB)
             return build(_table_rows(table))
     finally:
         if enabled:
