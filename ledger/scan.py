@@ -392,9 +392,13 @@ def _results(tasks: list[Task], origin: str, keys: dict[str, bytes], jobs: int) 
             initializer=_init,
             initargs=(origin, keys),
         )
-        results = pool.map(check_run, tasks, chunksize=1)
+        # The first task is checked here while the workers start up (a second or so of
+        # interpreter and import time during which this process would only wait).
+        results = pool.map(check_run, tasks[1:], chunksize=1)
         primed = True
         yield None
+        yield check_run(tasks[0])
+        done += 1
         for result in results:
             yield result
             done += 1
