@@ -451,6 +451,52 @@ def _env_only(payload: Any) -> Any:
     return pc.struct_field(pc.extract_regex(payload, _ENV_ONLY), [0]).combine_chunks()
 
 
+def _ts_texts(ts: Any) -> Any:
+    """RFC 3339 text of a timestamp[us, UTC] column, as E.format_ts writes it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    # "2025-01-06 00:01:09.258275" -> "2025-01-06T00:01:09.258275Z"
+    text = pc.cast(ts.cast(pa.timestamp("us")), pa.string())
+    return pc.binary_join_element_wise(pc.utf8_replace_slice(text, 10, 11, "T"), "Z", "")
+
+
+def _version_ids(reg: Any) -> Any:
+    """``model:NAME:VERSION`` of each register row; irregular if one is missing or twice."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if reg["model"].null_count or reg["version"].null_count:
+        raise _Irregular("register without model or version")
+    vid = pc.binary_join_element_wise(
+        "model:", reg["model"], ":", pc.cast(reg["version"], pa.string()), ""
+    ).combine_chunks()
+    if pc.count_distinct(vid).as_py() != len(vid):
+        raise _Irregular("a version registered twice")
+    return vid
+
+
+def _valid_actions(act: Any, rows: Any, envs: Any, vids: Any, reg_rows: Any) -> tuple[Any, ...]:
+    """The actions build applies (on a version registered before them): (their columns,
+    rows, version indices, actions, env where the payload is exactly {"env": NAME}, and
+    where an env action's payload is something else)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    vid = pc.binary_join_element_wise(
+        "model:", act["model"], ":", pc.cast(act["version"], pa.string()), ""
+    )
+    k = pc.index_in(vid, value_set=vids)
+    ok = _array(pc.fill_null(pc.less(pc.take(reg_rows, k), rows), False))
+    act = act.filter(ok).combine_chunks()
+    rows, k = pc.filter(rows, ok), pc.filter(k, ok)
+    action = act["action"].combine_chunks()
+    is_env = pc.is_in(action, pa.array([E.APPROVE, E.DEPLOY, E.UNDEPLOY]))
+    env = _array(pc.filter(envs.result(), ok))
+    slow = _array(pc.and_(is_env, pc.is_null(env)))
+    return act, rows, k, action, env, slow
+
+
 def _dataset_columns(lists: Any) -> tuple[Any, ...]:
     """The datasets of the register payloads, flattened: (register index, uri, digest,
     name, node id, the ids dictionary-encoded in order of first mention)."""
@@ -548,10 +594,15 @@ class _Columns:
             self.pool = pool
             parsed = pool.submit(_register_payloads, reg["payload"])
             envs = pool.submit(_env_only, act["payload"])
-            self._rows()
+            ts = pool.submit(_ts_texts, t["ts"])
+            reg = reg.combine_chunks()
+            self.reg_rows = rows = pc.indices_nonzero(is_reg)
+            self.vid_arr = vid = _version_ids(reg)
+            acts = pool.submit(_valid_actions, act, pc.indices_nonzero(is_act), envs, vid, rows)
+            self._rows(ts)
             self._keys(pc.is_in(action, pa.array([E.GENESIS, E.KEY_ADD])))
-            self._registers(reg.combine_chunks(), pc.indices_nonzero(is_reg), parsed.result())
-            self._actions(act.combine_chunks(), pc.indices_nonzero(is_act), envs.result())
+            self._registers(reg, parsed.result())
+            self._actions(*acts.result())
         self._versions()
         self._actors()
         self._fill(g)
@@ -584,19 +635,13 @@ class _Columns:
         if lo.as_py() < _TS_RANGE[0] or hi.as_py() > _TS_RANGE[1]:
             raise _Irregular("ts")
 
-    def _rows(self) -> None:
+    def _rows(self, ts: Any) -> None:
         """seq, ts text and hash text of every row, as Python lists whose objects every
         node and edge of the row shares."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
         t = self.table
         self.seq = t["seq"].to_pylist()
-        # "2025-01-06 00:01:09.258275" -> "2025-01-06T00:01:09.258275Z", as E.format_ts
-        text = pc.cast(t["ts"].cast(pa.timestamp("us")), pa.string())
-        text = pc.binary_join_element_wise(pc.utf8_replace_slice(text, 10, 11, "T"), "Z", "")
-        self.ts = text.to_pylist()
         self.hash = _hex32(t["hash"])
+        self.ts = ts.result().to_pylist()
 
     def _sth(self, rows: list[int]) -> tuple[list[Any], list[str], list[str]]:
         return _take(self.seq, rows), _take(self.ts, rows), _take(self.hash, rows)
@@ -646,18 +691,10 @@ class _Columns:
 
     # -- register --------------------------------------------------------------------------------
 
-    def _registers(self, reg: Any, rows_arr: Any, p: Any) -> None:
-        import pyarrow as pa
+    def _registers(self, reg: Any, p: Any) -> None:
         import pyarrow.compute as pc
 
-        if reg["model"].null_count or reg["version"].null_count:
-            raise _Irregular("register without model or version")
-        vid = pc.binary_join_element_wise(
-            "model:", reg["model"], ":", pc.cast(reg["version"], pa.string()), ""
-        ).combine_chunks()
-        if pc.count_distinct(vid).as_py() != len(vid):
-            raise _Irregular("a version registered twice")
-        self.vid_arr, self.reg_rows = vid, rows_arr
+        vid, rows_arr = self.vid_arr, self.reg_rows
         datasets = self.pool.submit(_dataset_columns, p.column("datasets").combine_chunks())
         code = self.pool.submit(_code_columns, p.column("code").combine_chunks())
         rows = rows_arr.to_pylist()
@@ -761,22 +798,10 @@ class _Columns:
 
     # -- approve, reject, deploy, undeploy, deprecate --------------------------------------------
 
-    def _actions(self, act: Any, rows_arr: Any, env: Any) -> None:
-        import pyarrow as pa
+    def _actions(self, act: Any, rows_arr: Any, k: Any, action: Any, env: Any, slow: Any) -> None:
+        """Approve, reject, deploy, undeploy, deprecate: the valid ones (_valid_actions)."""
         import pyarrow.compute as pc
 
-        vid = pc.binary_join_element_wise(
-            "model:", act["model"], ":", pc.cast(act["version"], pa.string()), ""
-        )
-        k = pc.index_in(vid, value_set=self.vid_arr)
-        # build ignores an action on a version not registered before it
-        ok = pc.fill_null(pc.less(pc.take(self.reg_rows, k), rows_arr), False)
-        act = act.filter(ok).combine_chunks()
-        rows_arr, k = pc.filter(rows_arr, ok), pc.filter(k, ok)
-        action = act["action"].combine_chunks()
-        is_env = pc.is_in(action, pa.array([E.APPROVE, E.DEPLOY, E.UNDEPLOY]))
-        env = _array(pc.filter(env, ok))
-        slow = _array(pc.and_(is_env, pc.is_null(env)))
         if pc.any(slow).as_py():
             env = _array(self._slow_envs(act["payload"], rows_arr, env, slow))
         has_env = pc.is_valid(env)
