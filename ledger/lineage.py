@@ -477,16 +477,17 @@ def _version_ids(reg: Any) -> Any:
 
 
 def _valid_actions(act: Any, rows: Any, envs: Any, vids: Any, reg_rows: Any) -> tuple[Any, ...]:
-    """The actions build applies (on a version registered before them): (their columns,
+    """The actions build applies (on a version registered before them): their columns,
     rows, version indices, actions, env where the payload is exactly {"env": NAME}, and
-    where an env action's payload is something else)."""
+    where an env action's payload is something else. ``envs`` and ``vids`` are futures
+    (of _env_only and _version_ids, submitted before this)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     vid = pc.binary_join_element_wise(
         "model:", act["model"], ":", pc.cast(act["version"], pa.string()), ""
     )
-    k = pc.index_in(vid, value_set=vids)
+    k = pc.index_in(vid, value_set=vids.result())
     ok = _array(pc.fill_null(pc.less(pc.take(reg_rows, k), rows), False))
     act = act.filter(ok).combine_chunks()
     rows, k = pc.filter(rows, ok), pc.filter(k, ok)
@@ -495,6 +496,26 @@ def _valid_actions(act: Any, rows: Any, envs: Any, vids: Any, reg_rows: Any) -> 
     env = _array(pc.filter(envs.result(), ok))
     slow = _array(pc.and_(is_env, pc.is_null(env)))
     return act, rows, k, action, env, slow
+
+
+def _parent_columns(lists: Any, vids: Any, reg_rows: Any) -> tuple[Any, ...]:
+    """The parents of the register payloads that build links (registered before the
+    child, or the child itself: a loop), flattened: (rows, child index, parent index,
+    relation)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    flat = lists.flatten()
+    if flat.null_count or any(flat.field(i).null_count for i in range(3)):
+        raise _Irregular("a parent without model, version or relation")
+    k = pc.list_parent_indices(lists)
+    pid = pc.binary_join_element_wise(
+        "model:", flat.field("model"), ":", pc.cast(flat.field("version"), pa.string()), ""
+    )
+    pk = pc.index_in(pid, value_set=vids)
+    rows = pc.take(reg_rows, k)
+    ok = pc.fill_null(pc.less_equal(pc.take(reg_rows, pk), rows), False)
+    return tuple(pc.filter(x, ok) for x in (rows, k, pk, flat.field("relation")))
 
 
 def _dataset_columns(lists: Any) -> tuple[Any, ...]:
@@ -597,10 +618,11 @@ class _Columns:
             ts = pool.submit(_ts_texts, t["ts"])
             reg = reg.combine_chunks()
             self.reg_rows = rows = pc.indices_nonzero(is_reg)
-            self.vid_arr = vid = _version_ids(reg)
+            vid = pool.submit(_version_ids, reg)
             acts = pool.submit(_valid_actions, act, pc.indices_nonzero(is_act), envs, vid, rows)
             self._rows(ts)
             self._keys(pc.is_in(action, pa.array([E.GENESIS, E.KEY_ADD])))
+            self.vid_arr = vid.result()
             self._registers(reg, parsed.result())
             self._actions(*acts.result())
         self._versions()
@@ -695,6 +717,9 @@ class _Columns:
         import pyarrow.compute as pc
 
         vid, rows_arr = self.vid_arr, self.reg_rows
+        parents = self.pool.submit(
+            _parent_columns, p.column("parents").combine_chunks(), vid, rows_arr
+        )
         datasets = self.pool.submit(_dataset_columns, p.column("datasets").combine_chunks())
         code = self.pool.submit(_code_columns, p.column("code").combine_chunks())
         rows = rows_arr.to_pylist()
@@ -714,26 +739,11 @@ class _Columns:
             for s, t, h in zip(S, T, H, strict=True)
         ]
         self._edges(rows_arr, _ints(range(len(rows))), ACTOR, v, S, by)
-        self._parents(p.column("parents").combine_chunks())
+        self._parents(*parents.result())
         self._datasets(*datasets.result())
         self._code(*code.result())
 
-    def _parents(self, lists: Any) -> None:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        flat = lists.flatten()
-        if flat.null_count or any(flat.field(i).null_count for i in range(3)):
-            raise _Irregular("a parent without model, version or relation")
-        k = pc.list_parent_indices(lists)
-        pid = pc.binary_join_element_wise(
-            "model:", flat.field("model"), ":", pc.cast(flat.field("version"), pa.string()), ""
-        )
-        pk = pc.index_in(pid, value_set=self.vid_arr)
-        rows = pc.take(self.reg_rows, k)
-        # build skips a parent not registered before; a self-parent is a loop on the version
-        ok = pc.fill_null(pc.less_equal(pc.take(self.reg_rows, pk), rows), False)
-        rows, k, pk, rel = (pc.filter(x, ok) for x in (rows, k, pk, flat.field("relation")))
+    def _parents(self, rows: Any, k: Any, pk: Any, rel: Any) -> None:
         S, T, H = (_take(x, k.to_pylist()) for x in self.reg_sth)
         ds = [
             {"kind": DERIVED_FROM, "relation": r, "seq": s, "ts": t, "hash": h}
