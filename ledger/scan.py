@@ -140,7 +140,6 @@ def _template_rows(t: pa.Table, first: int) -> tuple[int, str]:
     in verbatim and the main process checks it is one JSON object. The first row's
     ``prev_hash`` is read from its bytes (the main process chains it).
     """
-    import numpy as np
     import pyarrow.compute as pc
 
     n = t.num_rows
@@ -156,7 +155,7 @@ def _template_rows(t: pa.Table, first: int) -> tuple[int, str]:
     seq = col("seq").chunk(0)
     us = col("ts").chunk(0).cast(pa.int64())
     # Rows the template may vouch for: safe strings, seq = position, ts in range.
-    good = pc.equal(seq, pa.array(np.arange(first, first + n, dtype=np.int64)))
+    good = pc.equal(seq, pa.array(range(first, first + n), pa.int64()))
     for s in (a, ac, k, m):  # (a null model is the template's ``null``; other nulls fail)
         unsafe = pc.fill_null(pc.match_substring_regex(s.cast(pa.string()), _UNSAFE), False)
         good = pc.and_(good, pc.invert(unsafe))

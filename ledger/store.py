@@ -380,8 +380,7 @@ class Store:
             narrow = pq.ParquetFile(seg.path, read_dictionary=["action", "model"])
             for rg in range(pf.num_row_groups):
                 t = narrow.read_row_group(rg, columns=["action", "model"], use_threads=False)
-                wanted = _members(t["action"], actions) | _members(t["model"], models)
-                rows = wanted.nonzero()[0].tolist()
+                rows = sorted(_members(t["action"], actions) | _members(t["model"], models))
                 if not rows:
                     continue
                 full = pf.read_row_group(rg, columns=names, use_threads=False)
@@ -518,23 +517,23 @@ def _short(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
-def _members(column: pa.ChunkedArray, wanted: AbstractSet[str]) -> Any:
-    """A numpy mask of the rows whose value is in ``wanted`` (never for nulls). For a
-    dictionary column the test runs once per distinct value."""
-    import numpy as np
-
-    parts = []
+def _members(column: pa.ChunkedArray, wanted: AbstractSet[str]) -> set[int]:
+    """The positions of the rows whose value is in ``wanted`` (never a null). For a
+    dictionary column the test runs once per distinct value, then per row only as an
+    integer lookup: no ``pyarrow.compute`` and no numpy (neither is a dependency)."""
+    rows: set[int] = set()
+    offset = 0
     for chunk in column.chunks:
         if pa.types.is_dictionary(chunk.type):
-            values = chunk.dictionary.to_pylist()
-            lut = np.array([v in wanted for v in values] + [False], dtype=bool)
-            idx = chunk.indices.to_numpy(zero_copy_only=False)
-            if chunk.null_count:  # nulls come back as NaN: send them to the False slot
-                idx = np.where(np.isnan(idx), len(values), idx).astype(np.intp)
-            parts.append(lut[idx])
+            hit = {i for i, v in enumerate(chunk.dictionary.to_pylist()) if v in wanted}
+            if hit:
+                codes = chunk.indices.to_pylist()  # a null is None, never in ``hit``
+                rows.update(offset + i for i, code in enumerate(codes) if code in hit)
         else:
-            parts.append(np.array([v in wanted for v in chunk.to_pylist()], dtype=bool))
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+            values = chunk.to_pylist()
+            rows.update(offset + i for i, v in enumerate(values) if v in wanted)
+        offset += len(chunk)
+    return rows
 
 
 def micros(column: pa.ChunkedArray) -> list[int]:
