@@ -5,11 +5,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
-import gc
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pyarrow as pa
 
 from . import events as E
 from .errors import InputError, NotFoundError, RuleViolation
+from .gcpause import collector_paused
 from .keys import SigningKey, key_id, pae
 from .signer import BatchSigner, parallel_enabled
 from .state import KeyRecord, State
@@ -135,7 +135,7 @@ class Ledger:
                 )
         # The batch makes millions of small acyclic objects: each collector pass would scan
         # them and the whole cached State again (a fifth of a batch's time, measured).
-        with self.store.lock(), _collector_paused():
+        with self.store.lock(), collector_paused():
             n, last_hash, last_ts = self._tail()
             state, keep = self._writer_state(models, n, last_hash)
             state.next_seq, state.last_ts = n, last_ts
@@ -428,8 +428,6 @@ class Ledger:
     ) -> Any:
         """Read and verify a checkpoint file of this ledger (signed by one of its
         checkpointer keys, or by one of ``trusted_keys``)."""
-        import contextlib
-
         from . import checkpoint
         from .errors import KeyProblem
 
@@ -735,17 +733,6 @@ class _Columns:
 
 
 _ROW_COLUMNS = [c for c in COLUMNS if c != "sig"]
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _identity(path: Path) -> tuple[str, int, int, int]:

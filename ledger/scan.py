@@ -31,6 +31,7 @@ from . import events as E
 from . import merkle
 from . import tree as T
 from .errors import CorruptLedgerError, LedgerError
+from .gcpause import collector_paused
 from .keys import PAYLOAD_TYPE
 from .store import COLUMNS, SCHEMA, STATE_COLUMNS, Segment, Store, typed_events
 from .tree import LeafTree, Tree, read_cache
@@ -618,9 +619,21 @@ def verify_since(
     jobs: int | None = None,
 ) -> VerifyReport:
     """Check the events after trusted checkpoint ``cp`` and that the tree extends it."""
-    m = cp.size
-    v = Verifier(led.origin, led.identity["genesis_hash"], since=m)
+    v = Verifier(led.origin, led.identity["genesis_hash"], since=cp.size)
     v.report.checkpoint = {"size": cp.size, "root": cp.root_hex, "signer": cp.signer}
+    with collector_paused():  # the replay makes millions of acyclic objects
+        _verify_since(led, v, cp, progress, jobs)
+    return v.finish()
+
+
+def _verify_since(
+    led: Ledger,
+    v: Verifier,
+    cp: C.SignedCheckpoint,
+    progress: Callable[[int, int], None] | None,
+    jobs: int | None,
+) -> None:
+    m = cp.size
     where = cp.path.name if cp.path else "trusted checkpoint"
     try:
         n = led.store.tail()[0] if led.store.layout().live else 0
@@ -645,7 +658,6 @@ def verify_since(
         v.report.root = root.hex()
     except Failed as f:
         v.report.problems.append(f.problem)
-    return v.finish()
 
 
 def _value_at(store: Store, seq: int, column: str) -> Any:
@@ -669,6 +681,18 @@ def verify_full(
     """Check every segment, event, hash, signature, key, rule, the tree and the stored
     checkpoints (and ``trusted``); stop at the first problem."""
     v = Verifier(led.origin, led.identity["genesis_hash"])
+    with collector_paused():  # the replay makes millions of acyclic objects
+        _verify_full(led, v, progress, jobs, trusted)
+    return v.finish()
+
+
+def _verify_full(
+    led: Ledger,
+    v: Verifier,
+    progress: Callable[[int, int], None] | None,
+    jobs: int | None,
+    trusted: C.SignedCheckpoint | None,
+) -> None:
     try:
         verify_segments(led, v, progress, jobs)
         check_tree(led, v)
@@ -688,7 +712,6 @@ def verify_full(
             )
     except Failed as f:
         v.report.problems.append(f.problem)
-    return v.finish()
 
 
 __all__ = ["Problem", "check_run", "default_jobs", "verify_full", "verify_since"]
@@ -703,50 +726,18 @@ def partial_state(
     """The State after replaying, from the typed columns, the events before ``upto``
     that are key or policy events or concern one of ``models``.
 
-    Only the ``action`` and ``model`` columns of each row group are read to find them,
-    so the key registry of a million-event ledger loads in a fraction of a second. The
-    typed columns are trusted here, as by ``Ledger.state``: callers replay only history
-    that a verification already covered."""
-    import pyarrow.compute as pc
-
+    Only the ``action`` and ``model`` columns of each row group are read to find them
+    (see :meth:`Store.read_where`), so the key registry of a million-event ledger loads
+    in a fraction of a second. The typed columns are trusted here, as by
+    ``Ledger.state``: callers replay only history that a verification already covered."""
     from .state import State
 
-    wanted = pa.array(sorted(E.KEY_ACTIONS | getattr(E, "POLICY_ACTIONS", frozenset())))
-    mlist = pa.array(sorted(models), pa.string())
+    actions = E.KEY_ACTIONS | E.POLICY_ACTIONS
+    table = led.store.read_where(STATE_COLUMNS, actions, models, before=upto)
     state = State()
-    for seg in led.store.segments():
-        if upto is not None and seg.first >= upto:
-            break
-        try:
-            pf = pq.ParquetFile(seg.path)
-            need = ["action"] + (["model"] if models else []) + (["seq"] if upto else [])
-            sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
-            # One pass over the small columns finds the row groups worth reading whole;
-            # those are then decoded together, on pyarrow's threads.
-            head = pf.read(columns=need)
-            mask = pc.is_in(head["action"], wanted)
-            if models:
-                mask = pc.or_(mask, pc.fill_null(pc.is_in(head["model"], mlist), False))
-            if upto is not None:
-                mask = pc.and_(mask, pc.less(head["seq"], upto))
-            rgs, keep, start = [], [], 0
-            for rg, size in enumerate(sizes):
-                part = mask.slice(start, size)
-                if pc.any(part).as_py():
-                    rgs.append(rg)
-                    keep.append(part)
-                start += size
-            if not rgs:
-                continue
-            t = pf.read_row_groups(rgs, columns=STATE_COLUMNS, use_threads=True)
-            t = t.filter(pa.concat_arrays([c for k in keep for c in k.chunks]))
-            for ev in typed_events(t, led.origin):
-                if ev.action in E.ACTION_ROLE:
-                    state.apply(ev)
-        except (OSError, pa.ArrowException, ValueError) as exc:
-            raise CorruptLedgerError(
-                f"segment {seg.name} is unreadable ({exc}); run ledger verify"
-            ) from None
+    for ev in typed_events(table, led.origin):
+        if ev.action in E.ACTION_ROLE:  # a newer format's action changes no state here
+            state.apply(ev)
     if upto is not None:
         state.next_seq = upto
     return state

@@ -322,7 +322,10 @@ class Store:
     # --- reading ----------------------------------------------------------------------
     def read_segment(self, seg: Segment, columns: Sequence[str] | None = None) -> pa.Table:
         try:
-            table = pq.read_table(seg.path, columns=list(columns) if columns else None)
+            # (ParquetFile, not read_table: that goes through pyarrow.dataset, whose
+            # import alone costs a short command a tenth of a second)
+            pf = pq.ParquetFile(seg.path)
+            table = pf.read(columns=list(columns) if columns else None)
         except FileNotFoundError:
             raise
         except (OSError, pa.ArrowException) as exc:
@@ -347,19 +350,33 @@ class Store:
             raise CorruptLedgerError(f"segments have incompatible columns: {_short(exc)}") from None
 
     def read_where(
-        self, columns: Sequence[str], actions: AbstractSet[str], models: AbstractSet[str]
+        self,
+        columns: Sequence[str],
+        actions: AbstractSet[str],
+        models: AbstractSet[str],
+        before: int | None = None,
     ) -> pa.Table:
-        """The live events whose action is in ``actions`` or whose model is in ``models``.
+        """The live events whose action is in ``actions`` or whose model is in ``models``
+        (and, if given, whose seq is below ``before``), in seq order.
 
-        A one-off writer needs only these rows. The narrow ``action`` and ``model``
-        columns are read first, and the wide ones (the payload) only from the row groups
-        that hold a wanted row. No ``pyarrow.compute``: importing it costs a fresh
-        ``ledger register`` more than this whole selection.
+        A one-off writer, or a ``verify --since``, needs only these rows. Each segment
+        is read in one pass with the name columns dictionary-encoded, which costs about
+        what a first pass over ``action`` and ``model`` alone would (measured: such a
+        pass, to skip row groups, was slower, as a model's events are spread over nearly
+        every row group). Those columns come back dictionary-encoded; :func:`pylist`
+        decodes them cheaply. Only a big ledger's selection imports ``pyarrow.compute``
+        and uses threads: the import costs a fresh ``ledger register`` on a small ledger
+        more than its whole selection.
         """
         names = list(dict.fromkeys([*columns, "action", "model"]))
         for attempt in range(5):
             try:
-                parts = [t for s in self.segments() for t in self._where(s, names, actions, models)]
+                segs = [s for s in self.segments() if before is None or s.first < before]
+                # A big selection is worth pyarrow.compute's import and the thread pool.
+                big = sum(s.count for s in segs) > _BIG_READ
+                parts = [
+                    t for s in segs for t in self._where(s, names, actions, models, before, big)
+                ]
                 break
             except FileNotFoundError:  # a compaction swapped files meanwhile
                 if attempt == 4:
@@ -372,31 +389,45 @@ class Store:
             raise CorruptLedgerError(f"segments have incompatible columns: {_short(exc)}") from None
 
     def _where(
-        self, seg: Segment, names: list[str], actions: AbstractSet[str], models: AbstractSet[str]
+        self,
+        seg: Segment,
+        names: list[str],
+        actions: AbstractSet[str],
+        models: AbstractSet[str],
+        before: int | None,
+        big: bool,
     ) -> list[pa.Table]:
-        out = []
+        limit = None if before is None else before - seg.first
         try:
-            pf = pq.ParquetFile(seg.path)
-            narrow = pq.ParquetFile(seg.path, read_dictionary=["action", "model"])
-            for rg in range(pf.num_row_groups):
-                t = narrow.read_row_group(rg, columns=["action", "model"], use_threads=False)
-                rows = sorted(_members(t["action"], actions) | _members(t["model"], models))
-                if not rows:
-                    continue
-                full = pf.read_row_group(rg, columns=names, use_threads=False)
-                start = prev = rows[0]
-                for i in [*rows[1:], None]:  # runs of consecutive rows, sliced without copies
-                    if i is not None and i == prev + 1:
-                        prev = i
-                        continue
-                    out.append(full.slice(start, prev - start + 1))
-                    if i is not None:
-                        start = prev = i
+            pf = pq.ParquetFile(seg.path, read_dictionary=[c for c in names if c in _NAMES])
+            md = pf.metadata
+            rgs, at = [], 0
+            for rg in range(md.num_row_groups):  # the row groups holding rows below limit
+                if limit is not None and at >= limit:
+                    break
+                rgs.append(rg)
+                at += md.row_group(rg).num_rows
+            t = pf.read_row_groups(rgs, columns=names, use_threads=big)
+            if limit is not None and t.num_rows > limit:  # rows are in seq order
+                t = t.slice(0, limit)
+            if big:
+                import pyarrow.compute as pc
+
+                mask = pc.or_(
+                    pc.is_in(t["action"], value_set=pa.array(sorted(actions), pa.string())),
+                    pc.is_in(t["model"], value_set=pa.array(sorted(models), pa.string())),
+                )
+                return [t.filter(pc.fill_null(mask, False))]
+            rows = sorted(_members(t["action"], actions) | _members(t["model"], models))
+            runs = _runs_of(rows)
+            if len(runs) > _MAX_SLICES:
+                return [t.take(pa.array(rows, pa.int64()))]
+            # (slices share the table's buffers: no copy, and no compute kernel to import)
+            return [t.slice(a, b - a) for a, b in runs]
         except FileNotFoundError:
             raise
         except (OSError, pa.ArrowException, KeyError) as exc:
             raise CorruptLedgerError(f"segment {seg.name} is unreadable: {_short(exc)}") from None
-        return out
 
     def tail(self) -> tuple[int, bytes, int]:
         """(number of events, hash of the last event, its ts in µs) from the last segment."""
@@ -517,6 +548,25 @@ def _short(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
+#: String columns that repeat a few thousand values over a million rows.
+_NAMES = frozenset({"action", "model", "actor", "key_id"})
+#: Above this many runs of wanted rows in a segment, one ``take`` beats many slices.
+_MAX_SLICES = 32
+#: Above this many rows, a selection imports ``pyarrow.compute`` and uses threads.
+_BIG_READ = 300_000
+
+
+def _runs_of(rows: list[int]) -> list[tuple[int, int]]:
+    """Sorted row numbers as half-open runs of consecutive rows."""
+    runs: list[tuple[int, int]] = []
+    for r in rows:
+        if runs and runs[-1][1] == r:
+            runs[-1] = (runs[-1][0], r + 1)
+        else:
+            runs.append((r, r + 1))
+    return runs
+
+
 def _members(column: pa.ChunkedArray, wanted: AbstractSet[str]) -> set[int]:
     """The positions of the rows whose value is in ``wanted`` (never a null). For a
     dictionary column the test runs once per distinct value, then per row only as an
@@ -536,6 +586,20 @@ def _members(column: pa.ChunkedArray, wanted: AbstractSet[str]) -> set[int]:
     return rows
 
 
+def pylist(column: pa.ChunkedArray) -> list[Any]:
+    """``column.to_pylist()``, faster for dictionary chunks: each distinct value becomes
+    one Python object, shared by its rows, instead of one object per row."""
+    out: list[Any] = []
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            values = [*chunk.dictionary.to_pylist(), None]  # a null index picks the None
+            nulls = len(values) - 1
+            out.extend(values[nulls if i is None else i] for i in chunk.indices.to_pylist())
+        else:
+            out.extend(chunk.to_pylist())
+    return out
+
+
 def micros(column: pa.ChunkedArray) -> list[int]:
     """A ``ts`` column as µs since the epoch. A µs column is reinterpreted as it is
     (``cast`` would import ``pyarrow.compute``, slow to import); other units are cast."""
@@ -550,12 +614,18 @@ def typed_events(table: pa.Table, origin: str) -> Iterator[E.Event]:
     The typed columns are trusted here, as by every state replay: ``verify`` is what
     checks them against the signed bytes."""
     ts = micros(table["ts"])
-    cols = [table[c].to_pylist() for c in STATE_COLUMNS if c != "ts"]
+    cols = [pylist(table[c]) for c in STATE_COLUMNS if c != "ts"]
+    # json's C scanner without json.loads' whitespace handling (a third of its time):
+    # the write path stores canonical JSON, so a payload is one value, end to end.
+    scan = json.decoder.JSONDecoder().scan_once
+    Event = E.Event
     for i, (seq, action, model, version, actor, kid, payload) in enumerate(zip(*cols, strict=True)):
         try:
-            p = json.loads(payload)
-        except (ValueError, TypeError):
+            p, end = scan(payload, 0)
+            if end != len(payload):
+                raise ValueError
+        except (ValueError, TypeError, StopIteration, RecursionError):
             raise CorruptLedgerError(
                 f"seq {seq}: payload column is not JSON; run ledger verify"
             ) from None
-        yield E.Event(seq, ts[i], origin, action, actor, kid, p, "", model, version)
+        yield Event(seq, ts[i], origin, action, actor, kid, p, "", model, version)

@@ -17,8 +17,10 @@ from hypothesis import strategies as st
 
 from ledger import Ledger, SigningKey, signer
 from ledger import events as E
+from ledger import store as store_module
 from ledger.canonical import _Bad, _check, _scan, canonicalize
 from ledger.errors import InputError, RuleViolation
+from ledger.store import STATE_COLUMNS
 
 # Valid and invalid JSON-ish values: big integers, NaN, non-string keys, lone surrogates,
 # tuples, bytes, deep nesting.
@@ -231,6 +233,41 @@ def test_a_one_off_writer_replays_exactly_the_touched_models(tmp_path: Path) -> 
         assert part.keys.keys() == full.keys.keys()
         assert part.versions == {k: v for k, v in full.versions.items() if k[0] in models}
         assert part.latest == {m: n for m, n in full.latest.items() if m in models}
+
+
+@pytest.mark.parametrize(
+    ("big", "max_slices"),
+    [(False, 32), (False, 0), (True, 32)],
+    ids=["small-ledger-slices", "small-ledger-take", "big-ledger-compute"],
+)
+def test_read_where_selects_exactly_the_wanted_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, big: bool, max_slices: int
+) -> None:
+    monkeypatch.setattr(store_module, "_BIG_READ", 0 if big else 10**9)
+    monkeypatch.setattr(store_module, "_MAX_SLICES", max_slices)
+    led, keys = _team(tmp_path / "l")
+    for i in range(0, 42, 6):  # several segments, each with several models
+        led.append_many(_drafts(6, i), keys["imp"])
+    everything = led.store.read(STATE_COLUMNS).to_pylist()
+    cases = [
+        (E.KEY_ACTIONS, set(), None),
+        (E.KEY_ACTIONS, {"m3"}, None),
+        (E.KEY_ACTIONS, {"m0", "m3", "nope"}, 20),
+        (frozenset(), {"m1", "m2"}, 9),
+        (frozenset({E.REGISTER}), set(), 0),
+        (frozenset(), set(), None),
+        (E.KEY_ACTIONS, {f"m{i}" for i in range(7)}, 20),  # a cut inside a segment
+        (E.KEY_ACTIONS, {f"m{i}" for i in range(7)}, 9),
+    ]
+    for actions, models, before in cases:
+        got = led.store.read_where(STATE_COLUMNS, actions, models, before=before)
+        want = [
+            r
+            for r in everything
+            if (r["action"] in actions or r["model"] in models)
+            and (before is None or r["seq"] < before)
+        ]
+        assert got.to_pylist() == want, (actions, models, before)
 
 
 def test_a_fresh_register_does_not_import_pyarrow_compute(tmp_path: Path) -> None:
