@@ -21,7 +21,7 @@ from .gcpause import collector_paused
 from .keys import SigningKey, key_id, pae
 from .signer import BatchSigner, parallel_enabled
 from .state import KeyRecord, State
-from .store import COLUMNS, SCHEMA, STATE_COLUMNS, Store, typed_events
+from .store import COLUMNS, SCHEMA, STATE_COLUMNS, Store, replay, typed_events
 from .verify import Problem, VerifyReport
 
 #: Typed columns used to rebuild state on the write path (no signature work needed).
@@ -369,11 +369,7 @@ class Ledger:
         return self._replay(table, State())
 
     def _replay(self, table: pa.Table, state: State) -> State:
-        """Apply the rows of ``table`` (the typed state columns) to ``state``."""
-        for ev in typed_events(table, self.origin):
-            if ev.action in E.ACTION_ROLE:  # a newer format's action changes no state here
-                state.apply(ev)
-        return state
+        return replay(table, self.origin, state)
 
     # --- verification and maintenance -------------------------------------------------------
     def verify(

@@ -33,7 +33,7 @@ from . import tree as T
 from .errors import CorruptLedgerError, LedgerError
 from .gcpause import collector_paused
 from .keys import PAYLOAD_TYPE
-from .store import COLUMNS, SCHEMA, STATE_COLUMNS, Segment, Store, typed_events
+from .store import COLUMNS, SCHEMA, STATE_COLUMNS, Segment, Store, replay
 from .tree import LeafTree, Tree, read_cache
 from .verify import FAST_COLUMNS, Clean, Failed, Problem, Verifier, VerifyReport
 
@@ -717,7 +717,7 @@ def _verify_full(
 __all__ = ["Problem", "check_run", "default_jobs", "verify_full", "verify_since"]
 
 
-# --- partial state replays (typed columns, row groups skipped when nothing matches) ------------
+# --- partial state replays (typed columns, only the rows a check needs) ---------------------
 
 
 def partial_state(
@@ -734,10 +734,7 @@ def partial_state(
 
     actions = E.KEY_ACTIONS | E.POLICY_ACTIONS
     table = led.store.read_where(STATE_COLUMNS, actions, models, before=upto)
-    state = State()
-    for ev in typed_events(table, led.origin):
-        if ev.action in E.ACTION_ROLE:  # a newer format's action changes no state here
-            state.apply(ev)
+    state = replay(table, led.origin, State())
     if upto is not None:
         state.next_seq = upto
     return state
