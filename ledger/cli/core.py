@@ -408,9 +408,12 @@ def compact(ledger_path: str) -> None:
 
 @cli.command()
 @click.argument("path", default="demo-ledger", type=click.Path(file_okay=False))
-@click.option("--force", is_flag=True, help="Replace PATH (and PATH-keys) if they exist.")
+@click.option(
+    "--force", is_flag=True, help="Replace PATH (and PATH-keys, PATH-artifacts) if they exist."
+)
 def demo(path: str, force: bool) -> None:
-    """Build a small realistic ledger in PATH (keys in PATH-keys) and verify it."""
+    """Build a small realistic ledger in PATH (keys in PATH-keys, model files in
+    PATH-artifacts) and verify it."""
     from ..demo import run_demo
 
     run_demo(Path(path), force=force, echo=click.echo)
