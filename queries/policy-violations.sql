@@ -6,54 +6,85 @@
 -- The same rules as ledger/policy.py, over the same views.
 -- param: rule text optional: Only this rule (approvals, separation_of_duties, register_metadata, promotion_order, signers, break_glass).
 -- param: open int = 0: 1 lists only the violations no break-glass override covers.
-WITH policies AS (
-    SELECT seq AS policy_seq, payload -> '$.policy' AS p
-    FROM events WHERE action = 'policy_set'),
-ev AS (  -- every event, with the policy in force just before it (NULL before the first)
-    SELECT e.*, pol.policy_seq, pol.p,
-           coalesce((pol.p ->> '$.separation_of_duties.registrant_may_not_approve') = 'true',
+--
+-- How it stays fast on large ledgers: each rule reads only the events of the actions it
+-- judges (deploy, approve, register, the actions a signers rule names, events citing a
+-- grant), each joined to the policy in force with its own small ASOF join; the policy's
+-- settings are read from its JSON once per policy, not once per event.
+WITH policies AS (  -- each policy_set, its settings parsed once
+    SELECT seq AS policy_seq, p,
+           coalesce((p ->> '$.separation_of_duties.registrant_may_not_approve') = 'true',
                     false) AS no_self_approval,
-           coalesce((pol.p ->> '$.separation_of_duties.approver_may_not_deploy') = 'true',
-                    false) AS no_approver_deploy
-    FROM events e ASOF LEFT JOIN policies pol ON e.seq > pol.policy_seq),
+           coalesce((p ->> '$.separation_of_duties.approver_may_not_deploy') = 'true',
+                    false) AS no_approver_deploy,
+           p -> '$.approvals.required' AS required,
+           TRY_CAST(p ->> '$.approvals.max_age_days' AS BIGINT) AS max_age_days,
+           coalesce(TRY_CAST(p -> '$.promotion_order.environments' AS VARCHAR[]), []) AS chain,
+           p -> '$.register_metadata' AS m
+    FROM (SELECT seq, payload -> '$.policy' AS p FROM events WHERE action = 'policy_set')),
+signer_rules AS (  -- each policy's signers rules, one row per rule
+    SELECT pol.policy_seq, s.r ->> '$.action' AS action, s.r ->> '$.env' AS env,
+           TRY_CAST(s.r -> '$.actors' AS VARCHAR[]) AS actors,
+           TRY_CAST(s.r -> '$.keys' AS VARCHAR[]) AS keys,
+           TRY_CAST(s.r -> '$.roles' AS VARCHAR[]) AS roles
+    FROM policies pol, unnest(coalesce(TRY_CAST(pol.p -> '$.signers' AS JSON[]), [])) AS s(r)),
 deploys AS (
-    SELECT ev.*, r.registered_by,
-           coalesce(TRY_CAST(json_extract(ev.p, '$.approvals.required."' || ev.env || '"')
-                             AS BIGINT), 0) AS needed,
-           TRY_CAST(ev.p ->> '$.approvals.max_age_days' AS BIGINT) AS max_age_days,
-           coalesce(TRY_CAST(ev.p -> '$.promotion_order.environments' AS VARCHAR[]), [])
-               AS chain
-    FROM ev JOIN registrations r ON r.model = ev.model AND r.version = ev.version
-    WHERE ev.action = 'deploy' AND ev.p IS NOT NULL),
+    SELECT e.seq, e.ts, e.action, e.ref, e.env, e.actor, e.model, e.version, pol.policy_seq,
+           pol.no_approver_deploy, pol.no_self_approval, pol.max_age_days, pol.chain,
+           r.registered_by,
+           coalesce(TRY_CAST(json_extract(pol.required, '$."' || e.env || '"') AS BIGINT), 0)
+               AS needed
+    FROM (SELECT * FROM events WHERE action = 'deploy') e
+    SEMI JOIN policies first ON e.seq > first.policy_seq  -- (no scan at all if no policy)
+    ASOF JOIN policies pol ON e.seq > pol.policy_seq
+    JOIN registrations r ON r.model = e.model AND r.version = e.version
+    WHERE pol.p IS NOT NULL),
 counted AS (  -- distinct approvers that count for each deploy
     SELECT d.seq, count(DISTINCT a.actor) AS n, string_agg(DISTINCT a.actor, ', ') AS who
-    FROM deploys d JOIN approvals a
+    FROM deploys d
+    JOIN (SELECT * FROM approvals a SEMI JOIN deploys d USING (model, version)) a
       ON a.model = d.model AND a.version = d.version AND a.env = d.env AND a.seq < d.seq
     WHERE NOT (d.no_self_approval AND a.actor = d.registered_by)
       AND (d.max_age_days IS NULL OR a.ts >= d.ts - to_days(d.max_age_days::INTEGER))
     GROUP BY d.seq),
+self_approved AS (  -- approvals by the version's registrant, where the policy forbids it
+    SELECT e.seq, e.ts, e.action, e.ref, e.env, e.actor, pol.policy_seq
+    FROM (SELECT * FROM events WHERE action = 'approve') e
+    SEMI JOIN policies first ON e.seq > first.policy_seq  -- (no scan at all if no policy)
+    ASOF JOIN policies pol ON e.seq > pol.policy_seq
+    JOIN registrations r ON r.model = e.model AND r.version = e.version
+    WHERE pol.no_self_approval AND e.actor = r.registered_by),
 regs AS (
-    SELECT ev.*, r.artifact_digest, r.code_commit, r.datasets, r.tags, r.metrics,
-           ev.p -> '$.register_metadata' AS m
-    FROM ev JOIN registrations r USING (seq)
-    WHERE ev.action = 'register' AND ev.p IS NOT NULL),
+    SELECT e.seq, e.ts, e.action, e.ref, e.env, e.actor, pol.policy_seq, r.artifact_digest,
+           r.code_commit, r.datasets, r.tags, r.metrics, pol.m
+    FROM (SELECT seq, ts, action, ref, env, actor FROM events WHERE action = 'register') e
+    SEMI JOIN policies first ON e.seq > first.policy_seq  -- (no scan at all if no policy)
+    ASOF JOIN policies pol ON e.seq > pol.policy_seq
+    JOIN registrations r USING (seq)
+    WHERE pol.p IS NOT NULL),
 thresholds AS (
-    SELECT regs.seq, t.spec,
+    SELECT regs.seq, regs.ts, regs.action, regs.ref, regs.env, regs.actor, regs.policy_seq,
            regexp_extract(t.spec, '^\s*([A-Za-z0-9_][A-Za-z0-9_.:/-]*)\s*(>=|<=|==|>|<)\s*(\S+)\s*$',
                           ['metric', 'op', 'value']) AS th,
            regs.metrics
     FROM regs, unnest(coalesce(TRY_CAST(regs.m -> '$.metrics' AS VARCHAR[]), [])) AS t(spec)),
-signer_rules AS (
-    SELECT ev.seq, ev.action, ev.env, ev.actor, ev.key_id, s.r,
-           TRY_CAST(s.r -> '$.actors' AS VARCHAR[]) AS actors,
-           TRY_CAST(s.r -> '$.keys' AS VARCHAR[]) AS keys,
-           TRY_CAST(s.r -> '$.roles' AS VARCHAR[]) AS roles
-    FROM ev, unnest(coalesce(TRY_CAST(ev.p -> '$.signers' AS JSON[]), [])) AS s(r)
-    WHERE (s.r ->> '$.action') = ev.action
-      AND ((s.r ->> '$.env') IS NULL OR (s.r ->> '$.env') = ev.env)),
+signed AS (  -- events an action's signers rule applies to, once per rule
+    SELECT e.seq, e.ts, e.action, e.ref, e.env, e.actor, e.key_id, pol.policy_seq,
+           s.actors, s.keys, s.roles
+    FROM (SELECT * FROM events WHERE action IN (SELECT action FROM signer_rules)) e
+    ASOF JOIN policies pol ON e.seq > pol.policy_seq
+    JOIN signer_rules s ON s.policy_seq = pol.policy_seq AND s.action = e.action
+    WHERE s.env IS NULL OR s.env = e.env),
+citing AS (  -- events whose payload has a break_glass member (the text test skips parsing
+             -- every payload: canonical JSON spells the key "break_glass" literally)
+    SELECT e.seq, e.ts, e.action, e.ref, e.env, e.actor, e.model, e.version,
+           e.payload -> '$.break_glass' AS cited, pol.policy_seq
+    FROM (SELECT * FROM events WHERE contains(payload, '"break_glass"')) e
+    ASOF LEFT JOIN policies pol ON e.seq > pol.policy_seq
+    WHERE (e.payload -> '$.break_glass') IS NOT NULL),
 citations AS (  -- break-glass grants each event cites
-    SELECT ev.seq, c.g, ev.action, ev.model, ev.version, ev.env
-    FROM ev, unnest(coalesce(TRY_CAST(ev.payload -> '$.break_glass' AS BIGINT[]), [])) AS c(g)),
+    SELECT e.seq, c.g, e.action, e.model, e.version, e.env
+    FROM citing e, unnest(coalesce(TRY_CAST(e.cited AS BIGINT[]), [])) AS c(g)),
 grants AS (
     SELECT seq AS grant_seq, payload ->> '$.rule' AS rule, payload ->> '$.action' AS action,
            payload ->> '$.model' AS model, TRY_CAST(payload ->> '$.version' AS BIGINT) AS version,
@@ -69,19 +100,19 @@ valid AS (  -- citations of a grant that exists, matches the event and is used h
       AND (gr.model IS NULL OR gr.model = c.model)
       AND (gr.version IS NULL OR gr.version = c.version)
       AND (gr.env IS NULL OR gr.env = c.env)),
-found AS (
-    SELECT d.seq, 'approvals' AS rule,
+found AS (  -- each row: the event's columns for the output, the rule and what was wrong
+    SELECT d.seq, d.ts, d.action, d.ref, d.env, d.actor, d.policy_seq, 'approvals' AS rule,
            'needs approvals from ' || d.needed || ' distinct approvers for ' || d.env
            || ', has ' || coalesce(c.n, 0)
            || coalesce(' (' || c.who || ')', '') AS detail
     FROM deploys d LEFT JOIN counted c USING (seq)
     WHERE d.needed > coalesce(c.n, 0)
     UNION ALL
-    SELECT ev.seq, 'separation_of_duties', ev.actor || ' registered ' || ev.ref || ' and approved it'
-    FROM ev JOIN registrations r ON r.model = ev.model AND r.version = ev.version
-    WHERE ev.action = 'approve' AND ev.no_self_approval AND ev.actor = r.registered_by
+    SELECT seq, ts, action, ref, env, actor, policy_seq, 'separation_of_duties',
+           actor || ' registered ' || ref || ' and approved it'
+    FROM self_approved
     UNION ALL
-    SELECT d.seq, 'separation_of_duties',
+    SELECT d.seq, d.ts, d.action, d.ref, d.env, d.actor, d.policy_seq, 'separation_of_duties',
            d.actor || ' approved ' || d.ref || ' for ' || d.env || ' and deployed it there'
     FROM deploys d
     WHERE d.no_approver_deploy AND EXISTS (
@@ -89,7 +120,7 @@ found AS (
         WHERE a.model = d.model AND a.version = d.version AND a.env = d.env
           AND a.seq < d.seq AND a.actor = d.actor)
     UNION ALL
-    SELECT d.seq, 'promotion_order',
+    SELECT d.seq, d.ts, d.action, d.ref, d.env, d.actor, d.policy_seq, 'promotion_order',
            d.ref || ' was not deployed to ' || d.chain[list_position(d.chain, d.env) - 1]
            || ' before ' || d.env
     FROM deploys d
@@ -98,60 +129,68 @@ found AS (
         WHERE x.action = 'deploy' AND x.model = d.model AND x.version = d.version
           AND x.env = d.chain[list_position(d.chain, d.env) - 1] AND x.seq < d.seq)
     UNION ALL
-    SELECT seq, 'register_metadata', 'no artifact digest' FROM regs
+    SELECT seq, ts, action, ref, env, actor, policy_seq, 'register_metadata',
+           'no artifact digest'
+    FROM regs
     WHERE (m ->> '$.artifact_digest') = 'true' AND artifact_digest IS NULL
     UNION ALL
-    SELECT seq, 'register_metadata',
+    SELECT seq, ts, action, ref, env, actor, policy_seq, 'register_metadata',
            'needs ' || (m ->> '$.datasets_with_digest') || ' datasets with a digest, has '
            || len(list_filter(datasets, lambda d: d.digest IS NOT NULL))
     FROM regs
     WHERE len(list_filter(datasets, lambda d: d.digest IS NOT NULL))
           < coalesce(TRY_CAST(m ->> '$.datasets_with_digest' AS BIGINT), 0)
     UNION ALL
-    SELECT seq, 'register_metadata', 'no code commit' FROM regs
+    SELECT seq, ts, action, ref, env, actor, policy_seq, 'register_metadata', 'no code commit'
+    FROM regs
     WHERE (m ->> '$.code_commit') = 'true' AND code_commit IS NULL
     UNION ALL
-    SELECT seq, 'register_metadata', 'missing tags ' || array_to_string(missing, ', ')
-    FROM (SELECT seq, list_filter(coalesce(TRY_CAST(m -> '$.tags' AS VARCHAR[]), []),
-                                  lambda t: coalesce(tags ->> ('$."' || t || '"'), '') = '')
-                          AS missing
+    SELECT seq, ts, action, ref, env, actor, policy_seq, 'register_metadata',
+           'missing tags ' || array_to_string(missing, ', ')
+    FROM (SELECT *, list_filter(coalesce(TRY_CAST(m -> '$.tags' AS VARCHAR[]), []),
+                                lambda t: coalesce(tags ->> ('$."' || t || '"'), '') = '')
+                        AS missing
           FROM regs)
     WHERE len(missing) > 0
     UNION ALL
-    SELECT seq, 'register_metadata',
+    SELECT seq, ts, action, ref, env, actor, policy_seq, 'register_metadata',
            'needs metric ' || th.metric || ' ' || th.op || ' ' || th.value || ', has '
            || coalesce(th.metric || '=' || (metrics ->> ('$."' || th.metric || '"')), 'none')
-    FROM (SELECT seq, th,
+    FROM (SELECT *,
                  TRY_CAST(json_extract(metrics, '$."' || th.metric || '"') AS DOUBLE) AS got,
-                 TRY_CAST(th.value AS DOUBLE) AS bound, metrics
+                 TRY_CAST(th.value AS DOUBLE) AS bound
           FROM thresholds)
     WHERE got IS NULL
        OR NOT CASE th.op WHEN '>=' THEN got >= bound WHEN '>' THEN got > bound
                          WHEN '<=' THEN got <= bound WHEN '<' THEN got < bound
                          ELSE got = bound END
     UNION ALL
-    SELECT seq, 'signers', 'only ' || array_to_string(actors, ', ') || ' may sign this; '
-           || actor || ' may not'
-    FROM signer_rules WHERE actors IS NOT NULL AND NOT list_contains(actors, actor)
+    SELECT seq, ts, action, ref, env, actor, policy_seq, 'signers',
+           'only ' || array_to_string(actors, ', ') || ' may sign this; ' || actor || ' may not'
+    FROM signed WHERE actors IS NOT NULL AND NOT list_contains(actors, actor)
     UNION ALL
-    SELECT seq, 'signers', 'only keys ' || array_to_string(keys, ', ') || ' may sign this; '
-           || key_id || ' may not'
-    FROM signer_rules WHERE keys IS NOT NULL AND NOT list_contains(keys, key_id)
+    SELECT seq, ts, action, ref, env, actor, policy_seq, 'signers',
+           'only keys ' || array_to_string(keys, ', ') || ' may sign this; ' || key_id
+           || ' may not'
+    FROM signed WHERE keys IS NOT NULL AND NOT list_contains(keys, key_id)
     UNION ALL
-    SELECT s.seq, 'signers', 'the key lacks the roles ' || array_to_string(s.roles, ', ')
-    FROM signer_rules s LEFT JOIN keys k USING (key_id)
+    SELECT s.seq, s.ts, s.action, s.ref, s.env, s.actor, s.policy_seq, 'signers',
+           'the key lacks the roles ' || array_to_string(s.roles, ', ')
+    FROM signed s LEFT JOIN keys k USING (key_id)
     WHERE s.roles IS NOT NULL AND NOT list_has_all(coalesce(k.roles, []), s.roles)
     UNION ALL
-    SELECT c.seq, 'break_glass', 'cites seq ' || c.g || ', not an unused break-glass grant for it'
+    SELECT e.seq, e.ts, e.action, e.ref, e.env, e.actor, e.policy_seq, 'break_glass',
+           'cites seq ' || c.g || ', not an unused break-glass grant for it'
     FROM citations c ANTI JOIN valid v ON v.seq = c.seq AND v.g = c.g
+    JOIN citing e ON e.seq = c.seq
     UNION ALL
-    SELECT seq, 'break_glass', 'payload break_glass is not a list of grant seqs'
-    FROM ev
-    WHERE (payload -> '$.break_glass') IS NOT NULL
-      AND TRY_CAST(payload -> '$.break_glass' AS BIGINT[]) IS NULL)
-SELECT f.seq, ev.ts, ev.action, ev.ref, ev.env, ev.actor, ev.policy_seq, f.rule, f.detail,
+    SELECT seq, ts, action, ref, env, actor, policy_seq, 'break_glass',
+           'payload break_glass is not a list of grant seqs'
+    FROM citing
+    WHERE TRY_CAST(cited AS BIGINT[]) IS NULL)
+SELECT f.seq, f.ts, f.action, f.ref, f.env, f.actor, f.policy_seq, f.rule, f.detail,
        (SELECT min(v.g) FROM valid v WHERE v.seq = f.seq AND v.rule = f.rule) AS covered_by
-FROM found f JOIN ev USING (seq)
+FROM found f
 WHERE ($rule IS NULL OR f.rule = $rule)
   AND ($open = 0 OR covered_by IS NULL)
 ORDER BY f.seq, f.rule, f.detail;
