@@ -6,12 +6,13 @@
 -- The same rules as ledger/policy.py, over the same views.
 -- param: rule text optional: Only this rule (approvals, separation_of_duties, register_metadata, promotion_order, signers, break_glass).
 -- param: open int = 0: 1 lists only the violations no break-glass override covers.
---
--- How it stays fast on large ledgers: each rule reads only the events of the actions it
--- judges (deploy, approve, register, the actions a signers rule names, events citing a
--- grant), each joined to the policy in force with its own small ASOF join; the policy's
--- settings are read from its JSON once per policy, not once per event.
-WITH policies AS (  -- each policy_set, its settings parsed once
+WITH
+-- Kept fast on large ledgers: each rule reads only the events it judges. Deploys,
+-- approvals and registrations are semi-joined to the policies first (a ledger with no
+-- policy_set reads none of them), then ASOF-joined to the policy in force; signers rules
+-- read only the actions they name; each policy's settings are parsed once. Only the
+-- break-glass check reads every payload, with a text test before any JSON parsing.
+policies AS (  -- each policy_set, its settings parsed once
     SELECT seq AS policy_seq, p,
            coalesce((p ->> '$.separation_of_duties.registrant_may_not_approve') = 'true',
                     false) AS no_self_approval,
