@@ -33,6 +33,7 @@ from . import tree as T
 from .errors import CorruptLedgerError, LedgerError
 from .gcpause import collector_paused
 from .keys import PAYLOAD_TYPE
+from .procs import main_module_hidden
 from .store import COLUMNS, SCHEMA, STATE_COLUMNS, Segment, Store, replay
 from .tree import LeafTree, Tree, read_cache
 from .verify import FAST_COLUMNS, Clean, Failed, Problem, Verifier, VerifyReport
@@ -394,7 +395,8 @@ def _results(tasks: list[Task], origin: str, keys: dict[str, bytes], jobs: int) 
         )
         # The first task is checked here while the workers start up (a second or so of
         # interpreter and import time during which this process would only wait).
-        results = pool.map(check_run, tasks[1:], chunksize=1)
+        with main_module_hidden():  # (the workers start on the first submission)
+            results = pool.map(check_run, tasks[1:], chunksize=1)
         primed = True
         yield None
         yield check_run(tasks[0])

@@ -14,7 +14,8 @@ batch is complete, this process signs the chunks the helper has not been given y
 the last one backwards, while the helper finishes the others: both cores work until the
 end, whichever of the two is the faster.
 
-The helper is started once per process, on the first large batch, and reused; it holds
+The helper is started once per process, on the first large batch, without re-importing
+the caller's ``__main__`` (see ``procs.py``), and reused; it holds
 nothing between chunks (each chunk carries the 32-byte seed). If it cannot be started
 or dies, the rest of the batch is signed here: the signatures are the same bytes either
 way, because Ed25519 is deterministic. ``LEDGER_SIGN_WORKERS=0`` turns the helper off.
@@ -28,6 +29,7 @@ import pickle
 from typing import Any
 
 from .keys import SigningKey
+from .procs import main_module_hidden
 
 #: Batches smaller than this are signed in-process: starting the helper costs more.
 PARALLEL_MIN = 2048
@@ -75,7 +77,8 @@ class _Helper:
             target=_serve, args=(req_r, ans_w), daemon=True, name="ledger-signer"
         )
         try:
-            self.proc.start()
+            with main_module_hidden():
+                self.proc.start()
         finally:
             req_r.close()
             ans_w.close()

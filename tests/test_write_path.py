@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -268,6 +269,34 @@ def test_read_where_selects_exactly_the_wanted_rows(
             and (before is None or r["seq"] < before)
         ]
         assert got.to_pylist() == want, (actions, models, before)
+
+
+def test_helper_processes_do_not_run_an_unguarded_script_again(tmp_path: Path) -> None:
+    """multiprocessing's spawn and forkserver children import the parent's __main__ again;
+    an importer script without a ``__name__`` guard would append its batches twice."""
+    script = tmp_path / "importer.py"
+    script.write_text(
+        "import ledger.scan\n"
+        "from ledger import Ledger, SigningKey\n"
+        "from ledger import events as E\n"
+        "print('top-level code ran', flush=True)\n"
+        "admin, imp = SigningKey(bytes([1]) * 32), SigningKey(bytes([2]) * 32)\n"
+        f"led = Ledger.init({str(tmp_path / 'l')!r}, admin, 'admin')\n"
+        "led.add_key(imp.public_key, 'imp', 'registrar', key=admin)\n"
+        "payload = {'datasets': [], 'metrics': {}, 'params': {}, 'parents': [], 'tags': {}}\n"
+        "for _ in range(3):  # batches big enough for the signing helper, three segments\n"
+        "    led.append_many([E.Draft(E.REGISTER, payload, f'm{i}') for i in range(2100)], imp)\n"
+        "ledger.scan.PARALLEL_MIN_ROWS = 0  # verify on worker processes too\n"
+        "print(led.verify(jobs=2).summary(), flush=True)\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "LEDGER_SIGN_WORKERS": "1"}
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    head = Ledger.open(tmp_path / "l").store.tail()[1].hex()
+    assert out.stdout == f"top-level code ran\nOK: 6302 events, head {head}\n"
 
 
 def test_a_fresh_register_does_not_import_pyarrow_compute(tmp_path: Path) -> None:
