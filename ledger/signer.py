@@ -15,10 +15,10 @@ the last one backwards, while the helper finishes the others: both cores work un
 end, whichever of the two is the faster.
 
 The helper is started once per process, on the first large batch, without re-importing
-the caller's ``__main__`` (see ``procs.py``), and reused; it holds
-nothing between chunks (each chunk carries the 32-byte seed). If it cannot be started
-or dies, the rest of the batch is signed here: the signatures are the same bytes either
-way, because Ed25519 is deterministic. ``LEDGER_SIGN_WORKERS=0`` turns the helper off.
+the caller's ``__main__`` (see ``procs.py``), and reused; it holds nothing between chunks
+(each chunk carries the 32-byte seed). If it cannot be started or dies, the rest of the
+batch is signed here: the signatures are the same bytes either way, because Ed25519 is
+deterministic. ``LEDGER_SIGN_WORKERS=0`` turns the helper off.
 """
 
 from __future__ import annotations
