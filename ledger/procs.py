@@ -7,6 +7,10 @@ there can be unpickled. For a user's importer or audit script that has no
 runs once more in every helper. Our helpers run functions of this package only, so they
 need nothing from ``__main__``: while they are started, :func:`main_module_hidden` hides
 where it came from, and multiprocessing then leaves it alone.
+
+A daemonic process (a ``multiprocessing.Pool`` worker, a prefork task runner) may not
+start children at all; :func:`can_start_processes` tells, and the work is then done in
+the calling process.
 """
 
 from __future__ import annotations
@@ -36,3 +40,10 @@ def main_module_hidden() -> Iterator[None]:
         finally:
             main.__dict__.pop("__spec__", None)
             main.__dict__.update(saved)
+
+
+def can_start_processes() -> bool:
+    """False in a daemonic ``multiprocessing`` process, which may not have children."""
+    import multiprocessing as mp
+
+    return not mp.current_process().daemon

@@ -33,7 +33,7 @@ from . import tree as T
 from .errors import CorruptLedgerError, LedgerError
 from .gcpause import collector_paused
 from .keys import PAYLOAD_TYPE
-from .procs import main_module_hidden
+from .procs import can_start_processes, main_module_hidden
 from .store import COLUMNS, SCHEMA, STATE_COLUMNS, Segment, Store, replay
 from .tree import LeafTree, Tree, read_cache
 from .verify import FAST_COLUMNS, Clean, Failed, Problem, Verifier, VerifyReport
@@ -364,8 +364,9 @@ PARALLEL_MIN_ROWS = 50_000
 
 def _results(tasks: list[Task], origin: str, keys: dict[str, bytes], jobs: int) -> Iterator[Any]:
     """None, then the worker results in task order; inline when one job, one task or few
-    rows suffice. The first ``next()`` starts the workers, so that they start up while
-    the main process reads its first segment.
+    rows suffice, or in a daemonic process (which may not start any). The first
+    ``next()`` starts the workers, so that they start up while the main process reads
+    its first segment.
 
     Workers come from a forkserver, not a fork of this process: this process has run
     pyarrow's thread pools, and a fork taken while another thread holds a lock can
@@ -374,7 +375,12 @@ def _results(tasks: list[Task], origin: str, keys: dict[str, bytes], jobs: int) 
     Closing the iterator (at the first problem) cancels the tasks not yet started.
     """
     _init(origin, keys)
-    if jobs <= 1 or len(tasks) <= 1 or sum(t[3] - t[4] for t in tasks) < PARALLEL_MIN_ROWS:
+    if (
+        jobs <= 1
+        or len(tasks) <= 1
+        or sum(t[3] - t[4] for t in tasks) < PARALLEL_MIN_ROWS
+        or not can_start_processes()
+    ):
         yield None
         for t in tasks:
             yield check_run(t)

@@ -29,7 +29,7 @@ import pickle
 from typing import Any
 
 from .keys import SigningKey
-from .procs import main_module_hidden
+from .procs import can_start_processes, main_module_hidden
 
 #: Batches smaller than this are signed in-process: starting the helper costs more.
 PARALLEL_MIN = 2048
@@ -129,7 +129,7 @@ def _shutdown() -> None:
 
 def parallel_enabled(n: int) -> bool:
     """Whether a batch of ``n`` events is worth signing in the helper process."""
-    if n < PARALLEL_MIN or _broken:
+    if n < PARALLEL_MIN or _broken or not can_start_processes():
         return False
     workers = os.environ.get("LEDGER_SIGN_WORKERS")
     if workers is not None:

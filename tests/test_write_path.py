@@ -299,6 +299,40 @@ def test_helper_processes_do_not_run_an_unguarded_script_again(tmp_path: Path) -
     assert out.stdout == f"top-level code ran\nOK: 6302 events, head {head}\n"
 
 
+def test_a_daemonic_process_appends_and_verifies_without_helpers(tmp_path: Path) -> None:
+    """A multiprocessing.Pool worker is daemonic and may not start processes: the batch
+    is signed and verified in it instead of failing."""
+    script = tmp_path / "daemon.py"
+    script.write_text(
+        "import multiprocessing as mp\n"
+        "def work(path):\n"
+        "    import ledger.scan\n"
+        "    from ledger import Ledger, SigningKey\n"
+        "    from ledger import events as E\n"
+        "    admin, imp = SigningKey(bytes([1]) * 32), SigningKey(bytes([2]) * 32)\n"
+        "    led = Ledger.init(path, admin, 'admin')\n"
+        "    led.add_key(imp.public_key, 'imp', 'registrar', key=admin)\n"
+        "    p = {'datasets': [], 'metrics': {}, 'params': {}, 'parents': [], 'tags': {}}\n"
+        "    for _ in range(2):\n"
+        "        led.append_many([E.Draft(E.REGISTER, p, f'm{i}') for i in range(2100)], imp)\n"
+        "    ledger.scan.PARALLEL_MIN_ROWS = 0\n"
+        "    print(led.verify(jobs=2).summary(), flush=True)\n"
+        "if __name__ == '__main__':\n"
+        f"    args = ({str(tmp_path / 'l')!r},)\n"
+        "    pr = mp.get_context('spawn').Process(target=work, args=args, daemon=True)\n"
+        "    pr.start()\n"
+        "    pr.join()\n"
+        "    print('exit', pr.exitcode)\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "LEDGER_SIGN_WORKERS": "1"}
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120
+    )
+    head = Ledger.open(tmp_path / "l").store.tail()[1].hex()
+    assert out.stdout == f"OK: 4202 events, head {head}\nexit 0\n", out.stderr
+
+
 def test_a_fresh_register_does_not_import_pyarrow_compute(tmp_path: Path) -> None:
     """Importing pyarrow.compute costs a sixth of a fresh `ledger register`."""
     led, keys = _team(tmp_path / "l")
