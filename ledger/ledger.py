@@ -142,46 +142,62 @@ class Ledger:
             prev = last_hash.hex()
             parallel = parallel_enabled(len(drafts))
             cols = _Columns(BatchSigner(key, parallel) if parallel else None)
-            receipts = []
-            now = E.now_micros()
-            # One key signs the whole batch, and a key's actor never changes.
-            kid, actor = key.key_id, self._actor_of(state, key)
-            for d in drafts:
-                version = d.version
-                if d.action == E.REGISTER and version is None:
-                    version = state.latest.get(d.model, 0) + 1  # type: ignore[arg-type]
-                if d.ts is not None and d.ts < state.last_ts:
-                    raise InputError(
-                        f"timestamp {E.format_ts(d.ts)} is earlier than the ledger's last event"
-                        f" ({E.format_ts(state.last_ts)}); events must not go back in time"
-                    )
-                ev = E.Event(
-                    seq=state.next_seq,
-                    ts=d.ts if d.ts is not None else max(now, state.last_ts),
-                    origin=self.origin,
-                    action=d.action,
-                    actor=actor,
-                    key_id=kid,
-                    payload=d.payload,
-                    prev_hash=prev,
-                    model=d.model,
-                    version=version,
+            try:
+                return self._append_batch(drafts, key, state, keep, prev, cols, enforce_policy)
+            finally:
+                cols.close()  # also when a draft is refused: the helper must not owe us
+
+    def _append_batch(
+        self,
+        drafts: list[E.Draft],
+        key: SigningKey,
+        state: State,
+        keep: bool,
+        prev: str,
+        cols: _Columns,
+        enforce_policy: bool,
+    ) -> list[Receipt]:
+        """The body of ``append_many``, under its lock."""
+        receipts = []
+        now = E.now_micros()
+        # One key signs the whole batch, and a key's actor never changes.
+        kid, actor = key.key_id, self._actor_of(state, key)
+        for d in drafts:
+            version = d.version
+            if d.action == E.REGISTER and version is None:
+                version = state.latest.get(d.model, 0) + 1  # type: ignore[arg-type]
+            if d.ts is not None and d.ts < state.last_ts:
+                raise InputError(
+                    f"timestamp {E.format_ts(d.ts)} is earlier than the ledger's last event"
+                    f" ({E.format_ts(state.last_ts)}); events must not go back in time"
                 )
-                if enforce_policy:
-                    ev = self._enforce_policy(state, ev)
-                state.step(ev)
-                h = cols.add(ev, key)
-                prev = h.hex()
-                receipts.append(
-                    Receipt(ev.seq, prev, E.format_ts(ev.ts), ev.action, ev.model, ev.version)
-                )
-            written = self.store.append(cols.table())
-            self._tail_memo = (
-                _identity(written[-1].path),
-                (state.next_seq, bytes.fromhex(prev), state.last_ts),
+            ev = E.Event(
+                seq=state.next_seq,
+                ts=d.ts if d.ts is not None else max(now, state.last_ts),
+                origin=self.origin,
+                action=d.action,
+                actor=actor,
+                key_id=kid,
+                payload=d.payload,
+                prev_hash=prev,
+                model=d.model,
+                version=version,
             )
-            if keep:
-                self._cache = (state.next_seq, bytes.fromhex(prev), state)
+            if enforce_policy:
+                ev = self._enforce_policy(state, ev)
+            state.step(ev)
+            h = cols.add(ev, key)
+            prev = h.hex()
+            receipts.append(
+                Receipt(ev.seq, prev, E.format_ts(ev.ts), ev.action, ev.model, ev.version)
+            )
+        written = self.store.append(cols.table())
+        self._tail_memo = (
+            _identity(written[-1].path),
+            (state.next_seq, bytes.fromhex(prev), state.last_ts),
+        )
+        if keep:
+            self._cache = (state.next_seq, bytes.fromhex(prev), state)
         return receipts
 
     def _tail(self) -> tuple[int, bytes, int]:
@@ -714,6 +730,10 @@ class _Columns:
         else:
             self.signer.add(pae(canon))
         return h
+
+    def close(self) -> None:
+        if self.signer is not None:
+            self.signer.close()
 
     def table(self) -> pa.Table:
         if self.signer is not None:

@@ -12,7 +12,10 @@ of them waits up to a switch interval for the GIL, so a helper fed that way star
 between chunks.) At most ``IN_FLIGHT`` chunks are with the helper at a time; when the
 batch is complete, this process signs the chunks the helper has not been given yet, from
 the last one backwards, while the helper finishes the others: both cores work until the
-end, whichever of the two is the faster.
+end, whichever of the two is the faster. One batch at a time has the helper (a batch
+that finds it busy, in another thread, signs in its own process); every answer carries
+the id of its request and is taken for no other; and a batch that ends early (a refused
+draft) takes back what the helper still owes it before anyone else may use it.
 
 The helper is started once per process, on the first large batch, without re-importing
 the caller's ``__main__`` (see ``procs.py``), and reused; it holds nothing between chunks
@@ -24,8 +27,10 @@ deterministic. ``LEDGER_SIGN_WORKERS=0`` turns the helper off.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import pickle
+import threading
 from typing import Any
 
 from .keys import SigningKey
@@ -42,6 +47,11 @@ IN_FLIGHT = 3
 
 _helper: _Helper | None = None
 _broken = False
+#: Held by the one batch that uses the helper: its answers come back in request order,
+#: so two batches (threads appending to different ledgers) must never share it.
+_in_use = threading.Lock()
+#: Request ids, never reused in a process: an answer is taken only for its own request.
+_ids = itertools.count(1)
 
 
 def _cores() -> int:
@@ -52,14 +62,15 @@ def _cores() -> int:
 
 
 def _serve(requests: Any, answers: Any) -> None:
-    """The helper's loop: a pickled ``(seed, messages)`` in, their signatures out."""
+    """The helper's loop: a pickled ``(request id, seed, messages)`` in; out, the id
+    (8 bytes, little-endian) followed by the messages' signatures."""
     while True:
         try:
-            seed, messages = pickle.loads(requests.recv_bytes())
+            rid, seed, messages = pickle.loads(requests.recv_bytes())
         except (EOFError, OSError):  # the parent has gone
             return
         sign = SigningKey(seed).sign
-        answers.send_bytes(b"".join([sign(m) for m in messages]))
+        answers.send_bytes(b"".join([rid.to_bytes(8, "little"), *[sign(m) for m in messages]]))
 
 
 class _Helper:
@@ -138,16 +149,27 @@ def parallel_enabled(n: int) -> bool:
 
 
 class BatchSigner:
-    """Collects DSSE messages in order; ``signatures()`` returns their signatures."""
+    """Collects DSSE messages in order; ``signatures()`` returns their signatures.
+
+    A batch has the helper to itself (another batch meanwhile signs in its own process)
+    and checks that every answer carries the id of the request it is taken for. Call
+    ``close()`` when done, also when the batch is abandoned: it takes back the answers
+    still on their way, so that the next batch can never read them as its own.
+    """
 
     def __init__(self, key: SigningKey, parallel: bool) -> None:
         self.key = key
         self.pending: list[bytes] = []
         self.chunks: list[list[bytes]] = []
+        self.ids: list[int] = []  # request id of each chunk sent to the helper
         self.answers: list[bytes] = []  # the helper's answers, for chunks 0, 1, …
         self.sent = 0  # chunks 0 .. sent-1 went to the helper
         self.mine: dict[int, list[bytes]] = {}  # chunks signed here, by index
-        self.helper = _get_helper() if parallel else None
+        self.helper: _Helper | None = None
+        if parallel and _in_use.acquire(blocking=False):
+            self.helper = _get_helper()
+            if self.helper is None:
+                _in_use.release()
 
     def add(self, message: bytes) -> None:
         self.pending.append(message)
@@ -165,8 +187,10 @@ class BatchSigner:
             while len(self.answers) < self.sent and h.answers.poll():
                 self.answers.append(h.answers.recv_bytes())
             while self.sent - len(self.answers) < IN_FLIGHT and self.sent < len(self.chunks):
-                blob = pickle.dumps((self.key.seed, self.chunks[self.sent]), protocol=5)
+                rid = next(_ids)
+                blob = pickle.dumps((rid, self.key.seed, self.chunks[self.sent]), protocol=5)
                 h.requests.send_bytes(blob)
+                self.ids.append(rid)
                 self.sent += 1
         except (OSError, EOFError, ValueError, pickle.PickleError):
             self._give_up()
@@ -178,8 +202,28 @@ class BatchSigner:
             if _helper is self.helper:
                 _helper, _broken = None, True
             self.helper.close()
-        self.helper = None
+            self._release()
         self.sent = len(self.answers)
+
+    def _release(self) -> None:
+        if self.helper is not None:
+            self.helper = None
+            _in_use.release()
+
+    def _collect(self) -> None:
+        """Wait for the answers to every chunk sent."""
+        if self.helper is not None:
+            try:
+                while len(self.answers) < self.sent:
+                    self.answers.append(self.helper.answers.recv_bytes())
+            except (OSError, EOFError):
+                self._give_up()
+
+    def close(self) -> None:
+        """Done with the helper: take back what it still owes, then let another batch
+        have it. Safe to call more than once."""
+        self._collect()
+        self._release()
 
     def finish(self) -> None:
         """No more messages: sign here the chunks the helper has not been given, from the
@@ -199,21 +243,21 @@ class BatchSigner:
     def signatures(self) -> list[bytes]:
         """Every signature, in the order the messages were added."""
         self.finish()
+        self._collect()
+        # (fewer answers than ids only if the helper died: those chunks are signed here)
+        ids = zip(self.answers, self.ids, strict=False)
+        if any(a[:8] != rid.to_bytes(8, "little") for a, rid in ids):
+            self._give_up()  # out of step with its requests: never to be trusted again
+        self._release()
         sign = self.key.sign
         mine = self.mine
-        if self.helper is not None:
-            try:
-                while len(self.answers) < self.sent:
-                    self.answers.append(self.helper.answers.recv_bytes())
-            except (OSError, EOFError):
-                self._give_up()
         out: list[bytes] = []
         for i, chunk in enumerate(self.chunks):
             blob = self.answers[i] if i < len(self.answers) else b""
             if i in mine:
                 out.extend(mine[i])
-            elif len(blob) == 64 * len(chunk):
-                out.extend([blob[j : j + 64] for j in range(0, len(blob), 64)])
+            elif len(blob) == 8 + 64 * len(chunk) and blob[:8] == self.ids[i].to_bytes(8, "little"):
+                out.extend([blob[j : j + 64] for j in range(8, len(blob), 64)])
             else:  # never sent, or the helper died before answering: same bytes here
                 out.extend([sign(m) for m in chunk])
         return out

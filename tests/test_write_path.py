@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import re
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from ledger import Ledger, SigningKey, signer
 from ledger import events as E
 from ledger import store as store_module
 from ledger.canonical import _Bad, _check, _scan, canonicalize
-from ledger.errors import InputError, RuleViolation
+from ledger.errors import InputError, NotFoundError, RuleViolation
 from ledger.store import STATE_COLUMNS
 
 # Valid and invalid JSON-ish values: big integers, NaN, non-string keys, lone surrogates,
@@ -220,6 +222,67 @@ def test_a_helper_that_dies_leaves_the_batch_to_this_process(tmp_path: Path, mon
     ref.append_many(_drafts(23, 12), keys["imp"])
     cols = ["canonical", "sig"]
     assert led.events(columns=cols).to_pylist() == ref.events(columns=cols).to_pylist()
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signing helper for batches of 8 events or more, 5 messages a chunk."""
+    monkeypatch.setattr(signer, "PARALLEL_MIN", 8)
+    monkeypatch.setattr(signer, "CHUNK", 5)
+    monkeypatch.setattr(signer, "_broken", False)
+    monkeypatch.setenv("LEDGER_SIGN_WORKERS", "1")
+
+
+def test_a_refused_batch_leaves_the_helper_owing_nothing(tmp_path: Path, small_chunks) -> None:
+    """Its chunks in flight are answered after the refusal; the next batch must not take
+    those answers for its own (it did: every event of it got a wrong signature)."""
+    led, keys = _team(tmp_path / "a")
+    led.append_many(_drafts(12), keys["imp"])  # the helper is up and answering
+    bad = [*_drafts(30, 12), E.Draft(E.DEPLOY, {"env": "prod"}, "m0", 99, 3_000_100)]
+    with pytest.raises(NotFoundError, match="m0:99"):
+        led.append_many(bad, keys["imp"])
+    helper = signer._helper
+    assert helper is not None and not helper.answers.poll(0.3)  # nothing left in the pipe
+    led.append_many(_drafts(23, 200), keys["imp"])  # (other events than the refused ones)
+    report = led.verify()
+    assert report.ok, report.summary()
+
+
+def test_threads_appending_to_two_ledgers_never_mix_signatures(
+    tmp_path: Path, small_chunks
+) -> None:
+    """The helper answers in request order: two batches at once must not share it."""
+    reports = {}
+
+    def write(name: str) -> None:
+        led, keys = _team(tmp_path / name)
+        for i in range(0, 200, 40):
+            led.append_many(_drafts(40, i), keys["imp"])
+        reports[name] = led.verify()
+
+    threads = [threading.Thread(target=write, args=(name,)) for name in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {n: r.summary().split(",")[0] for n, r in reports.items()} == {
+        "a": "OK: 202 events",
+        "b": "OK: 202 events",
+    }
+
+
+def test_an_answer_out_of_step_is_never_taken(tmp_path: Path, small_chunks) -> None:
+    """Every answer carries its request's id: a stray one makes the batch sign here and
+    the helper be dropped, never a wrong signature."""
+    led, keys = _team(tmp_path / "a")
+    led.append_many(_drafts(12), keys["imp"])  # starts the helper
+    helper = signer._helper
+    assert helper is not None
+    helper.requests.send_bytes(pickle.dumps((0, bytes(32), [b"stray"] * 5)))
+    led.append_many(_drafts(23, 12), keys["imp"])
+    assert signer._helper is None and not helper.proc.is_alive()
+    report = led.verify()
+    assert report.ok, report.summary()
 
 
 def test_a_one_off_writer_replays_exactly_the_touched_models(tmp_path: Path) -> None:
