@@ -16,7 +16,8 @@ from collections.abc import Iterator
 
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
-    """Disable the cyclic collector inside the block; restore its previous setting after."""
+    """Disable the cyclic collector inside the block (or, as ``@collector_paused()``,
+    the decorated function); restore its previous setting after."""
     enabled = gc.isenabled()
     gc.disable()
     try:

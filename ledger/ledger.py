@@ -229,7 +229,7 @@ class Ledger:
             if 0 < cn < n:  # another writer appended meanwhile: replay just its events
                 table = self._rows_since(cn - 1, [*STATE_COLUMNS, "hash"])
                 if table.num_rows == n - cn + 1 and table["hash"][0].as_py() == chead:
-                    self._replay(table.slice(1), state)
+                    replay(table.slice(1), self.origin, state)
                     if table["hash"][table.num_rows - 1].as_py() == head:
                         return state, True
         if self._appends == 1:
@@ -368,7 +368,7 @@ class Ledger:
         models' events (plus every key event), which is all a write needs."""
         if models is not None and at_seq is None:
             table = self.store.read_where(STATE_COLUMNS, E.KEY_ACTIONS | E.POLICY_ACTIONS, models)
-            return self._replay(table, State())
+            return replay(table, self.origin, State())
         table = self.store.read(STATE_COLUMNS)
         if models is not None or at_seq is not None:
             import pyarrow.compute as pc
@@ -382,10 +382,7 @@ class Ledger:
                 upto = pc.less_equal(table["seq"], at_seq)
                 mask = upto if mask is None else pc.and_(mask, upto)
             table = table.filter(mask)
-        return self._replay(table, State())
-
-    def _replay(self, table: pa.Table, state: State) -> State:
-        return replay(table, self.origin, state)
+        return replay(table, self.origin, State())
 
     # --- verification and maintenance -------------------------------------------------------
     def verify(

@@ -67,30 +67,6 @@ def _init(origin: str, keys: dict[str, bytes]) -> None:
     _ORIGIN, _KEYS = origin, keys
 
 
-def _verifier() -> Callable[[bytes, bytes, bytes], bool]:
-    """The fastest Ed25519 verify available: libsodium's crypto_sign_open through cffi,
-    with one reusable output buffer (measured here: ~17k verifies/s per core, against
-    ~10k/s for OpenSSL through ``cryptography``). ``crypto_sign_verify_detached`` would
-    skip the signature + message concatenation, but PyNaCl's compiled module does not
-    export it and calling it through cffi's ABI mode costs as much as the copy saves
-    (measured: within 1%)."""
-    from nacl._sodium import ffi, lib
-
-    size = [1 << 17]
-    buf = [ffi.new("unsigned char[]", size[0])]
-    outlen = ffi.new("unsigned long long *")
-    open_ = lib.crypto_sign_open
-
-    def verify(public_key: bytes, message: bytes, sig: bytes) -> bool:
-        sm = sig + message
-        if len(sm) > size[0]:
-            size[0] = len(sm)
-            buf[0] = ffi.new("unsigned char[]", size[0])
-        return open_(buf[0], outlen, sm, len(sm), public_key) == 0
-
-    return verify
-
-
 Task = tuple[str, int | None, int, int, int]  # path, row group, first seq, rows, rows to skip
 
 #: A typed string the template below may splice into the signed bytes: no quote,
@@ -219,7 +195,14 @@ def _check_rows(
     kids: list[str],
 ) -> Clean:
     """The per-row checks of rows whose bytes :func:`_template_rows` matched: stored
-    hash = SHA-256 of the bytes, signature under the key id's key; then leaf hashes."""
+    hash = SHA-256 of the bytes, signature under the key id's key; then leaf hashes.
+
+    The signature check is libsodium's ``crypto_sign_open`` through PyNaCl's cffi module
+    with one reusable output buffer: the fastest Ed25519 verify available here (~17k/s
+    per core, against ~10k/s for OpenSSL through ``cryptography``).
+    ``crypto_sign_verify_detached`` would skip the signature + message concatenation,
+    but PyNaCl's compiled module does not export it, and calling it through cffi's ABI
+    mode costs as much as the copy saves (measured: within 1%)."""
     from nacl._sodium import ffi, lib
 
     sha256 = hashlib.sha256
@@ -427,6 +410,7 @@ def default_jobs() -> int:
         return os.cpu_count() or 1
 
 
+@collector_paused()  # the State replay makes millions of acyclic objects
 def verify_segments(
     led: Ledger,
     v: Verifier,
@@ -627,21 +611,9 @@ def verify_since(
     jobs: int | None = None,
 ) -> VerifyReport:
     """Check the events after trusted checkpoint ``cp`` and that the tree extends it."""
-    v = Verifier(led.origin, led.identity["genesis_hash"], since=cp.size)
-    v.report.checkpoint = {"size": cp.size, "root": cp.root_hex, "signer": cp.signer}
-    with collector_paused():  # the replay makes millions of acyclic objects
-        _verify_since(led, v, cp, progress, jobs)
-    return v.finish()
-
-
-def _verify_since(
-    led: Ledger,
-    v: Verifier,
-    cp: C.SignedCheckpoint,
-    progress: Callable[[int, int], None] | None,
-    jobs: int | None,
-) -> None:
     m = cp.size
+    v = Verifier(led.origin, led.identity["genesis_hash"], since=m)
+    v.report.checkpoint = {"size": cp.size, "root": cp.root_hex, "signer": cp.signer}
     where = cp.path.name if cp.path else "trusted checkpoint"
     try:
         n = led.store.tail()[0] if led.store.layout().live else 0
@@ -666,6 +638,7 @@ def _verify_since(
         v.report.root = root.hex()
     except Failed as f:
         v.report.problems.append(f.problem)
+    return v.finish()
 
 
 def _value_at(store: Store, seq: int, column: str) -> Any:
@@ -689,18 +662,6 @@ def verify_full(
     """Check every segment, event, hash, signature, key, rule, the tree and the stored
     checkpoints (and ``trusted``); stop at the first problem."""
     v = Verifier(led.origin, led.identity["genesis_hash"])
-    with collector_paused():  # the replay makes millions of acyclic objects
-        _verify_full(led, v, progress, jobs, trusted)
-    return v.finish()
-
-
-def _verify_full(
-    led: Ledger,
-    v: Verifier,
-    progress: Callable[[int, int], None] | None,
-    jobs: int | None,
-    trusted: C.SignedCheckpoint | None,
-) -> None:
     try:
         verify_segments(led, v, progress, jobs)
         check_tree(led, v)
@@ -720,6 +681,7 @@ def _verify_full(
             )
     except Failed as f:
         v.report.problems.append(f.problem)
+    return v.finish()
 
 
 __all__ = ["Problem", "check_run", "default_jobs", "verify_full", "verify_since"]
@@ -734,10 +696,10 @@ def partial_state(
     """The State after replaying, from the typed columns, the events before ``upto``
     that are key or policy events or concern one of ``models``.
 
-    Only the ``action`` and ``model`` columns of each row group are read to find them
-    (see :meth:`Store.read_where`), so the key registry of a million-event ledger loads
-    in a fraction of a second. The typed columns are trusted here, as by
-    ``Ledger.state``: callers replay only history that a verification already covered."""
+    The rows are selected column-wise (see :meth:`Store.read_where`) and only those are
+    turned into events, so the key registry of a million-event ledger loads in a
+    fraction of a second. The typed columns are trusted here, as by ``Ledger.state``:
+    callers replay only history that a verification already covered."""
     from .state import State
 
     actions = E.KEY_ACTIONS | E.POLICY_ACTIONS

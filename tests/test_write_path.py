@@ -334,28 +334,42 @@ def test_read_where_selects_exactly_the_wanted_rows(
         assert got.to_pylist() == want, (actions, models, before)
 
 
+#: An importer's work, run by the scripts below: big batches (the signing helper signs
+#: them), then a verify on worker processes (as if the ledger were big).
+_IMPORTER = """\
+import ledger.scan
+from ledger import Ledger, SigningKey
+from ledger import events as E
+
+def work(path, batches):
+    admin, imp = SigningKey(bytes([1]) * 32), SigningKey(bytes([2]) * 32)
+    led = Ledger.init(path, admin, 'admin')
+    led.add_key(imp.public_key, 'imp', 'registrar', key=admin)
+    p = {'datasets': [], 'metrics': {}, 'params': {}, 'parents': [], 'tags': {}}
+    for _ in range(batches):
+        led.append_many([E.Draft(E.REGISTER, p, f'm{i}') for i in range(2100)], imp)
+    ledger.scan.PARALLEL_MIN_ROWS = 0
+    print(led.verify(jobs=2).summary(), flush=True)
+"""
+
+
+def _run_script(path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    """Run ``text`` as the script ``path``, with the signing helper even on one core."""
+    path.write_text(text, encoding="utf-8")
+    env = {**os.environ, "LEDGER_SIGN_WORKERS": "1"}
+    return subprocess.run(
+        [sys.executable, str(path)], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
 def test_helper_processes_do_not_run_an_unguarded_script_again(tmp_path: Path) -> None:
     """multiprocessing's spawn and forkserver children import the parent's __main__ again;
     an importer script without a ``__name__`` guard would append its batches twice."""
-    script = tmp_path / "importer.py"
-    script.write_text(
-        "import ledger.scan\n"
-        "from ledger import Ledger, SigningKey\n"
-        "from ledger import events as E\n"
-        "print('top-level code ran', flush=True)\n"
-        "admin, imp = SigningKey(bytes([1]) * 32), SigningKey(bytes([2]) * 32)\n"
-        f"led = Ledger.init({str(tmp_path / 'l')!r}, admin, 'admin')\n"
-        "led.add_key(imp.public_key, 'imp', 'registrar', key=admin)\n"
-        "payload = {'datasets': [], 'metrics': {}, 'params': {}, 'parents': [], 'tags': {}}\n"
-        "for _ in range(3):  # batches big enough for the signing helper, three segments\n"
-        "    led.append_many([E.Draft(E.REGISTER, payload, f'm{i}') for i in range(2100)], imp)\n"
-        "ledger.scan.PARALLEL_MIN_ROWS = 0  # verify on worker processes too\n"
-        "print(led.verify(jobs=2).summary(), flush=True)\n",
-        encoding="utf-8",
-    )
-    env = {**os.environ, "LEDGER_SIGN_WORKERS": "1"}
-    out = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120
+    out = _run_script(
+        tmp_path / "importer.py",
+        _IMPORTER
+        + "print('top-level code ran', flush=True)\n"
+        + f"work({str(tmp_path / 'l')!r}, 3)\n",
     )
     assert out.returncode == 0, out.stderr
     head = Ledger.open(tmp_path / "l").store.tail()[1].hex()
@@ -365,32 +379,16 @@ def test_helper_processes_do_not_run_an_unguarded_script_again(tmp_path: Path) -
 def test_a_daemonic_process_appends_and_verifies_without_helpers(tmp_path: Path) -> None:
     """A multiprocessing.Pool worker is daemonic and may not start processes: the batch
     is signed and verified in it instead of failing."""
-    script = tmp_path / "daemon.py"
-    script.write_text(
-        "import multiprocessing as mp\n"
-        "def work(path):\n"
-        "    import ledger.scan\n"
-        "    from ledger import Ledger, SigningKey\n"
-        "    from ledger import events as E\n"
-        "    admin, imp = SigningKey(bytes([1]) * 32), SigningKey(bytes([2]) * 32)\n"
-        "    led = Ledger.init(path, admin, 'admin')\n"
-        "    led.add_key(imp.public_key, 'imp', 'registrar', key=admin)\n"
-        "    p = {'datasets': [], 'metrics': {}, 'params': {}, 'parents': [], 'tags': {}}\n"
-        "    for _ in range(2):\n"
-        "        led.append_many([E.Draft(E.REGISTER, p, f'm{i}') for i in range(2100)], imp)\n"
-        "    ledger.scan.PARALLEL_MIN_ROWS = 0\n"
-        "    print(led.verify(jobs=2).summary(), flush=True)\n"
-        "if __name__ == '__main__':\n"
-        f"    args = ({str(tmp_path / 'l')!r},)\n"
-        "    pr = mp.get_context('spawn').Process(target=work, args=args, daemon=True)\n"
-        "    pr.start()\n"
-        "    pr.join()\n"
-        "    print('exit', pr.exitcode)\n",
-        encoding="utf-8",
-    )
-    env = {**os.environ, "LEDGER_SIGN_WORKERS": "1"}
-    out = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120
+    out = _run_script(
+        tmp_path / "daemon.py",
+        _IMPORTER
+        + "import multiprocessing as mp\n"
+        + "if __name__ == '__main__':\n"
+        + f"    args = ({str(tmp_path / 'l')!r}, 2)\n"
+        + "    pr = mp.get_context('spawn').Process(target=work, args=args, daemon=True)\n"
+        + "    pr.start()\n"
+        + "    pr.join()\n"
+        + "    print('exit', pr.exitcode)\n",
     )
     head = Ledger.open(tmp_path / "l").store.tail()[1].hex()
     assert out.stdout == f"OK: 4202 events, head {head}\nexit 0\n", out.stderr
