@@ -176,7 +176,7 @@ class _Builder:
                 prev["live"] = False
                 prev["until_seq"], prev["until_ts"], prev["until_hash"] = seq, ts, hash_
             if action == E.DEPLOY:
-                eid = "env:" + env
+                eid = env_id(env)
                 if eid not in self.node:
                     self.add_node(
                         eid, {"kind": ENV, "label": env, "seq": seq, "ts": ts, "hash": hash_}
@@ -231,7 +231,7 @@ class _Builder:
         if isinstance(p.get("description"), str):
             attrs["description"] = p["description"]
         self.add_node(vid, attrs)
-        aid = "actor:" + actor
+        aid = actor_id(actor)
         if aid not in self.node:
             self.add_node(aid, {"kind": ACTOR, "label": actor, **ev})
         self.add_edge(vid, aid, seq, {"kind": REGISTERED_BY, "seq": seq, "ts": ts, "hash": hash_})
@@ -453,17 +453,22 @@ def _ts_texts(ts: Any) -> Any:
 
 def _version_ids(reg: Any) -> Any:
     """``model:NAME:VERSION`` of each register row; irregular if one is missing or twice."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     if reg["model"].null_count or reg["version"].null_count:
         raise _Irregular("register without model or version")
-    vid = pc.binary_join_element_wise(
-        "model:", reg["model"], ":", pc.cast(reg["version"], pa.string()), ""
-    ).combine_chunks()
+    vid = _model_ids(reg["model"], reg["version"]).combine_chunks()
     if pc.count_distinct(vid).as_py() != len(vid):
         raise _Irregular("a version registered twice")
     return vid
+
+
+def _model_ids(model: Any, version: Any) -> Any:
+    """:func:`model_id`, column-wise."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.binary_join_element_wise("model:", model, ":", pc.cast(version, pa.string()), "")
 
 
 def _valid_actions(act: Any, rows: Any, envs: Any, vids: Any, reg_rows: Any) -> tuple[Any, ...]:
@@ -474,9 +479,7 @@ def _valid_actions(act: Any, rows: Any, envs: Any, vids: Any, reg_rows: Any) -> 
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    vid = pc.binary_join_element_wise(
-        "model:", act["model"], ":", pc.cast(act["version"], pa.string()), ""
-    )
+    vid = _model_ids(act["model"], act["version"])
     k = pc.index_in(vid, value_set=vids.result())
     ok = _array(pc.fill_null(pc.less(pc.take(reg_rows, k), rows), False))
     act = act.filter(ok).combine_chunks()
@@ -492,16 +495,13 @@ def _parent_columns(lists: Any, vids: Any, reg_rows: Any) -> tuple[Any, ...]:
     """The parents of the register payloads that build links (registered before the
     child, or the child itself: a loop), flattened: (rows, child index, parent index,
     relation)."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     flat = lists.flatten()
     if flat.null_count or any(flat.field(i).null_count for i in range(3)):
         raise _Irregular("a parent without model, version or relation")
     k = pc.list_parent_indices(lists)
-    pid = pc.binary_join_element_wise(
-        "model:", flat.field("model"), ":", pc.cast(flat.field("version"), pa.string()), ""
-    )
+    pid = _model_ids(flat.field("model"), flat.field("version"))
     pk = pc.index_in(pid, value_set=vids)
     rows = pc.take(reg_rows, k)
     ok = pc.fill_null(pc.less_equal(pc.take(reg_rows, pk), rows), False)
@@ -518,7 +518,7 @@ def _dataset_columns(lists: Any) -> tuple[Any, ...]:
         raise _Irregular("a dataset without a URI")
     k = pc.list_parent_indices(lists)
     uri, digest, name = flat.field("uri"), flat.field("digest"), flat.field("name")
-    did = pc.if_else(
+    did = pc.if_else(  # dataset_id(), column-wise
         pc.fill_null(pc.not_equal(digest, ""), False),  # build tests `if digest:`
         pc.binary_join_element_wise("dataset:", uri, "@", digest, ""),
         pc.binary_join_element_wise("dataset:", uri, ""),
@@ -534,7 +534,7 @@ def _code_columns(code: Any) -> tuple[Any, ...]:
     repo, commit = pc.struct_field(code, [0]), pc.struct_field(code, [1])
     ok = pc.fill_null(pc.and_(pc.not_equal(repo, ""), pc.not_equal(commit, "")), False)
     repo, commit = pc.filter(repo, ok), pc.filter(commit, ok)
-    cid = pc.binary_join_element_wise("commit:", repo, "@", commit, "")
+    cid = pc.binary_join_element_wise("commit:", repo, "@", commit, "")  # commit_id()
     return pc.indices_nonzero(ok), repo, commit, cid, pc.dictionary_encode(cid)
 
 
@@ -875,7 +875,7 @@ class _Columns:
         ]
         self.node_parts[ENV] = (
             pc.take(rows_arr, pc.take(pos, _ints(first))),
-            ["env:" + x["label"] for x in nodes],
+            [env_id(x["label"]) for x in nodes],
             nodes,
         )
 
@@ -974,7 +974,7 @@ class _Columns:
                 d["roles"] = self.roles[name]
             nodes.append(d)
         rows = _ints([self.actor_first[n] for n in names])
-        self.node_parts[ACTOR] = (rows, ["actor:" + n for n in names], nodes)
+        self.node_parts[ACTOR] = (rows, [actor_id(n) for n in names], nodes)
 
     def _fill(self, g: nx.MultiDiGraph) -> None:
         """Nodes, then edges, in build's order: a stable sort on the row, the kinds having
