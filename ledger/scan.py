@@ -34,7 +34,7 @@ from .errors import CorruptLedgerError, LedgerError
 from .gcpause import collector_paused
 from .keys import PAYLOAD_TYPE
 from .procs import can_start_processes, main_module_hidden
-from .store import COLUMNS, SCHEMA, STATE_COLUMNS, Segment, Store, replay
+from .store import COLUMNS, SCHEMA, STATE_COLUMNS, Segment, Store, micros, pylist, replay
 from .tree import LeafTree, Tree, read_cache
 from .verify import FAST_COLUMNS, Clean, Failed, Problem, Verifier, VerifyReport
 
@@ -303,7 +303,7 @@ def _columns(
     """A segment's columns as Python lists (``ts`` in µs), failing ``unreadable``; with
     ``env``, also the ``env`` list of :data:`~ledger.verify.FAST_COLUMNS`."""
     try:
-        table = store.read_segment(seg, names)
+        table = store.read_segment(seg, names, dictionary=env)
     except (CorruptLedgerError, FileNotFoundError) as exc:
         v.fail("unreadable", f"segment is unreadable: {_why(seg, exc)}", seg.first, seg.name)
     for name in names:
@@ -311,6 +311,8 @@ def _columns(
         if name not in table.column_names:
             v.fail("unreadable", f"segment lacks the column {name!r}", seg.first, seg.name)
         got = table.schema.field(name).type
+        if pa.types.is_dictionary(got):
+            got = got.value_type
         if got != want and not (name == "ts" and pa.types.is_timestamp(got)):
             v.fail(
                 "unreadable",
@@ -325,7 +327,7 @@ def _columns(
                 c = table.column(name)
                 if pa.types.is_fixed_size_binary(c.type):  # ~15x faster to convert
                     c = c.cast(pa.binary())
-                out[name] = c.to_pylist()
+                out[name] = pylist(c)
         if env:
             import pyarrow.compute as pc
 
@@ -333,9 +335,7 @@ def _columns(
             found = pc.extract_regex(table.column("payload"), _ENV_ONLY)
             out["env"] = pc.struct_field(found, [0]).to_pylist()
         if "ts" in names:
-            out["ts"] = (
-                table.column("ts").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
-            )
+            out["ts"] = micros(table.column("ts"))
     except (ValueError, pa.ArrowException) as exc:  # e.g. a string column that is not UTF-8
         v.fail("unreadable", f"segment is unreadable: {_why(seg, exc)}", seg.first, seg.name)
     return out

@@ -279,6 +279,67 @@ class State:
         self.apply(ev)
         return rec
 
+    def step_plain(
+        self,
+        seq: int,
+        ts: int,
+        action: str,
+        actor: str,
+        key_id: str,
+        public_key: bytes | None,
+        model: str,
+        version: int,
+        env: str,
+    ) -> bool:
+        """:meth:`step` for verify's commonest event, unpacked: an approve, deploy or
+        undeploy whose payload is exactly ``{"env": env}``, signed with ``public_key``.
+
+        Applies it and returns True when every rule plainly holds; returns False, the
+        state untouched, when anything would need the full rules (which then name the
+        problem). It accepts only what :meth:`step` accepts and changes the state exactly
+        as :meth:`step` would (tests replay ledgers both ways), at about a third of the
+        cost: no event object, no method calls, no error paths.
+        """
+        rec = self.keys.get(key_id)
+        v = self.versions.get((model, version))
+        if (
+            rec is None
+            or v is None
+            or rec.revoked_seq is not None
+            or rec.actor != actor
+            or rec.public_key != public_key
+            or E.ACTION_ROLE.get(action) not in rec.roles
+            or seq != self.next_seq
+            or seq == 0
+            or ts < self.last_ts
+            or model not in self._names_ok
+            or env not in self._envs_ok
+        ):
+            return False
+        if action == E.APPROVE:
+            if v.rejected_seq is not None or v.deprecated_seq is not None:
+                return False
+            v.approvals.setdefault(env, []).append(Approval(actor, seq, ts))
+        elif action == E.DEPLOY:
+            if v.rejected_seq is not None or v.deprecated_seq is not None or env in v.live:
+                return False
+            prev = self.live.get((v.model, env))
+            if prev is not None:
+                self.versions[(v.model, prev)].live.pop(env, None)
+            v.live[env] = seq
+            v.deployed_to.setdefault(env, seq)
+            self.live[(v.model, env)] = v.version
+        elif action == E.UNDEPLOY:
+            if env not in v.live:
+                return False
+            del v.live[env]
+            del self.live[(v.model, env)]
+        else:
+            return False
+        self.next_seq = seq + 1
+        self.last_ts = ts
+        return True
+
     def apply(self, ev: E.Event) -> None:
         """Update the state with an event already checked."""
         a, p = ev.action, ev.payload

@@ -321,11 +321,20 @@ class Store:
         return layout.live
 
     # --- reading ----------------------------------------------------------------------
-    def read_segment(self, seg: Segment, columns: Sequence[str] | None = None) -> pa.Table:
+    def read_segment(
+        self, seg: Segment, columns: Sequence[str] | None = None, dictionary: bool = False
+    ) -> pa.Table:
+        """One segment's columns; with ``dictionary``, the name columns (action, model,
+        actor, key_id: a few thousand distinct values) dictionary-encoded, for
+        :func:`pylist`."""
         try:
             # (ParquetFile, not read_table: that goes through pyarrow.dataset, whose
             # import alone costs a short command a tenth of a second)
             pf = pq.ParquetFile(seg.path)
+            if dictionary:  # (only columns the file has: read_dictionary raises KeyError)
+                have = set(pf.schema_arrow.names)
+                names = [c for c in (columns or COLUMNS) if c in _NAMES and c in have]
+                pf = pq.ParquetFile(seg.path, metadata=pf.metadata, read_dictionary=names)
             table = pf.read(columns=list(columns) if columns else None)
         except FileNotFoundError:
             raise

@@ -228,6 +228,7 @@ class Verifier:
         kids, payloads, hashes = cols["key_id"], cols["payload"], cols["hash"]
         envs = cols.get("env") or [None] * len(seqs)
         authorize, check, apply = state.authorize, state.check, state.apply
+        plain = state.step_plain
         known, Event, keys_get = E.ACTION_ROLE, _Ev, keys.get
         # The C scanner behind json.loads, without its whitespace regexes: the payload
         # column is canonical JSON (the worker matched it against the signed bytes).
@@ -248,6 +249,10 @@ class Verifier:
                 versions[offset:end], strict=True,
             ):  # fmt: skip
                 if env is not None:  # the payload is exactly {"env": env}
+                    if plain(seq, ts, action, actor, kid, keys_get(kid), model, version, env):
+                        seq += 1
+                        done += 1
+                        continue
                     payload = {"env": env}
                 else:
                     payload, stop = scan(text, 0)

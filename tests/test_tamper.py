@@ -226,6 +226,18 @@ def unreadable_segment(t):
     seg_path(t.ledger, 0, 10).write_bytes(b"PAR1 not really parquet")
 
 
+def retyped_column(t):
+    table = pq.read_table(seg_path(t.ledger, 0, 10))
+    i = table.schema.get_field_index("model")
+    table = table.set_column(i, "model", table["model"].cast(pa.binary()))
+    pq.write_table(table, seg_path(t.ledger, 0, 10))
+
+
+def dropped_column(t):
+    table = pq.read_table(seg_path(t.ledger, 0, 10))
+    pq.write_table(table.drop_columns(["model"]), seg_path(t.ledger, 0, 10))
+
+
 def events_removed_from_segment(t):
     def fn(c):
         for v in c.values():
@@ -296,6 +308,8 @@ CASES = [
     (unreadable_segment, 0, ALL, "unreadable",
      "segment is unreadable: Parquet magic bytes not found in footer. Either the file is"
      " corrupted or this is not a parquet file."),
+    (retyped_column, 0, ALL, "unreadable", "column 'model' has type binary, expected string"),
+    (dropped_column, 0, ALL, "unreadable", "segment lacks the column 'model'"),
     (events_removed_from_segment, 10, ALL, "segment_range",
      "segment holds events 0..9 but its name says 0..10 (events removed from the segment)"),
     (stored_checkpoint_altered, None, "checkpoints/{cp}", "checkpoint_invalid",
@@ -427,6 +441,25 @@ def test_the_fast_path_vouches_for_every_row_of_a_clean_ledger(victim, monkeypat
 
     monkeypatch.setattr(Verifier, "feed", refuse)
     assert victim.ledger.verify(jobs=1).ok
+
+
+def test_verify_replays_plain_env_events_through_step_plain(victim, monkeypatch):
+    """Env-only approves, deploys and undeploys after a name's first use take the
+    unpacked rule check (tests/test_state_plain.py holds it to ``State.step``)."""
+    from ledger.state import State
+
+    taken = []
+    plain = State.step_plain
+
+    def counted(self, *args):
+        took = plain(self, *args)
+        taken.append((args[2], took))
+        return took
+
+    monkeypatch.setattr(State, "step_plain", counted)
+    assert victim.ledger.verify(jobs=1).ok
+    # (this history's approves are each the first use of their environment's name)
+    assert [a for a, took in taken if took] == ["deploy", "deploy"]
 
 
 def _forge_raw(led: Ledger, key: SigningKey, ev: E.Event, canon: bytes, **typed) -> None:
