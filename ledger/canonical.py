@@ -167,8 +167,13 @@ def _check(value: Any, depth: int, where: str) -> bool:
 
 
 def _cut(text: str, limit: int = 80) -> str:
-    """A JSON path or key for an error message, cut short: keys may be megabytes long."""
-    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+    """A JSON path or key for a one-line error message: cut short (keys may be megabytes
+    long), and any unprintable character (a newline in a key, say) shown escaped."""
+    if len(text) > limit:
+        text = f"{text[: limit - 1]}…"
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _check_str(s: str, where: str) -> None:

@@ -87,6 +87,29 @@ def test_rejects_values_json_cannot_carry(value, message):
         canonicalize(value)
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"\n": 2**53}, "integer at $.\\n is outside the exact JSON range ±(2**53-1)"),
+        ({"a\tb": [math.nan]}, "number at $.a\\tb[0] is nan; JSON has no NaN or infinity"),
+        (
+            {"x": {"\u2028\x00": b""}},
+            "value at $.x.\\u2028\\x00 has type bytes, which JSON cannot represent",
+        ),
+        (
+            {"k" * 100: 2**60},
+            "integer at $." + "k" * 77 + "… is outside the exact JSON range ±(2**53-1)",
+        ),
+    ],
+    ids=["newline", "tab", "line separator and NUL", "long key"],
+)
+def test_error_paths_stay_on_one_line(value, message):
+    """Keys are user text: the path that names one in an error is escaped and cut."""
+    with pytest.raises(InputError) as exc:
+        canonicalize(value)
+    assert str(exc.value) == message
+
+
 def test_nesting_limit():
     deep: object = 0
     for _ in range(MAX_DEPTH):
