@@ -297,14 +297,50 @@ def _why(seg: Segment, exc: BaseException) -> str:
 _ENV_ONLY = r'^\{"env":"(?P<env>[a-z][a-z0-9_-]{0,31})"\}$'
 
 
+class _Vanished(Exception):
+    """A segment listed when the check began is gone: a compaction merged it since (or
+    somebody deleted it). The check starts over from a fresh listing."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+#: How many times a verify starts over when segments vanish under it (a compaction
+#: running meanwhile); after that the verdict is ``unreadable``, naming the file.
+ATTEMPTS = 3
+
+
+def _retrying(check: Callable[[bool], VerifyReport]) -> VerifyReport:
+    """``check(last)``, started over while segments vanish under it (:class:`_Vanished`);
+    on the ``last`` attempt a vanished segment is reported as ``unreadable``."""
+    for _ in range(ATTEMPTS - 1):
+        try:
+            return check(False)
+        except _Vanished:
+            continue
+    return check(True)
+
+
+def _read_listed(
+    store: Store, seg: Segment, names: Sequence[str], dictionary: bool = False
+) -> pa.Table:
+    """``store.read_segment`` of a segment listed earlier; gone, it raises :class:`_Vanished`."""
+    try:
+        return store.read_segment(seg, names, dictionary=dictionary)
+    except FileNotFoundError as exc:
+        why = f"segment is unreadable: {_why(seg, exc)}"
+        raise _Vanished(Problem("unreadable", why, seg.first, seg.name)) from None
+
+
 def _columns(
     v: Verifier, store: Store, seg: Segment, names: Sequence[str] = COLUMNS, env: bool = False
 ) -> dict[str, list[Any]]:
     """A segment's columns as Python lists (``ts`` in µs), failing ``unreadable``; with
     ``env``, also the ``env`` list of :data:`~ledger.verify.FAST_COLUMNS`."""
     try:
-        table = store.read_segment(seg, names, dictionary=env)
-    except (CorruptLedgerError, FileNotFoundError) as exc:
+        table = _read_listed(store, seg, names, dictionary=env)
+    except CorruptLedgerError as exc:
         v.fail("unreadable", f"segment is unreadable: {_why(seg, exc)}", seg.first, seg.name)
     for name in names:
         want = SCHEMA.field(name).type
@@ -499,7 +535,10 @@ def verify_segments(
     for leftover, live in layout.superseded:
         if leftover.last < since:
             continue
-        cols = _columns(v, store, leftover, ["seq", "hash"])
+        try:
+            cols = _columns(v, store, leftover, ["seq", "hash"])
+        except _Vanished:  # the compaction that superseded it has removed it since
+            continue
         if cols["seq"] != list(range(leftover.first, leftover.last + 1)):
             v.fail(
                 "segment_range",
@@ -611,6 +650,16 @@ def verify_since(
     jobs: int | None = None,
 ) -> VerifyReport:
     """Check the events after trusted checkpoint ``cp`` and that the tree extends it."""
+    return _retrying(lambda last: _verify_since(led, cp, progress, jobs, last))
+
+
+def _verify_since(
+    led: Ledger,
+    cp: C.SignedCheckpoint,
+    progress: Callable[[int, int], None] | None,
+    jobs: int | None,
+    last: bool,
+) -> VerifyReport:
     m = cp.size
     v = Verifier(led.origin, led.identity["genesis_hash"], since=m)
     v.report.checkpoint = {"size": cp.size, "root": cp.root_hex, "signer": cp.signer}
@@ -638,6 +687,10 @@ def verify_since(
         v.report.root = root.hex()
     except Failed as f:
         v.report.problems.append(f.problem)
+    except _Vanished as gone:
+        if not last:
+            raise
+        v.report.problems.append(gone.problem)
     return v.finish()
 
 
@@ -660,7 +713,18 @@ def verify_full(
     trusted: C.SignedCheckpoint | None = None,
 ) -> VerifyReport:
     """Check every segment, event, hash, signature, key, rule, the tree and the stored
-    checkpoints (and ``trusted``); stop at the first problem."""
+    checkpoints (and ``trusted``); stop at the first problem. A compaction running
+    meanwhile makes it start over (up to :data:`ATTEMPTS` times in all)."""
+    return _retrying(lambda last: _verify_full(led, progress, jobs, trusted, last))
+
+
+def _verify_full(
+    led: Ledger,
+    progress: Callable[[int, int], None] | None,
+    jobs: int | None,
+    trusted: C.SignedCheckpoint | None,
+    last: bool,
+) -> VerifyReport:
     v = Verifier(led.origin, led.identity["genesis_hash"])
     try:
         verify_segments(led, v, progress, jobs)
@@ -681,6 +745,10 @@ def verify_full(
             )
     except Failed as f:
         v.report.problems.append(f.problem)
+    except _Vanished as gone:
+        if not last:
+            raise
+        v.report.problems.append(gone.problem)
     return v.finish()
 
 
@@ -716,7 +784,7 @@ def models_after(led: Ledger, since: int) -> set[str]:
     for seg in led.store.segments():
         if seg.last < since:
             continue
-        t = led.store.read_segment(seg, ["seq", "model", "payload", "action"])
+        t = _read_listed(led.store, seg, ["seq", "model", "payload", "action"])
         start = max(0, since - seg.first)
         for m, p, a in zip(
             t["model"].to_pylist()[start:],

@@ -517,3 +517,115 @@ def test_block_roots_from_the_workers_subtree_roots():
     }
     del roots[(q, 2 * q)]  # a hole: that block is left to be hashed from its leaves
     assert scan._block_roots(roots, len(leaves)) == {1: merkle.root(leaves[b : 2 * b])}
+
+
+# --- verify while a compaction swaps segments -----------------------------------------------
+
+
+def _on_first_read(monkeypatch, action) -> list[str]:
+    """Run ``action()`` just before verify reads its first segment; returns the names of
+    the segments verify went on to read."""
+    from ledger.store import Store
+
+    read = Store.read_segment
+    names: list[str] = []
+
+    def first_then_read(self, seg, *args, **kw):
+        if not names:
+            names.append("")
+            action()
+        names.append(seg.name)
+        return read(self, seg, *args, **kw)
+
+    monkeypatch.setattr(Store, "read_segment", first_then_read)
+    return names
+
+
+def test_verify_started_before_a_compaction_starts_over_and_passes(history, monkeypatch):
+    led = history.ledger
+    assert len(led.store.segments()) == 11
+    names = _on_first_read(monkeypatch, led.compact)
+    report = led.verify(jobs=1)
+    assert report.ok, report.summary()
+    assert report.events == 11
+    assert names[1] == segment_name(0, 0)  # listed before the compaction, gone when read
+    assert names[-1] == ALL  # the second attempt read the compacted segment
+
+
+def test_verify_since_started_before_a_compaction_starts_over_and_passes(
+    history, monkeypatch, tmp_path
+):
+    from ledger import checkpoint as C
+    from ledger import tree
+
+    led = history.ledger
+    key = SigningKey(b"k" * 32)
+    kept = tmp_path / "kept.checkpoint"
+    kept.write_text(C.sign(led.origin, 5, tree.Tree(led.store, use_cache=False).root(5), key))
+    names = _on_first_read(monkeypatch, led.compact)
+    report = led.verify(since=kept, trusted_keys=[key.public_key], jobs=1)
+    assert report.ok, report.summary()
+    assert (report.since, report.events) == (5, 11)
+    assert ALL in names  # the second attempt read the compacted segment
+
+
+def test_a_segment_deleted_mid_verify_is_missing_not_unreadable(history, monkeypatch):
+    led = history.ledger
+    _on_first_read(monkeypatch, seg_path(led, 7).unlink)
+    report = led.verify(jobs=1)
+    assert [(p.kind, p.seq) for p in report.problems] == [("segment_missing", 7)]
+
+
+def test_a_segment_that_keeps_vanishing_is_unreadable_after_three_attempts(history, monkeypatch):
+    from ledger.store import Store
+
+    led = history.ledger
+    read = Store.read_segment
+    attempts = []
+
+    def vanishing(self, seg, *args, **kw):
+        if seg.first == 3:
+            attempts.append(seg.name)
+            raise FileNotFoundError(2, "No such file or directory", str(seg.path))
+        return read(self, seg, *args, **kw)
+
+    monkeypatch.setattr(Store, "read_segment", vanishing)
+    report = led.verify(jobs=1)
+    assert len(attempts) == 3
+    (p,) = report.problems
+    assert (p.kind, p.seq, p.segment) == ("unreadable", 3, segment_name(3, 3))
+    assert p.message.startswith("segment is unreadable: ")
+    assert report.events == 3  # what the last attempt verified before it
+
+
+def test_a_leftover_removed_by_its_compaction_mid_verify_is_fine(history, monkeypatch):
+    """A crash between writing a compacted segment and deleting its parts leaves them
+    as leftovers; the next compaction's clean-up may remove them while verify runs."""
+    led = history.ledger
+    parts = history.path / "parts"
+    shutil.copytree(history.path / "events", parts)
+    led.compact()
+    for p in parts.iterdir():  # back as leftovers beside the compacted segment
+        shutil.copy(p, history.path / "events" / p.name)
+    assert len(led.store.layout().superseded) == 11
+
+    def remove_leftovers():
+        for p in parts.iterdir():
+            (history.path / "events" / p.name).unlink()
+
+    from ledger.store import Store
+
+    read = Store.read_segment
+    seen = []
+
+    def read_then_remove(self, seg, *args, **kw):
+        seen.append(seg.name)
+        if seg.name == ALL:  # the live segment is read: the leftovers go now
+            remove_leftovers()
+        return read(self, seg, *args, **kw)
+
+    monkeypatch.setattr(Store, "read_segment", read_then_remove)
+    report = led.verify(jobs=1)
+    assert report.ok, report.summary()
+    # one attempt: the live segment once, then each leftover found gone and skipped
+    assert seen[0] == ALL and seen.count(ALL) == 1 and len(seen) == 12
