@@ -132,8 +132,11 @@ def public_key_pem(public_key: bytes) -> bytes:
     return _pem("PUBLIC KEY", _SPKI_PREFIX + public_key)
 
 
-def write_key_files(path: Path, key: SigningKey, passphrase: str | None = None) -> Path:
+def write_key_files(
+    path: str | os.PathLike[str], key: SigningKey, passphrase: str | None = None
+) -> Path:
     """Write ``path`` (private, mode 0600, never overwritten) and ``path`` with .pub."""
+    path = Path(path)
     pub_path = path.with_suffix(".pub")
     ledger = _enclosing_ledger(path)
     if ledger is not None:

@@ -63,6 +63,14 @@ def test_pem_files_are_standard(tmp_path):
     assert public_key_pem(k.public_key) == pub.read_bytes()
 
 
+def test_key_files_written_from_a_str_path(tmp_path):
+    k = SigningKey.generate()
+    pub = write_key_files(str(tmp_path / "s.pem"), k)
+    assert pub == tmp_path / "s.pub"
+    assert load_signing_key(str(tmp_path / "s.pem")).public_key == k.public_key
+    assert stat.S_IMODE(os.stat(tmp_path / "s.pem").st_mode) == 0o600
+
+
 def test_repr_hides_secret():
     k = SigningKey.generate()
     assert repr(k) == f"SigningKey(key_id={k.key_id})"
