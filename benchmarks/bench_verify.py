@@ -1,14 +1,16 @@
 """Verification benchmark: full verify, verify --since, prove, beside raw Ed25519 verify/s.
 
-``python benchmarks/bench_verify.py [--scale tiny|small|full] [--ledger PATH]`` or
-``run(scale)`` from the harness. It measures, in one run:
+``python benchmarks/bench_verify.py [--scale tiny|small|full] [--ledger PATH]
+[--full-runs N]`` or ``run(scale)`` from the harness. It measures, in one run:
 
 * ``ed25519_verify_raw_1core`` / ``_allcores``: the faster of libsodium's
   ``crypto_sign_open`` and ``crypto_sign_verify_detached`` on real (public key, DSSE
   message, signature) triples sampled from the ledger, one process per core: the
   physical limit of full verification;
 * ``verify_full``: ``Ledger.verify()`` (every check, ``--jobs`` = all cores), events/s,
-  and its ratio to the raw all-core rate (target >= 85%);
+  and its ratio to the raw all-core rate (target >= 85%); with ``--full-runs N``, N
+  verifies, each ratio against the raw rates measured just before and after it, and
+  their median (this machine's speed drifts 10-30% within minutes);
 * ``verify_since_1k``: a fresh ``ledger verify --since CHECKPOINT`` process, where the
   checkpoint covers all but the last 1,000 events (target <= 1.5 s wall);
 * ``prove_seq``: a fresh ``ledger prove SEQ --checkpoint CHECKPOINT`` process (target

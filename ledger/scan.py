@@ -784,13 +784,10 @@ def models_after(led: Ledger, since: int) -> set[str]:
     for seg in led.store.segments():
         if seg.last < since:
             continue
-        t = _read_listed(led.store, seg, ["seq", "model", "payload", "action"])
-        start = max(0, since - seg.first)
+        t = _read_listed(led.store, seg, ["model", "payload", "action"])
+        t = t.slice(max(0, since - seg.first))  # (rows are in seq order)
         for m, p, a in zip(
-            t["model"].to_pylist()[start:],
-            t["payload"].to_pylist()[start:],
-            t["action"].to_pylist()[start:],
-            strict=True,
+            t["model"].to_pylist(), t["payload"].to_pylist(), t["action"].to_pylist(), strict=True
         ):
             if m is not None:
                 out.add(m)
