@@ -5,42 +5,37 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
 from . import events as E
 from .errors import InputError, NotFoundError, RuleViolation
-from .gcpause import collector_paused
-from .keys import SigningKey, key_id, pae
-from .signer import BatchSigner, parallel_enabled
+from .keys import SigningKey, key_id
 from .state import KeyRecord, State
-from .store import COLUMNS, SCHEMA, STATE_COLUMNS, Store, replay, typed_events
+from .store import COLUMNS, STATE_COLUMNS, Store, replay, typed_events
 from .verify import Problem, VerifyReport
+from .writer import Receipt, Writer, _Columns
 
-#: Typed columns used to rebuild state on the write path (no signature work needed).
+_T = TypeVar("_T")
 
 
-@dataclass(frozen=True)
-class Receipt:
-    """What an append returns once the event is durably on disk."""
+def _reading(method: Callable[..., _T]) -> Callable[..., _T]:
+    """Run a read under the store's readers' gate (``Store.reading``): no segment it may
+    read is deleted by a merge meanwhile."""
 
-    seq: int
-    hash: str
-    ts: str
-    action: str
-    model: str | None = None
-    version: int | None = None
+    @functools.wraps(method)
+    def wrapper(self: Ledger, *args: Any, **kwargs: Any) -> _T:
+        with self.store.reading():
+            return method(self, *args, **kwargs)
 
-    @property
-    def ref(self) -> str | None:
-        return f"{self.model}:{self.version}" if self.model else None
+    return wrapper
 
 
 class Ledger:
@@ -49,13 +44,7 @@ class Ledger:
     def __init__(self, store: Store, identity: dict[str, Any]) -> None:
         self.store = store
         self.identity = identity
-        # The write path's State after this object's last append, as (events, head hash,
-        # state); see _writer_state. None until the second append or after a failure.
-        self._cache: tuple[int, bytes, State] | None = None
-        self._appends = 0
-        # (identity of the segment this object last wrote, the tail it ends with): lets
-        # the next append skip reading the tail back while that segment is still last.
-        self._tail_memo: tuple[tuple[str, int, int, int], tuple[int, bytes, int]] | None = None
+        self._writer = Writer(store, identity["origin"])
 
     # --- lifecycle of the folder -----------------------------------------------------
     @classmethod
@@ -121,134 +110,10 @@ class Ledger:
         """Sign and append a batch atomically checked: if any draft breaks a rule, nothing
         is written. Register drafts without a version get the next one.
         ``enforce_policy=False`` is for importing history that happened elsewhere: the
-        governance policy is not checked (``verify --policy`` still reports breaches)."""
-        drafts = list(drafts)
-        if not drafts:
-            return []
-        models: set[str] = set()
-        for d in drafts:
-            if d.model is not None and d.model not in models:
-                models.add(E.check_model_name(d.model))
-            if d.action == E.REGISTER:
-                models.update(
-                    p.get("model") for p in d.payload.get("parents", ()) if isinstance(p, dict)
-                )
-        # The batch makes millions of small acyclic objects: each collector pass would scan
-        # them and the whole cached State again (a fifth of a batch's time, measured).
-        with self.store.lock(), collector_paused():
-            n, last_hash, last_ts = self._tail()
-            state, keep = self._writer_state(models, n, last_hash)
-            state.next_seq, state.last_ts = n, last_ts
-            prev = last_hash.hex()
-            parallel = parallel_enabled(len(drafts))
-            cols = _Columns(BatchSigner(key, parallel) if parallel else None)
-            try:
-                return self._append_batch(drafts, key, state, keep, prev, cols, enforce_policy)
-            finally:
-                cols.close()  # also when a draft is refused: the helper must not owe us
-
-    def _append_batch(
-        self,
-        drafts: list[E.Draft],
-        key: SigningKey,
-        state: State,
-        keep: bool,
-        prev: str,
-        cols: _Columns,
-        enforce_policy: bool,
-    ) -> list[Receipt]:
-        """The body of ``append_many``, under its lock."""
-        receipts = []
-        now = E.now_micros()
-        # One key signs the whole batch, and a key's actor never changes.
-        kid, actor = key.key_id, self._actor_of(state, key)
-        for d in drafts:
-            version = d.version
-            if d.action == E.REGISTER and version is None:
-                version = state.latest.get(d.model, 0) + 1  # type: ignore[arg-type]
-            if d.ts is not None and d.ts < state.last_ts:
-                raise InputError(
-                    f"timestamp {E.format_ts(d.ts)} is earlier than the ledger's last event"
-                    f" ({E.format_ts(state.last_ts)}); events must not go back in time"
-                )
-            ev = E.Event(
-                seq=state.next_seq,
-                ts=d.ts if d.ts is not None else max(now, state.last_ts),
-                origin=self.origin,
-                action=d.action,
-                actor=actor,
-                key_id=kid,
-                payload=d.payload,
-                prev_hash=prev,
-                model=d.model,
-                version=version,
-            )
-            if enforce_policy:
-                ev = self._enforce_policy(state, ev)
-            state.step(ev)
-            h = cols.add(ev, key)
-            prev = h.hex()
-            receipts.append(
-                Receipt(ev.seq, prev, E.format_ts(ev.ts), ev.action, ev.model, ev.version)
-            )
-        written = self.store.append(cols.table())
-        self._tail_memo = (
-            _identity(written[-1].path),
-            (state.next_seq, bytes.fromhex(prev), state.last_ts),
-        )
-        if keep:
-            self._cache = (state.next_seq, bytes.fromhex(prev), state)
-        return receipts
-
-    def _tail(self) -> tuple[int, bytes, int]:
-        """``store.tail()``, without reading the segment back when it is the one this
-        object wrote last (segments are immutable once renamed into place)."""
-        memo, self._tail_memo = self._tail_memo, None
-        if memo is not None:
-            segs = self.store.segments()
-            if segs and _identity(segs[-1].path) == memo[0]:
-                self._tail_memo = memo
-                return memo[1]
-        return self.store.tail()
-
-    def _writer_state(self, models: set[str], n: int, head: bytes) -> tuple[State, bool]:
-        """The State a write checks against, and whether to keep it afterwards.
-
-        A one-off writer (a CLI command) replays only the models it touches. A Ledger
-        object that appends again keeps the full State between appends and brings it up
-        to date from the store's newest rows only, so a long-lived writer does not re-read
-        the whole ledger for every batch. The cache is taken out here and put back only
-        after a successful write, so a failed batch can never leave a half-stepped State.
-        """
-        cache, self._cache = self._cache, None
-        self._appends += 1
-        if cache is not None:
-            cn, chead, state = cache
-            if cn == n and chead == head:
-                return state, True
-            if 0 < cn < n:  # another writer appended meanwhile: replay just its events
-                table = self._rows_since(cn - 1, [*STATE_COLUMNS, "hash"])
-                if table.num_rows == n - cn + 1 and table["hash"][0].as_py() == chead:
-                    replay(table.slice(1), self.origin, state)
-                    if table["hash"][table.num_rows - 1].as_py() == head:
-                        return state, True
-        if self._appends == 1:
-            return self.state(models=models), False
-        return self.state(), True
-
-    def _rows_since(self, first: int, columns: list[str]) -> pa.Table:
-        """Rows with seq >= ``first``, reading only the segments that hold them."""
-        import pyarrow.compute as pc
-
-        segs = [s for s in self.store.segments() if s.last >= first]
-        table = pa.concat_tables([self.store.read_segment(s, columns) for s in segs])
-        return table.filter(pc.greater_equal(table["seq"], first))
-
-    @staticmethod
-    def _actor_of(state: State, key: SigningKey) -> str:
-        # The actor is whoever the registry binds the key to; unknown keys fail in step().
-        rec = state.keys.get(key.key_id)
-        return rec.actor if rec else "unknown"
+        governance policy is not checked (``verify --policy`` still reports breaches).
+        Safe to call from many threads: batches waiting together are committed in one
+        segment (ledger/writer.py), each acknowledged once durable."""
+        return self._writer.append_many(drafts, key, enforce_policy)
 
     # --- model actions -------------------------------------------------------------------
     def register(
@@ -349,11 +214,13 @@ class Ledger:
             payload["reason"] = E.check_text(reason, "reason")
         return self.append(E.Draft(E.KEY_REVOKE, payload), key)
 
+    @_reading
     def keys(self) -> list[KeyRecord]:
         """Every key ever registered, in the order added."""
         return sorted(self.state(models=set()).keys.values(), key=lambda k: k.added_seq)
 
     # --- reading ---------------------------------------------------------------------------
+    @_reading
     def events(self, model: str | None = None, columns: Sequence[str] | None = None) -> pa.Table:
         """All events (or one model's) as an Arrow table in seq order."""
         table = self.store.read(columns or COLUMNS)
@@ -363,6 +230,7 @@ class Ledger:
             table = table.filter(pc.equal(table["model"], model))
         return table
 
+    @_reading
     def state(self, models: set[str] | None = None, at_seq: int | None = None) -> State:
         """Replay the typed columns into a State. ``models`` limits the replay to those
         models' events (plus every key event), which is all a write needs."""
@@ -385,6 +253,7 @@ class Ledger:
         return replay(table, self.origin, State())
 
     # --- verification and maintenance -------------------------------------------------------
+    @_reading
     def verify(
         self,
         progress: Callable[[int, int], None] | None = None,
@@ -426,6 +295,7 @@ class Ledger:
 
         return checkpoint.issue(self, key)
 
+    @_reading
     def checkpoints(self) -> list[Any]:
         """Every stored checkpoint that verifies, smallest tree first."""
         from . import checkpoint
@@ -450,6 +320,7 @@ class Ledger:
         )
         return dataclasses.replace(cp, path=Path(path))
 
+    @_reading
     def prove(
         self,
         seq: int,
@@ -467,6 +338,7 @@ class Ledger:
         )
         return C.inclusion(self, seq, cp)
 
+    @_reading
     def prove_consistency(
         self, old: str | os.PathLike[str], new: str | os.PathLike[str]
     ) -> dict[str, Any]:
@@ -484,6 +356,7 @@ class Ledger:
 
         return checkpoint.conflict_evidence(self, report, trusted, out_dir)
 
+    @_reading
     def evidence(
         self, model: str, version: int, checkpoint: str | os.PathLike[str] | None = None
     ) -> dict[str, Any]:
@@ -495,6 +368,7 @@ class Ledger:
     # --- state views, as-of state and audit queries (issue 4) -------------------------------
     # Each returns an Arrow table. ``as_of`` (µs or a timestamp string) answers as the
     # ledger stood after every event with ts <= as_of; ``at_seq`` after event N.
+    @_reading
     def status(
         self,
         model: str | None = None,
@@ -509,6 +383,7 @@ class Ledger:
 
         return status(self.store, model, env, as_of, at_seq)[0]
 
+    @_reading
     def history(
         self,
         model: str,
@@ -528,6 +403,7 @@ class Ledger:
 
         return list(load_queries().values())
 
+    @_reading
     def query(
         self,
         name: str,
@@ -541,6 +417,7 @@ class Ledger:
 
         return named(self.store, name, params, as_of, at_seq)[0]
 
+    @_reading
     def sql(
         self, text: str, *, as_of: int | str | None = None, at_seq: int | None = None
     ) -> pa.Table:
@@ -551,6 +428,7 @@ class Ledger:
         return adhoc(self.store, text, as_of, at_seq)[0]
 
     # --- lineage graph (issue 5) -------------------------------------------------------------
+    @_reading
     def lineage_graph(self, as_of: int | None = None, at_seq: int | None = None) -> Any:
         """The lineage graph (a networkx MultiDiGraph, see ``ledger.lineage``) as the
         ledger stood at ``as_of`` (µs since the epoch) / ``at_seq``, or now."""
@@ -559,6 +437,7 @@ class Ledger:
         table = lineage.select(self.events(columns=lineage.COLUMNS), as_of, at_seq)
         return lineage.from_table(table)
 
+    @_reading
     def lineage(
         self,
         ref: str,
@@ -576,6 +455,7 @@ class Ledger:
         walk = lineage.up if direction == "up" else lineage.down
         return lineage.context(g, walk(g, node, depth))
 
+    @_reading
     def impact(
         self,
         *,
@@ -593,20 +473,6 @@ class Ledger:
         return lineage.impact(g, dataset=dataset, model=model, commit=commit)
 
     # --- governance policy (issue 6) ---------------------------------------------------------
-    def _enforce_policy(self, state: State, ev: E.Event) -> E.Event:
-        """The write path's policy gate (ledger/policy.py): key and lifecycle errors are
-        reported first, then the policy in force; returns ``ev``, citing any break-glass
-        grant it uses. Pure checks only: ``state`` is stepped by the caller."""
-        if ev.action not in E.ACTION_ROLE or (
-            state.policy is None and "break_glass" not in ev.payload
-        ):
-            return ev
-        from . import policy
-
-        state.authorize(ev)
-        state.check(ev)
-        return policy.enforce(state, ev)
-
     def set_policy(
         self,
         policy: Any,
@@ -635,6 +501,7 @@ class Ledger:
             payload["comment"] = E.check_text(comment, "comment")
         return self.append(E.Draft(E.POLICY_SET, payload), key)
 
+    @_reading
     def policy(self, as_of: int | str | None = None, at_seq: int | None = None) -> Any:
         """The policy in force now, ``as_of`` an instant (µs or text such as
         2026-03-01T09:00Z) or after event ``at_seq``: a ``ledger.policy.PolicyRecord``, or
@@ -694,6 +561,7 @@ class Ledger:
             )
         return self.append(E.Draft(E.BREAK_GLASS, payload), key)
 
+    @_reading
     def policy_audit(self) -> Any:
         """Check every event against the policy in force at its time; a
         ``ledger.policy.PolicyAudit`` (falsy when a violation has no break-glass override).
@@ -702,55 +570,6 @@ class Ledger:
 
         table = self.store.read(STATE_COLUMNS)
         return P.audit(typed_events(table, self.origin))
-
-
-class _Columns:
-    """Accumulates signed events as rows, turned into Arrow columns by ``table()``. With a
-    ``signer`` (large batches), the signatures are made by it, possibly on another core,
-    and collected in ``table()``."""
-
-    def __init__(self, signer: BatchSigner | None = None) -> None:
-        self.rows: list[tuple[Any, ...]] = []
-        self.sigs: list[bytes] = []
-        self.signer = signer
-
-    def add(self, ev: E.Event, key: SigningKey) -> bytes:
-        canon, body = ev.encode()
-        h = E.event_hash(canon)
-        # In COLUMNS order, without ``sig``.
-        self.rows.append(
-            (ev.seq, ev.ts, ev.action, ev.model, ev.version, ev.actor, ev.key_id,
-             body.decode("utf-8"), h, canon)
-        )  # fmt: skip
-        if self.signer is None:
-            self.sigs.append(key.sign(pae(canon)))
-        else:
-            self.signer.add(pae(canon))
-        return h
-
-    def close(self) -> None:
-        if self.signer is not None:
-            self.signer.close()
-
-    def table(self) -> pa.Table:
-        if self.signer is not None:
-            self.signer.finish()
-        # Built while the helper signs its last chunks.
-        cols = {
-            name: pa.array(values, type=SCHEMA.field(name).type)
-            for name, values in zip(_ROW_COLUMNS, zip(*self.rows, strict=True), strict=True)
-        }
-        sigs = self.signer.signatures() if self.signer is not None else self.sigs
-        cols["sig"] = pa.array(sigs, type=SCHEMA.field("sig").type)
-        return pa.Table.from_arrays([cols[name] for name in COLUMNS], schema=SCHEMA)
-
-
-_ROW_COLUMNS = [c for c in COLUMNS if c != "sig"]
-
-
-def _identity(path: Path) -> tuple[str, int, int, int]:
-    st = path.stat()
-    return (path.name, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _key_payload(public_key: bytes, actor: str, roles: Sequence[str]) -> dict[str, Any]:

@@ -428,20 +428,26 @@ def run(
 ) -> tuple[pa.Table, Cutoff]:
     """Run ``sql`` against the views; retries if a compaction swaps segments meanwhile."""
     for attempt in range(5):
-        session = Session(store, as_of, at_seq)
-        try:
-            return session.run(sql, params), session.cutoff
-        except duckdb.IOException as exc:
-            # A segment vanished under us (compaction): list again and retry.
-            if attempt < 4 and [s.path for s in store.segments()] != [
-                s.path for s in session.segments
-            ]:
-                continue
-            raise CorruptLedgerError(f"cannot read the segments: {_short(exc)}") from None
-        except duckdb.Error as exc:
-            raise InputError(f"{what} failed: {_short(exc)}") from None
-        finally:
-            session.close()
+        with store.reading():
+            try:
+                session = Session(store, as_of, at_seq)
+            except duckdb.IOException as exc:  # (the as-of cutoff reads the segments)
+                if attempt < 4:
+                    continue
+                raise CorruptLedgerError(f"cannot read the segments: {_short(exc)}") from None
+            try:
+                return session.run(sql, params), session.cutoff
+            except duckdb.IOException as exc:
+                # A segment vanished under us (compaction): list again and retry.
+                if attempt < 4 and [s.path for s in store.segments()] != [
+                    s.path for s in session.segments
+                ]:
+                    continue
+                raise CorruptLedgerError(f"cannot read the segments: {_short(exc)}") from None
+            except duckdb.Error as exc:
+                raise InputError(f"{what} failed: {_short(exc)}") from None
+            finally:
+                session.close()
     raise CorruptLedgerError("segments kept changing while reading")  # pragma: no cover
 
 

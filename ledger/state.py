@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -265,6 +266,54 @@ class State:
 
         return check(self, ev)
 
+    def savepoint(self, models: Iterable[str]) -> Callable[[], None]:
+        """Remember what events of ``models`` (and key, policy and grant events) can
+        change; the returned function puts it back. A writer that groups several
+        callers' batches into one commit undoes a refused batch with it, at the cost of
+        those models' versions, not of the whole state."""
+        scalars = (self.next_seq, self.last_ts, self.unknown_actions, self.policy, self.policy_seq)
+        grants = dict(self.grants)
+        keys = dict(self.keys)
+        revoked = [(r, r.revoked_seq, r.revoked_ts) for r in keys.values()]
+        saved: dict[str, tuple[int | None, list[tuple[Version, tuple[Any, ...]]]]] = {}
+        for m in set(models):
+            latest = self.latest.get(m)
+            vs = [self.versions[(m, n)] for n in range(1, (latest or 0) + 1)]
+            saved[m] = (latest, [(v, _version_fields(v)) for v in vs])
+
+        def restore() -> None:
+            (
+                self.next_seq,
+                self.last_ts,
+                self.unknown_actions,
+                self.policy,
+                self.policy_seq,
+            ) = scalars
+            self.grants = dict(grants)
+            self.keys = dict(keys)
+            for rec, seq, ts in revoked:
+                rec.revoked_seq, rec.revoked_ts = seq, ts
+            for m, (latest, vs) in saved.items():
+                for n in range((latest or 0) + 1, self.latest.get(m, 0) + 1):
+                    v = self.versions.pop((m, n))
+                    for env in v.live:
+                        self.live.pop((m, env), None)
+                if latest is None:
+                    self.latest.pop(m, None)
+                else:
+                    self.latest[m] = latest
+                for v, fields in vs:
+                    for env in v.live:
+                        self.live.pop((m, env), None)
+                    (v.rejected_seq, v.deprecated_seq, approvals, live, deployed) = fields
+                    v.approvals = {env: list(a) for env, a in approvals.items()}
+                    v.live, v.deployed_to = dict(live), dict(deployed)
+                for v, _ in vs:
+                    for env in v.live:
+                        self.live[(m, env)] = v.version
+
+        return restore
+
     def step(self, ev: E.Event) -> KeyRecord | None:
         """Authorize, check and apply ``ev``; the state is unchanged if it raises."""
         if ev.action not in E.ACTION_ROLE:
@@ -387,6 +436,16 @@ class State:
             from .policy import grant_from_event
 
             self.grants[ev.seq] = grant_from_event(ev)
+
+
+def _version_fields(v: Version) -> tuple[Any, ...]:
+    return (
+        v.rejected_seq,
+        v.deprecated_seq,
+        {env: list(a) for env, a in v.approvals.items()},
+        dict(v.live),
+        dict(v.deployed_to),
+    )
 
 
 def _public_key(payload: dict[str, Any]) -> bytes:

@@ -5,14 +5,18 @@ Layout::
     LEDGER/ledger.json                          identity: format, origin, genesis hash
     LEDGER/events/<first>-<last>.parquet        immutable segments, 12-digit seq bounds
     LEDGER/.lock                                flock(2) target serialising writers
+    LEDGER/.readers                             flock(2) target: readers share it
 
 A segment is written to a dot-named temporary file in ``events/``, fsynced, renamed
 into place and the folder fsynced; only then is the append acknowledged. Readers look
 only at names matching the segment pattern, so a half-written temporary file is never
-mistaken for a segment. Compaction writes the merged segment before deleting the ones
-it replaces; a segment whose range lies inside another's is a leftover of an
-interrupted compaction and is ignored by readers (``verify`` checks that its events
-are byte-identical to the live ones) and deleted by the next writer.
+mistaken for a segment. A merge (automatic after appends, see
+:mod:`ledger.compaction`, or a full ``compact``) writes the merged segment before the
+ones it replaces are deleted; a segment whose range lies inside another's is such a
+leftover and is ignored by readers (``verify`` checks that its events are identical to
+the live ones). Leftovers are deleted only while no reader holds ``.readers`` (readers
+take it shared for as long as they read, writers try it exclusively and otherwise leave
+the deletion to a later writer), so a segment never vanishes under a reader.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import compaction
 from . import events as E
 from .errors import CorruptLedgerError, InputError, NotFoundError, StorageError
 from .events import FORMAT
@@ -42,6 +47,7 @@ from .gcpause import collector_paused
 IDENTITY = "ledger.json"
 EVENTS = "events"
 LOCK = ".lock"
+READERS = ".readers"
 SEGMENT_RE = re.compile(r"(\d{12})-(\d{12})\.parquet")
 #: Compaction builds segments of this many events aligned on multiples of it, so each
 #: full segment is a complete Merkle subtree.
@@ -49,6 +55,11 @@ SEGMENT_EVENTS = 1 << 16
 ROW_GROUP = 1 << 14
 #: Seconds a writer waits for the lock; $LEDGER_LOCK_TIMEOUT overrides it (read per lock).
 LOCK_TIMEOUT = 60.0
+#: Seconds a reader waits for a writer that is deleting merged-away segments (it holds
+#: ``.readers`` for a few unlinks); after that the reader goes on unprotected and, should
+#: a segment vanish, retries from a fresh listing as before.
+READERS_TIMEOUT = 10.0
+assert SEGMENT_EVENTS == compaction.TOP
 
 SCHEMA = pa.schema(
     [
@@ -141,6 +152,13 @@ class Store:
         # sharing this Store must take the flock itself (it then waits), or two threads
         # would write the same segment at once.
         self._local = threading.local()
+        # The readers' shared flock, held while any thread of this Store reads.
+        self._gate = threading.Lock()
+        self._readers = 0
+        self._readers_fd: int | None = None
+        # Small segments this Store wrote, by name: (file identity, rows), so that the
+        # merges after an append need not read back what was just written.
+        self._written: dict[str, tuple[tuple[int, int, int], pa.Table]] = {}
 
     @property
     def _lock_fd(self) -> int | None:
@@ -187,6 +205,7 @@ class Store:
         try:
             self.events_dir.mkdir(parents=True, exist_ok=True)
             with self.lock():
+                self._ensure_readers_file()
                 self.write_segment(genesis)
                 self._write_atomic(
                     self.root / IDENTITY,
@@ -234,39 +253,136 @@ class Store:
             os.close(fd)
 
     def _clean(self) -> None:
-        """Remove what an interrupted writer left: temporaries and superseded segments."""
+        """Remove what an interrupted writer left (temporaries) and the leftovers of
+        merges, when no reader holds ``.readers``."""
         if not self.events_dir.is_dir():
             return
+        self._ensure_readers_file()
         removed = False
-        for p in self.events_dir.iterdir():
-            if p.name.startswith(".tmp-"):
-                p.unlink(missing_ok=True)
-                removed = True
+        with os.scandir(self.events_dir) as it:
+            tmps = [e.path for e in it if e.name.startswith(".tmp-")]
+        for p in tmps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(p)
+            removed = True
         # Checkpoints and the tree cache are written the same way, beside the events.
         for folder in (self.root / "checkpoints", self.root / "tree"):
             if folder.is_dir() and not folder.is_symlink():
                 for p in folder.iterdir():
                     if p.name.startswith(".tmp-") and p.is_file():
                         p.unlink(missing_ok=True)
-        layout = self.layout()
-        for leftover, live in layout.superseded:
-            # Only a true compaction leftover goes; anything else is evidence for verify.
-            if self._same_events(leftover, live):
-                leftover.path.unlink(missing_ok=True)
-                removed = True
         if removed:
             _fsync_dir(self.events_dir)
+        self.delete_superseded()
 
-    def _same_events(self, leftover: Segment, live: Segment) -> bool:
-        """True when ``leftover`` holds exactly the events ``live`` holds for its range."""
+    def delete_superseded(self, known: Sequence[Segment] = ()) -> int:
+        """Delete merge leftovers if no reader holds ``.readers``; returns how many.
+
+        ``known`` are segments this writer has just merged into a live segment (their
+        rows are the live rows by construction); any other leftover is deleted only if
+        its rows are exactly the live segment's rows for its range, so that whatever
+        else lies there stays as evidence for ``verify``. Caller holds the writer lock.
+        """
+        self._require_lock()
+        layout = self.layout()
+        if not layout.superseded:
+            return 0
+        gate = self._exclusive_readers()
+        if gate is None:
+            return 0  # a reader is reading: a later writer deletes them
         try:
-            a = pq.read_table(leftover.path, columns=["seq", "hash"])
-            b = pq.read_table(live.path, columns=["seq", "hash"])
+            merged = {s.path for s in known}
+            doomed: list[Path] = []
+            cache: dict[Path, pa.Table | None] = {}
+            for leftover, live in layout.superseded:
+                if leftover.path in merged or self._same_events(leftover, live, cache):
+                    doomed.append(leftover.path)
+            for p in doomed:
+                p.unlink(missing_ok=True)
+            if doomed:
+                _fsync_dir(self.events_dir)
+            return len(doomed)
+        except OSError as exc:
+            raise _oserror(exc, "remove merged segments") from None
+        finally:
+            os.close(gate)  # (closing the descriptor releases the flock)
+
+    def _same_events(
+        self, leftover: Segment, live: Segment, cache: dict[Path, pa.Table | None]
+    ) -> bool:
+        """True when ``leftover`` holds exactly the rows ``live`` holds for its range."""
+        try:
+            if live.path not in cache:
+                cache[live.path] = None
+                cache[live.path] = pq.read_table(live.path, columns=list(COLUMNS))
+            b = cache[live.path]
+            a = pq.read_table(leftover.path, columns=list(COLUMNS))
         except (OSError, pa.ArrowException):
             return False
-        return a.num_rows == leftover.count and a.equals(
-            b.slice(leftover.first - live.first, a.num_rows)
+        return (
+            b is not None
+            and a.num_rows == leftover.count
+            and a.equals(b.slice(leftover.first - live.first, a.num_rows))
         )
+
+    # --- the readers' gate --------------------------------------------------------------
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Hold ``.readers`` shared while reading, so that no segment this reader may
+        have listed is deleted meanwhile (merged segments stay until every reader is
+        done). Re-entrant, shared by the threads of this Store, and never a write: a
+        ledger without ``.readers`` (written by an older version, or a read-only copy)
+        is read unprotected."""
+        with self._gate:
+            if self._readers == 0:
+                self._readers_fd = self._shared_readers()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._readers -= 1
+                if self._readers == 0 and self._readers_fd is not None:
+                    os.close(self._readers_fd)
+                    self._readers_fd = None
+
+    def _shared_readers(self) -> int | None:
+        try:
+            fd = os.open(self.root / READERS, os.O_RDONLY)
+        except OSError:
+            return None
+        deadline = time.monotonic() + READERS_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return None
+                time.sleep(0.002)
+            except OSError:  # a filesystem without flock: read unprotected
+                os.close(fd)
+                return None
+
+    def _exclusive_readers(self) -> int | None:
+        """``.readers`` held exclusively (no reader is reading), or None."""
+        try:
+            fd = os.open(self.root / READERS, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+        return fd
+
+    def _ensure_readers_file(self) -> None:
+        p = self.root / READERS
+        if not os.path.lexists(p):
+            with contextlib.suppress(OSError):
+                os.close(os.open(p, os.O_RDWR | os.O_CREAT, 0o644))
 
     # --- listing ----------------------------------------------------------------------
     def layout(self) -> Layout:
@@ -343,11 +459,13 @@ class Store:
         return table
 
     def read(self, columns: Sequence[str] | None = None) -> pa.Table:
-        """All live events, in seq order. Retries if a compaction swaps files meanwhile."""
+        """All live events, in seq order. Retries if a compaction swaps files meanwhile
+        (possible only when ``.readers`` could not be held)."""
         for attempt in range(5):
             try:
-                segs = self.segments()
-                tables = [self.read_segment(s, columns) for s in segs]
+                with self.reading():
+                    segs = self.segments()
+                    tables = [self.read_segment(s, columns) for s in segs]
                 break
             except FileNotFoundError:
                 if attempt == 4:
@@ -381,12 +499,13 @@ class Store:
         names = list(dict.fromkeys([*columns, "action", "model"]))
         for attempt in range(5):
             try:
-                segs = [s for s in self.segments() if before is None or s.first < before]
-                # A big selection is worth pyarrow.compute's import and the thread pool.
-                big = sum(s.count for s in segs) > _BIG_READ
-                parts = [
-                    t for s in segs for t in self._where(s, names, actions, models, before, big)
-                ]
+                with self.reading():
+                    segs = [s for s in self.segments() if before is None or s.first < before]
+                    # A big selection is worth pyarrow.compute's import and the thread pool.
+                    big = sum(s.count for s in segs) > _BIG_READ
+                    parts = [
+                        t for s in segs for t in self._where(s, names, actions, models, before, big)
+                    ]
                 break
             except FileNotFoundError:  # a compaction swapped files meanwhile
                 if attempt == 4:
@@ -441,16 +560,17 @@ class Store:
 
     def tail(self) -> tuple[int, bytes, int]:
         """(number of events, hash of the last event, its ts in µs) from the last segment."""
-        segs = self.segments()
-        if not segs:
-            raise CorruptLedgerError(f"{self.events_dir} holds no segments")
-        last = segs[-1]
         try:
-            pf = pq.ParquetFile(last.path)
-            # One small row group: pyarrow's thread pool only adds hand-off latency.
-            rg = pf.read_row_group(
-                pf.num_row_groups - 1, columns=["seq", "ts", "hash"], use_threads=False
-            )
+            with self.reading():
+                segs = self.segments()
+                if not segs:
+                    raise CorruptLedgerError(f"{self.events_dir} holds no segments")
+                last = segs[-1]
+                pf = pq.ParquetFile(last.path)
+                # One small row group: pyarrow's thread pool only adds hand-off latency.
+                rg = pf.read_row_group(
+                    pf.num_row_groups - 1, columns=["seq", "ts", "hash"], use_threads=False
+                )
         except (OSError, pa.ArrowException, IndexError) as exc:
             raise CorruptLedgerError(f"segment {last.name} is unreadable: {_short(exc)}") from None
         n = rg.num_rows
@@ -499,6 +619,11 @@ class Store:
             os.rename(tmp, final)
             renamed = True
             _fsync_dir(self.events_dir)
+            if table.num_rows <= _KEEP_ROWS:
+                st = os.stat(final)
+                self._written[final.name] = ((st.st_ino, st.st_size, st.st_mtime_ns), table)
+                while len(self._written) > _KEEP_SEGMENTS:  # merges off, or another layout
+                    del self._written[next(iter(self._written))]
         except OSError as exc:
             # A write that reports failure leaves nothing behind, even when the failure
             # came after the rename (the folder's fsync): the caller was told it failed.
@@ -520,37 +645,83 @@ class Store:
         return out
 
     def compact(self) -> tuple[int, int]:
-        """Merge small segments into aligned segments of SEGMENT_EVENTS events.
-
-        Returns (segments before, segments after). Event rows are copied unchanged.
-        """
+        """Merge small segments into aligned segments of SEGMENT_EVENTS events (the last,
+        incomplete block too). Returns (segments before, segments after). Event rows
+        are copied unchanged; the replaced segments are deleted when no reader reads."""
         self._require_lock()
         segs = self.segments()
-        before = len(segs)
-        groups: list[list[Segment]] = []
-        for s in segs:
-            block = s.first // SEGMENT_EVENTS
-            if (
-                groups
-                and groups[-1][0].first // SEGMENT_EVENTS == block == s.last // SEGMENT_EVENTS
+        groups: list[tuple[int, int]] = []
+        i = 0
+        while i < len(segs):
+            j = i + 1
+            while (
+                j < len(segs) and segs[j].first // SEGMENT_EVENTS == segs[i].first // SEGMENT_EVENTS
             ):
-                groups[-1].append(s)
-            else:
-                groups.append([s])
-        after = 0
-        for g in groups:
-            after += 1
-            if len(g) == 1:
-                continue
-            table = pa.concat_tables([self.read_segment(s) for s in g])
+                j += 1
+            if j - i > 1:
+                groups.append((i, j))
+            i = j
+        self._merge(segs, groups)
+        return len(segs), len(segs) - sum(j - i - 1 for i, j in groups)
+
+    def maintain(self, fanout: int | None = None) -> int:
+        """Run the merges :func:`ledger.compaction.plan` calls for (after an append);
+        returns how many segments were merged away. Caller holds the writer lock.
+        ``$LEDGER_AUTOCOMPACT=0`` turns automatic merges off; ``$LEDGER_COMPACT_FANOUT``
+        sets the fanout (see docs/FORMAT.md §5.2)."""
+        self._require_lock()
+        fanout = merge_fanout() if fanout is None else fanout
+        if fanout == 0:
+            return 0
+        segs = self.segments()
+        groups = compaction.plan([(s.first, s.last) for s in segs], fanout, SEGMENT_EVENTS)
+        self._merge(segs, groups)
+        return sum(j - i - 1 for i, j in groups)
+
+    def _merge(self, segs: list[Segment], groups: list[tuple[int, int]]) -> None:
+        """Merge ``segs[i:j]`` for each group, then delete the parts if no reader reads."""
+        merged: list[Segment] = []
+        for i, j in groups:
+            parts = segs[i:j]
+            table = pa.concat_tables([self._rows_of(s) for s in parts])
             self.write_segment(table)
+            merged.extend(parts)
+        for s in merged:
+            self._written.pop(s.name, None)
+        if merged:
+            self.delete_superseded(merged)
+
+    def _rows_of(self, seg: Segment) -> pa.Table:
+        """A segment's rows: kept from writing it if the file is still the one written
+        (same inode, size and mtime: segments are never modified in place), else read."""
+        kept = self._written.get(seg.name)
+        if kept is not None:
             try:
-                for s in g:
-                    s.path.unlink()
-                _fsync_dir(self.events_dir)
-            except OSError as exc:
-                raise _oserror(exc, "remove compacted segments") from None
-        return before, after
+                st = os.stat(seg.path)
+            except OSError:
+                st = None
+            if st is not None and kept[0] == (st.st_ino, st.st_size, st.st_mtime_ns):
+                return kept[1]
+            del self._written[seg.name]
+        return self.read_segment(seg)
+
+
+def merge_fanout() -> int:
+    """The merge fanout from the environment: 0 when automatic merges are off."""
+    if os.environ.get("LEDGER_AUTOCOMPACT", "1").strip().lower() in ("0", "off", "no", "false"):
+        return 0
+    text = os.environ.get("LEDGER_COMPACT_FANOUT")
+    if text is None:
+        return compaction.FANOUT
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 2 <= value <= 64:
+        raise InputError(
+            f"LEDGER_COMPACT_FANOUT must be a whole number from 2 to 64, got {text[:40]!r}"
+        )
+    return value
 
 
 def _short(exc: BaseException) -> str:
@@ -558,6 +729,10 @@ def _short(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
+#: Segments of at most this many rows are kept in memory by the Store that wrote them,
+#: for the merges that follow (a 4,096-row segment is about 4 MB).
+_KEEP_ROWS = 4096
+_KEEP_SEGMENTS = 64
 #: String columns that repeat a few thousand values over a million rows.
 _NAMES = frozenset({"action", "model", "actor", "key_id"})
 #: Above this many runs of wanted rows in a segment, one ``take`` beats many slices.

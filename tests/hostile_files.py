@@ -42,6 +42,14 @@ def seg(events: Path, rng: str) -> Path:
 
 def build_source(root: Path) -> Path:
     """A ledger whose segments are 0-0, 1-1, 2-4, 5-5 and 6-8 (no compaction)."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LEDGER_AUTOCOMPACT", "0")  # the layout below is the point
+        return _build_source(root)
+
+
+def _build_source(root: Path) -> Path:
     from ledger import Draft, Ledger, SigningKey
     from ledger import events as E
 

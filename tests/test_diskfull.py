@@ -88,8 +88,10 @@ def test_append_on_a_full_disk(tiny_fs: Path) -> None:
     assert Ledger.open(path).verify().events == 5
 
 
-def test_compaction_on_a_full_disk(tiny_fs: Path) -> None:
+def test_compaction_on_a_full_disk(tiny_fs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEDGER_AUTOCOMPACT", "0")  # four segments for compact to merge
     path, _ = _ledger(tiny_fs)
+    monkeypatch.delenv("LEDGER_AUTOCOMPACT")
     _fill(tiny_fs)
     before = snapshot(path)
     r = CliRunner().invoke(cli, ["compact", "--ledger", str(path)])
@@ -189,3 +191,36 @@ def test_injected_rename_failure(small: tuple[Path, Path], monkeypatch: pytest.M
         " (is the ledger folder read-only?)\n"
     )
     assert snapshot(path) == before
+
+
+def test_a_failed_automatic_merge_fails_no_append(
+    small: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The merge after an append runs once the events are durable: when it cannot write
+    (here the merged segment's fsync fails), the append still succeeds, the parts stay
+    as they were, and a later append merges them."""
+    path, key = small
+    for model in ("a", "b", "c"):
+        assert _register(path, key, model)[0] == 0
+    names = sorted(p.name for p in (path / "events").iterdir())
+    assert names == [
+        "000000000000-000000000003.parquet",
+        *(f"00000000000{i}-00000000000{i}.parquet" for i in (4, 5, 6)),
+    ]
+    # Fsyncs of the fourth append: its segment, the folder, then the merged segment.
+    monkeypatch.setattr(os, "fsync", _failing(os.fsync, 3, errno.ENOSPC))
+    code, out, stderr = _register(path, key, "d")
+    monkeypatch.undo()
+    assert (code, stderr) == (0, "") and out.startswith("register d:1: seq 7, hash ")
+    assert sorted(p.name for p in (path / "events").iterdir()) == [
+        *names,
+        "000000000007-000000000007.parquet",
+    ]
+    assert Ledger.open(path).verify().events == 8
+    assert _register(path, key, "e")[0] == 0
+    assert sorted(p.name for p in (path / "events").iterdir()) == [
+        "000000000000-000000000003.parquet",
+        "000000000004-000000000007.parquet",
+        "000000000008-000000000008.parquet",
+    ]
+    assert Ledger.open(path).verify().events == 9

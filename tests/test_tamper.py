@@ -320,6 +320,13 @@ CASES = [
 ]  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def _per_event_segments(monkeypatch):
+    """These attacks address events by their one-event segment (``seg_path``): build the
+    ledgers with automatic merges off, as a ledger written before they existed is."""
+    monkeypatch.setenv("LEDGER_AUTOCOMPACT", "0")
+
+
 @pytest.fixture
 def victim(history, tmp_path):
     """``history`` compacted into one segment, a backup of its per-event segments, and
@@ -542,9 +549,29 @@ def _on_first_read(monkeypatch, action) -> list[str]:
     return names
 
 
+def _no_readers_gate(monkeypatch):
+    """Readers that do not hold ``.readers`` (a read-only copy, or a writer of an older
+    version deleting at once): segments can vanish under them."""
+    from ledger.store import Store
+
+    monkeypatch.setattr(Store, "_shared_readers", lambda self: None)
+
+
+def test_a_compaction_during_verify_leaves_what_verify_listed(history, monkeypatch):
+    led = history.ledger
+    names = _on_first_read(monkeypatch, led.compact)
+    report = led.verify(jobs=1)
+    assert report.ok and report.events == 11
+    assert ALL not in names  # nothing vanished: no second attempt
+    assert len(led.store.layout().superseded) == 11  # the parts wait for the next writer
+    led.register("fraud.detector.new", key=history.keys["alice"])
+    assert led.store.layout().superseded == []
+
+
 def test_verify_started_before_a_compaction_starts_over_and_passes(history, monkeypatch):
     led = history.ledger
     assert len(led.store.segments()) == 11
+    _no_readers_gate(monkeypatch)
     names = _on_first_read(monkeypatch, led.compact)
     report = led.verify(jobs=1)
     assert report.ok, report.summary()
@@ -563,6 +590,7 @@ def test_verify_since_started_before_a_compaction_starts_over_and_passes(
     key = SigningKey(b"k" * 32)
     kept = tmp_path / "kept.checkpoint"
     kept.write_text(C.sign(led.origin, 5, tree.Tree(led.store, use_cache=False).root(5), key))
+    _no_readers_gate(monkeypatch)
     names = _on_first_read(monkeypatch, led.compact)
     report = led.verify(since=kept, trusted_keys=[key.public_key], jobs=1)
     assert report.ok, report.summary()

@@ -38,8 +38,9 @@ from typing import Any
 
 #: Instants a writer can be told to die at (see ``_install_traps``).
 POINTS = ("write", "fsync", "rename", "renamed", "unlink")
-#: Phases a point can be reached in: an append, a compaction, a checkpoint (if any).
-PHASES = ("append", "compact", "checkpoint")
+#: Phases a point can be reached in: an append, the automatic merges after it, a
+#: compaction, a checkpoint (if any).
+PHASES = ("append", "merge", "compact", "checkpoint")
 
 SCRIPT = Path(__file__).resolve()
 
@@ -190,6 +191,7 @@ def writer_main(argv: Sequence[str] | None = None) -> int:
     led = Ledger.open(args.ledger)
     key = load_signing_key(args.key)
     _in_phase(led.store, "compact", "compact")
+    _in_phase(led.store, "maintain", "merge")  # the automatic merges after an append
     if hasattr(led, "checkpoint"):
         _in_phase(led, "checkpoint", "checkpoint")
     print(f"READY {os.getpid()}", flush=True)
