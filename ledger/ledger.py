@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from . import events as E
 from .errors import InputError, NotFoundError, RuleViolation
+from .gcpause import collector_paused
 from .keys import SigningKey, key_id
 from .state import KeyRecord, State
 from .store import COLUMNS, STATE_COLUMNS, Store, replay, typed_events
@@ -438,6 +439,49 @@ class Ledger:
         return lineage.from_table(table)
 
     @_reading
+    def family_graph(
+        self,
+        ref: str | None = None,
+        direction: str = "up",
+        *,
+        dataset: str | None = None,
+        commit: str | None = None,
+        as_of: int | None = None,
+        at_seq: int | None = None,
+        networkx: bool = True,
+    ) -> Any:
+        """The part of the lineage graph one question reaches, built from that family's
+        events alone (found in the event index, see ledger/family.py): around
+        ``MODEL:VERSION`` ``ref`` (its ancestors with ``up``, descendants with ``down``),
+        or downstream of a ``dataset`` or ``commit``. On the nodes that question reaches
+        (``up``/``down``/``impact`` and ``context``), it is :meth:`lineage_graph`.
+        ``networkx=False`` returns a ``ledger.lineage.Adjacency`` instead (no networkx
+        import), which the tree and impact questions take as well."""
+        from . import lineage
+
+        if direction not in ("up", "down"):
+            raise InputError("direction must be up or down")
+        from . import family as F
+
+        rows = F.question_rows(
+            self._family(as_of, at_seq), ref, direction, dataset=dataset, commit=commit
+        )
+        with collector_paused():
+            return lineage.build(rows, graph=None if networkx else lineage.Adjacency())
+
+    def _family(self, as_of: int | None, at_seq: int | None) -> Any:
+        """The index of every segment (``ledger.family.Family``) as of an instant."""
+        from . import family as F
+
+        if at_seq is not None and at_seq < 0:
+            raise InputError(f"--at-seq must be 0 or more, got {at_seq}")
+        upto = at_seq
+        if as_of is not None:
+            before = self.store.last_seq_at(as_of)
+            upto = before if upto is None else min(upto, before)
+        return F.Family(self.store.bundles(), upto)
+
+    @_reading
     def lineage(
         self,
         ref: str,
@@ -450,7 +494,7 @@ class Ledger:
         (``down``) within ``depth`` hops, with their actors and environments."""
         from . import lineage
 
-        g = self.lineage_graph(as_of, at_seq)
+        g = self.family_graph(ref, direction, as_of=as_of, at_seq=at_seq)
         node = lineage.version_node(g, ref)
         walk = lineage.up if direction == "up" else lineage.down
         return lineage.context(g, walk(g, node, depth))
@@ -467,10 +511,9 @@ class Ledger:
     ) -> Any:
         """Every version downstream of a dataset (URI or digest), a ``MODEL:VERSION`` or
         a commit, and their live deployments (``ledger.lineage.Impact``)."""
-        from . import lineage
+        from . import family as F
 
-        g = self.lineage_graph(as_of, at_seq)
-        return lineage.impact(g, dataset=dataset, model=model, commit=commit)
+        return F.impact(self._family(as_of, at_seq), dataset=dataset, model=model, commit=commit)
 
     # --- governance policy (issue 6) ---------------------------------------------------------
     def set_policy(

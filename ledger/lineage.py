@@ -35,13 +35,14 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from . import events as E
 from .errors import InputError, NotFoundError
 from .gcpause import collector_paused
+
+if TYPE_CHECKING:  # networkx is imported when a graph is built (0.25 s of start-up)
+    import networkx as nx
 
 #: The ledger columns the graph is built from.
 COLUMNS = ["seq", "ts", "action", "model", "version", "actor", "payload", "hash"]
@@ -99,12 +100,34 @@ def select(table: Any, as_of: int | None = None, at_seq: int | None = None) -> A
 # --- building -----------------------------------------------------------------------------------
 
 
+class Adjacency:
+    """The lineage graph without networkx: the three dicts a networkx ``MultiDiGraph``
+    keeps inside (``_node``: node -> attributes; ``_succ``/``_pred``: node -> neighbour
+    -> edge key -> attributes), laid out alike, so that every question below answers
+    the same on either. The terminal tree and ``impact`` use it: importing networkx
+    would cost a fresh ``ledger lineage`` more than answering it."""
+
+    def __init__(self) -> None:
+        self._node: dict[str, dict[str, Any]] = {}
+        self._succ: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}
+        self._pred: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}
+
+    def number_of_nodes(self) -> int:
+        return len(self._node)
+
+
+def _multidigraph() -> nx.MultiDiGraph:
+    import networkx as nx
+
+    return nx.MultiDiGraph()
+
+
 class _Builder:
     """Fills a MultiDiGraph's adjacency directly: ``add_edges_from`` validates and copies
     every attribute dict, which costs more than the rest of the build at 10^6 edges."""
 
-    def __init__(self) -> None:
-        self.g = nx.MultiDiGraph()
+    def __init__(self, graph: Any = None) -> None:
+        self.g = _multidigraph() if graph is None else graph
         self.node = self.g._node
         self.succ = self.g._succ
         self.pred = self.g._pred
@@ -297,15 +320,19 @@ def _hash_text(h: Any) -> str:
 
 
 def build(
-    rows: Iterable[Mapping[str, Any]], as_of: int | None = None, at_seq: int | None = None
-) -> nx.MultiDiGraph:
+    rows: Iterable[Mapping[str, Any]],
+    as_of: int | None = None,
+    at_seq: int | None = None,
+    graph: Any = None,
+) -> Any:
     """Build the lineage graph from plain event rows in seq order.
 
     Each row maps the names in :data:`COLUMNS` to values: ``ts`` as µs since the epoch
     (or a datetime, or RFC 3339 text), ``payload`` as a dict or JSON text, ``hash`` as
-    bytes or hex. Rows after ``as_of`` (µs) or ``at_seq`` are ignored.
+    bytes or hex. Rows after ``as_of`` (µs) or ``at_seq`` are ignored. The graph is a
+    new networkx ``MultiDiGraph``, or ``graph`` (e.g. an empty :class:`Adjacency`).
     """
-    b = _Builder()
+    b = _Builder(graph)
     with collector_paused():  # only acyclic dicts: collector passes would triple the time
         for r in rows:
             ts = r["ts"]
@@ -590,7 +617,7 @@ class _Columns:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        g = nx.MultiDiGraph()
+        g = _multidigraph()
         t = self.table
         if t.num_rows == 0:
             return g
@@ -1114,7 +1141,15 @@ def context(g: nx.MultiDiGraph, nodes: Iterable[str]) -> nx.MultiDiGraph:
                     extra.add(v)
                 if d["kind"] == DEPLOYED_TO:
                     extra.add(actor_id(d["actor"]))
-    return g.subgraph(keep | {n for n in extra if n in g._node})
+    return _subgraph(g, keep | {n for n in extra if n in g._node})
+
+
+def _subgraph(g: nx.MultiDiGraph, nodes: set[str]) -> nx.MultiDiGraph:
+    """A view of ``nodes`` that lists them in the graph's own (event) order. (``subgraph``
+    lists a small selection in the order of a set, which varies from run to run.)"""
+    import networkx as nx
+
+    return nx.subgraph_view(g, filter_node=nodes.__contains__)
 
 
 @dataclass
@@ -1126,6 +1161,8 @@ class Impact:
     versions: list[dict[str, Any]] = field(default_factory=list)
     deployments: list[dict[str, Any]] = field(default_factory=list)
     nodes: set[str] = field(default_factory=set)
+    #: node -> label, for the sources (``MODEL:VERSION`` for a version)
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 def find_datasets(g: nx.MultiDiGraph, uri_or_digest: str) -> list[str]:
@@ -1188,7 +1225,7 @@ def impact(
         for n, h in down(g, s).items():
             if h < hops.get(n, 1 << 30):
                 hops[n] = h
-    result = Impact(sources, nodes=set(hops))
+    result = Impact(sources, nodes=set(hops), labels={s: g._node[s]["label"] for s in sources})
     versions = [n for n in hops if g._node[n]["kind"] == MODEL]
     versions.sort(key=lambda n: (hops[n], g._node[n]["model"], g._node[n]["version"]))
     for n in versions:

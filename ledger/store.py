@@ -6,6 +6,7 @@ Layout::
     LEDGER/events/<first>-<last>.parquet        immutable segments, 12-digit seq bounds
     LEDGER/.lock                                flock(2) target serialising writers
     LEDGER/.readers                             flock(2) target: readers share it
+    LEDGER/index/<first>-<last>.parquet         the event index of each segment (a cache)
 
 A segment is written to a dot-named temporary file in ``events/``, fsynced, renamed
 into place and the folder fsynced; only then is the append acknowledged. Readers look
@@ -21,6 +22,7 @@ the deletion to a later writer), so a segment never vanishes under a reader.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import fcntl
@@ -38,7 +40,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import compaction
+from . import compaction, eventindex
 from . import events as E
 from .errors import CorruptLedgerError, InputError, NotFoundError, StorageError
 from .events import FORMAT
@@ -48,6 +50,7 @@ IDENTITY = "ledger.json"
 EVENTS = "events"
 LOCK = ".lock"
 READERS = ".readers"
+INDEX = "index"
 SEGMENT_RE = re.compile(r"(\d{12})-(\d{12})\.parquet")
 #: Compaction builds segments of this many events aligned on multiples of it, so each
 #: full segment is a complete Merkle subtree.
@@ -158,7 +161,8 @@ class Store:
         self._readers_fd: int | None = None
         # Small segments this Store wrote, by name: (file identity, rows), so that the
         # merges after an append need not read back what was just written.
-        self._written: dict[str, tuple[tuple[int, int, int], pa.Table]] = {}
+        self._written: dict[str, tuple[tuple[int, int, int], pa.Table, pa.Table | None]] = {}
+        self.index_dir = self.root / INDEX
 
     @property
     def _lock_fd(self) -> int | None:
@@ -206,7 +210,7 @@ class Store:
             self.events_dir.mkdir(parents=True, exist_ok=True)
             with self.lock():
                 self._ensure_readers_file()
-                self.write_segment(genesis)
+                self.write_segment(genesis, eventindex.derive(genesis))
                 self._write_atomic(
                     self.root / IDENTITY,
                     (json.dumps(identity, indent=2, sort_keys=True) + "\n").encode(),
@@ -265,8 +269,8 @@ class Store:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(p)
             removed = True
-        # Checkpoints and the tree cache are written the same way, beside the events.
-        for folder in (self.root / "checkpoints", self.root / "tree"):
+        # Checkpoints, the tree cache and the index are written the same way.
+        for folder in (self.root / "checkpoints", self.root / "tree", self.index_dir):
             if folder.is_dir() and not folder.is_symlink():
                 for p in folder.iterdir():
                     if p.name.startswith(".tmp-") and p.is_file():
@@ -299,6 +303,9 @@ class Store:
                     doomed.append(leftover.path)
             for p in doomed:
                 p.unlink(missing_ok=True)
+                for q in _bundle_paths(self.index_dir, p.name):
+                    with contextlib.suppress(OSError):
+                        q.unlink()
             if doomed:
                 _fsync_dir(self.events_dir)
             return len(doomed)
@@ -578,6 +585,24 @@ class Store:
             raise CorruptLedgerError(f"segment {last.name} does not end at seq {last.last}")
         return last.last + 1, rg.column("hash")[n - 1].as_py(), micros(rg.column("ts"))[n - 1]
 
+    def last_seq_at(self, ts: int) -> int:
+        """The seq of the last event with ``ts`` (µs) at or before ``ts``, or -1 (the
+        chain's timestamps never go backwards). Reads one segment's ``ts`` column."""
+        with self.reading():
+            for seg in reversed(self.segments()):
+                try:
+                    pf = pq.ParquetFile(seg.path)
+                    first = pf.read_row_group(0, columns=["ts"], use_threads=False)["ts"]
+                    if not len(first) or micros(first)[0] > ts:
+                        continue
+                    values = micros(pf.read(columns=["ts"], use_threads=False)["ts"])
+                except (OSError, pa.ArrowException) as exc:
+                    raise CorruptLedgerError(
+                        f"segment {seg.name} is unreadable: {_short(exc)}"
+                    ) from None
+                return seg.first + bisect.bisect_right(values, ts) - 1
+        return -1
+
     # --- writing ----------------------------------------------------------------------
     def _require_lock(self) -> None:
         if self._lock_fd is None:
@@ -592,8 +617,10 @@ class Store:
         os.replace(tmp, path)
         _fsync_dir(path.parent)
 
-    def write_segment(self, table: pa.Table) -> Segment:
-        """Durably add a segment. Caller holds the lock and has checked the seq range."""
+    def write_segment(self, table: pa.Table, index: pa.Table | None = None) -> Segment:
+        """Durably add a segment, then (a cache: not fsynced, and a failure to write it
+        fails nothing) its event ``index``. Caller holds the lock and has checked the
+        seq range."""
         self._require_lock()
         seqs = table.column("seq")
         first, last = seqs[0].as_py(), seqs[len(seqs) - 1].as_py()
@@ -621,7 +648,8 @@ class Store:
             _fsync_dir(self.events_dir)
             if table.num_rows <= _KEEP_ROWS:
                 st = os.stat(final)
-                self._written[final.name] = ((st.st_ino, st.st_size, st.st_mtime_ns), table)
+                kept = ((st.st_ino, st.st_size, st.st_mtime_ns), table, index)
+                self._written[final.name] = kept
                 while len(self._written) > _KEEP_SEGMENTS:  # merges off, or another layout
                     del self._written[next(iter(self._written))]
         except OSError as exc:
@@ -630,17 +658,88 @@ class Store:
             with contextlib.suppress(OSError):
                 (final if renamed else tmp).unlink()
             raise _oserror(exc, f"write segment {final.name}") from None
+        if index is not None and table.num_rows >= INDEX_MIN_ROWS:
+            self._write_index(final.name, index)
         return Segment(first, last, final)
+
+    def _write_index(self, name: str, index: pa.Table) -> None:
+        """Write the bundle of a segment's index rows (a cache: not fsynced; a failure
+        leaves at most a file readers will not take)."""
+        tmps: list[Path] = []
+        try:
+            self.index_dir.mkdir(exist_ok=True)
+            for path, table in zip(
+                _bundle_paths(self.index_dir, name), eventindex.bundle_tables(index), strict=True
+            ):
+                tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+                tmps.append(tmp)
+                with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
+                    w.write_table(table)
+                os.replace(tmp, path)
+        except (OSError, pa.ArrowException):
+            for tmp in tmps:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+
+    # --- the event index (ledger/eventindex.py) ----------------------------------------
+    def read_index(self, seg: Segment) -> eventindex.SortedBundle | None:
+        """The index bundle beside ``seg`` (memory-mapped), or None if it is missing or
+        does not fit it."""
+        if seg.count < INDEX_MIN_ROWS:
+            return None
+        try:
+            tables = [
+                pa.ipc.open_file(pa.memory_map(str(p))).read_all()
+                for p in _bundle_paths(self.index_dir, seg.name)
+            ]
+            if not eventindex.SortedBundle.fits(*tables, seg.first, seg.last):
+                return None
+            return eventindex.SortedBundle(*tables)
+        except (OSError, pa.ArrowException, ValueError, KeyError):
+            return None
+
+    def bundles(self) -> list[eventindex.Bundle]:
+        """The index of every live segment, in seq order: the bundle beside it, or one
+        derived from the segment where that is missing or does not fit. Hold
+        :meth:`reading` while using them."""
+        for attempt in range(5):
+            try:
+                with self.reading():
+                    return [self._bundle(s) for s in self.segments()]
+            except FileNotFoundError:
+                if attempt == 4:
+                    raise CorruptLedgerError("segments kept disappearing while reading") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _bundle(self, seg: Segment) -> eventindex.Bundle:
+        bundle = self.read_index(seg)
+        if bundle is None:
+            kept = self._kept(seg)
+            index = kept[1] if kept is not None else None
+            if index is None:
+                index = eventindex.derive(self.read_segment(seg, eventindex.SOURCE_COLUMNS))
+            return eventindex.RowBundle(index)
+        return bundle
+
+    def _index_of(self, seg: Segment, rows: pa.Table) -> pa.Table:
+        """``seg``'s index rows (SCHEMA, seq order) for a merge: kept from writing the
+        segment, or derived from its rows."""
+        kept = self._written.get(seg.name)
+        if kept is not None and kept[2] is not None and kept[1] is rows:
+            return kept[2]
+        return eventindex.derive(rows)
 
     def append(self, table: pa.Table) -> list[Segment]:
         """Durably add events, one segment per SEGMENT_EVENTS-aligned block they touch,
         so that compaction can later make every full block a single segment."""
         out = []
         first = table.column("seq")[0].as_py()
+        index = eventindex.derive(table)
         offset = 0
         while offset < table.num_rows:
             room = SEGMENT_EVENTS - (first + offset) % SEGMENT_EVENTS
-            out.append(self.write_segment(table.slice(offset, room)))
+            part = table.slice(offset, room)
+            out.append(self.write_segment(part, index.slice(offset, part.num_rows)))
             offset += room
         return out
 
@@ -676,34 +775,67 @@ class Store:
         segs = self.segments()
         groups = compaction.plan([(s.first, s.last) for s in segs], fanout, SEGMENT_EVENTS)
         self._merge(segs, groups)
+        self._repair_one_index()
         return sum(j - i - 1 for i, j in groups)
+
+    def _repair_one_index(self) -> None:
+        """Write the index of one live segment that lacks it (a ledger written before
+        the index existed, or a crash between a segment and its index): an old ledger
+        is indexed over its next appends, one segment each, never all in one."""
+        try:
+            have = {e.name for e in os.scandir(self.index_dir)}
+        except OSError:
+            have = set()
+        for seg in self.segments():
+            # (one that does not fit is rebuilt by its next merge)
+            if seg.count >= INDEX_MIN_ROWS and not all(
+                p.name in have for p in _bundle_paths(self.index_dir, seg.name)
+            ):
+                rows = self.read_segment(seg, eventindex.SOURCE_COLUMNS)
+                self._write_index(seg.name, eventindex.derive(rows))
+                return
 
     def _merge(self, segs: list[Segment], groups: list[tuple[int, int]]) -> None:
         """Merge ``segs[i:j]`` for each group, then delete the parts if no reader reads."""
         merged: list[Segment] = []
         for i, j in groups:
             parts = segs[i:j]
-            table = pa.concat_tables([self._rows_of(s) for s in parts])
-            self.write_segment(table)
+            rows = [self._rows_of(s) for s in parts]
+            index = pa.concat_tables(
+                [self._index_of(s, r) for s, r in zip(parts, rows, strict=True)]
+            )
+            self.write_segment(pa.concat_tables(rows), index)
             merged.extend(parts)
         for s in merged:
             self._written.pop(s.name, None)
         if merged:
             self.delete_superseded(merged)
 
-    def _rows_of(self, seg: Segment) -> pa.Table:
-        """A segment's rows: kept from writing it if the file is still the one written
-        (same inode, size and mtime: segments are never modified in place), else read."""
+    def _kept(self, seg: Segment) -> tuple[pa.Table, pa.Table | None] | None:
+        """(rows, index rows) of a segment this Store wrote, if the file is still the one
+        written (same inode, size and mtime: segments are never modified in place)."""
         kept = self._written.get(seg.name)
-        if kept is not None:
-            try:
-                st = os.stat(seg.path)
-            except OSError:
-                st = None
-            if st is not None and kept[0] == (st.st_ino, st.st_size, st.st_mtime_ns):
-                return kept[1]
-            del self._written[seg.name]
-        return self.read_segment(seg)
+        if kept is None:
+            return None
+        try:
+            st = os.stat(seg.path)
+        except OSError:
+            st = None
+        if st is not None and kept[0] == (st.st_ino, st.st_size, st.st_mtime_ns):
+            return kept[1], kept[2]
+        del self._written[seg.name]
+        return None
+
+    def _rows_of(self, seg: Segment) -> pa.Table:
+        """A segment's rows: kept from writing it, else read."""
+        kept = self._kept(seg)
+        return kept[0] if kept is not None else self.read_segment(seg)
+
+
+def _bundle_paths(folder: Path, segment: str) -> tuple[Path, Path]:
+    """The two files of a segment's index bundle (events, edges)."""
+    stem = segment.removesuffix(".parquet")
+    return folder / f"{stem}.events.arrow", folder / f"{stem}.edges.arrow"
 
 
 def merge_fanout() -> int:
@@ -729,6 +861,9 @@ def _short(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
+#: Segments of fewer events have no index file: deriving their index on the fly costs
+#: a reader less than opening one more file, and their writer a Parquet file per append.
+INDEX_MIN_ROWS = 1024
 #: Segments of at most this many rows are kept in memory by the Store that wrote them,
 #: for the merges that follow (a 4,096-row segment is about 4 MB).
 _KEEP_ROWS = 4096

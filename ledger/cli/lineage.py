@@ -18,9 +18,13 @@ from .options import format_option, ledger_option, open_ledger, point_in_time
 EXPORT_FORMATS = ("graphml", "gexf", "json", "dot", "svg", "png", "mermaid", "prov-json", "prov-n")
 
 
-def _graph(ledger_path: str, as_of: str | None, at_seq: int | None) -> Any:
+def _graph(ledger_path: str, as_of: str | None, at_seq: int | None, **question: Any) -> Any:
+    """The whole graph, or (given a question) the part of it that question reaches."""
     when = E.parse_instant(as_of) if as_of is not None else None
-    return open_ledger(ledger_path).lineage_graph(as_of=when, at_seq=at_seq)
+    led = open_ledger(ledger_path)
+    if not question:
+        return led.lineage_graph(as_of=when, at_seq=at_seq)
+    return led.family_graph(as_of=when, at_seq=at_seq, **question)
 
 
 def _print_tree(root: Any, out_path: str | None) -> None:
@@ -86,12 +90,13 @@ def lineage(
         raise InputError("--all needs an export --format (e.g. graphml); the tree needs a root")
     if fmt in ("svg", "png") and not out_path:
         raise InputError(f"--format {fmt} needs --out FILE")
-    g = _graph(ledger_path, as_of, at_seq)
     if whole:
-        sub = g
+        g = sub = _graph(ledger_path, as_of, at_seq)
     else:
+        tree = fmt == "tree"  # (the tree needs no networkx graph: see lineage.Adjacency)
+        g = _graph(ledger_path, as_of, at_seq, ref=ref, direction=direction, networkx=not tree)
         node = L.version_node(g, ref)  # type: ignore[arg-type]
-        if fmt == "tree":
+        if tree:
             _print_tree(L.tree(g, node, direction, depth), out_path)
             return
         walk = L.up if direction == "up" else L.down
@@ -126,17 +131,17 @@ def impact(
 ) -> None:
     """List every model version downstream of a dataset, a model version or a commit,
     and every live deployment of those versions (json: both lists; jsonl/csv: versions)."""
-    from .. import lineage as L
-
     if sum(x is not None for x in (dataset, model_ref, commit)) != 1:
         raise InputError("give exactly one of --dataset, --model or --commit")
-    g = _graph(ledger_path, as_of, at_seq)
-    res = L.impact(g, dataset=dataset, model=model_ref, commit=commit)
+    when = E.parse_instant(as_of) if as_of is not None else None
+    res = open_ledger(ledger_path).impact(
+        dataset=dataset, model=model_ref, commit=commit, as_of=when, at_seq=at_seq
+    )
     vcols = ["ref", "hops", "via", "status", "registered_seq", "live_in"]
     dcols = ["env", "ref", "since", "deploy_seq", "deployed_by"]
     if fmt == OutputFormat.JSON.value:
         doc = {
-            "sources": [g.nodes[s]["label"] if s.startswith("model:") else s for s in res.sources],
+            "sources": [res.labels[s] if s.startswith("model:") else s for s in res.sources],
             "versions": res.versions,
             "deployments": res.deployments,
         }
