@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import json
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -46,6 +47,7 @@ class Ledger:
         self.store = store
         self.identity = identity
         self._writer = Writer(store, identity["origin"])
+        self._points = _PointReads(store)
 
     # --- lifecycle of the folder -----------------------------------------------------
     @classmethod
@@ -222,14 +224,17 @@ class Ledger:
 
     # --- reading ---------------------------------------------------------------------------
     @_reading
-    def events(self, model: str | None = None, columns: Sequence[str] | None = None) -> pa.Table:
-        """All events (or one model's) as an Arrow table in seq order."""
-        table = self.store.read(columns or COLUMNS)
-        if model is not None:
-            import pyarrow.compute as pc
-
-            table = table.filter(pc.equal(table["model"], model))
-        return table
+    def events(
+        self,
+        model: str | None = None,
+        columns: Sequence[str] | None = None,
+        last: int | None = None,
+    ) -> pa.Table:
+        """All events (or one model's) as an Arrow table in seq order; with ``last``,
+        only the last ``last`` of them (reading the newest segments only)."""
+        if last is not None and last < 1:
+            raise InputError(f"the number of events to show must be at least 1, got {last}")
+        return self.store.read(columns or COLUMNS, model=model, last=last)
 
     @_reading
     def state(self, models: set[str] | None = None, at_seq: int | None = None) -> State:
@@ -379,7 +384,17 @@ class Ledger:
         at_seq: int | None = None,
     ) -> pa.Table:
         """Current state: one row per model; per version of ``model``; or what is live
-        in ``env`` (with who deployed and approved it)."""
+        in ``env`` (with who deployed and approved it). About one ``model`` it is a
+        point read of that model's events in the index (ledger/pointread.py), kept in
+        memory by a long-lived Ledger while the ledger does not change."""
+        from . import pointread
+
+        if model is not None:
+            E.check_model_name(model)
+            if env is not None:
+                E.check_env(env)
+            rows = self._points.rows(model, as_of, at_seq)
+            return pointread.versions(rows) if env is None else pointread.live(rows, model, env)
         from .query import status
 
         return status(self.store, model, env, as_of, at_seq)[0]
@@ -393,10 +408,12 @@ class Ledger:
         as_of: int | str | None = None,
         at_seq: int | None = None,
     ) -> pa.Table:
-        """Every event of ``model`` (or of one version), in order."""
-        from .query import history
+        """Every event of ``model`` (or of one version), in order (a point read, as
+        :meth:`status` of one model is)."""
+        from . import pointread
 
-        return history(self.store, model, version, as_of, at_seq)[0]
+        E.check_model_name(model)
+        return pointread.history(self._points.rows(model, as_of, at_seq), version)
 
     def queries(self) -> list[Any]:
         """The named audit queries (``ledger.query.NamedQuery``), sorted by name."""
@@ -613,6 +630,79 @@ class Ledger:
 
         table = self.store.read(STATE_COLUMNS)
         return P.audit(typed_events(table, self.origin))
+
+
+class _PointReads:
+    """One model's index rows, kept for as long as the ledger's head does not move (a
+    server's repeated reads cost a stat and a tail read, no scan); when it moves on, the
+    new events are read and added, after checking the old head is still there."""
+
+    #: Models kept at most (least recently asked dropped first).
+    KEEP = 256
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._n = -1
+        self._head = b""
+        self._rows: dict[str, list[dict[str, Any]]] = {}
+
+    def rows(
+        self, model: str, as_of: int | str | None = None, at_seq: int | None = None
+    ) -> list[dict[str, Any]]:
+        """``model``'s events (index rows, seq order), as of an instant if given."""
+        from . import family as F
+
+        if as_of is not None and at_seq is not None:
+            raise InputError("give --as-of or --at-seq, not both")
+        with self._lock:
+            n, head, _ = self.store.tail()
+            if (n, head) != (self._n, self._head):
+                self._catch_up(n, head)
+            rows = self._rows.pop(model, None)
+            if rows is None:
+                fam = F.Family(self.store.bundles(), n - 1)
+                rows = fam.model_rows(model)
+            self._rows[model] = rows  # (most recent last)
+            while len(self._rows) > self.KEEP:
+                del self._rows[next(iter(self._rows))]
+        upto = _cutoff(self.store, n, as_of, at_seq)
+        return rows if upto is None else [r for r in rows if r["seq"] <= upto]
+
+    def _catch_up(self, n: int, head: bytes) -> None:
+        """The ledger's head moved from (self._n, self._head) to (n, head): add the new
+        events to the models kept, or forget them all if the old head is not an event
+        of this ledger any more (a rollback, a rewrite)."""
+        from . import family as F
+        from .tree import read_rows
+
+        old_n, old_head = self._n, self._head
+        self._n, self._head = n, head
+        if not self._rows:
+            return
+        if (
+            not 0 < old_n < n
+            or read_rows(self.store.segments(), old_n - 1, old_n, "hash")[0] != old_head
+        ):
+            self._rows.clear()
+            return
+        fam = F.Family(self.store.bundles(since=old_n), n - 1)
+        for model, rows in self._rows.items():
+            rows.extend(r for r in fam.model_rows(model) if r["seq"] >= old_n)
+
+
+def _cutoff(store: Store, n: int, as_of: int | str | None, at_seq: int | None) -> int | None:
+    """The last seq an as-of question counts (None: all), checked as the views do."""
+    if at_seq is not None:
+        if type(at_seq) is not int or at_seq < 0:
+            raise InputError(f"--at-seq must be a seq number >= 0, got {at_seq!r}")
+        if at_seq > n - 1:
+            raise InputError(f"--at-seq {at_seq} is beyond the last event (seq {n - 1})")
+        return at_seq
+    if as_of is not None:
+        when = E.parse_instant(as_of) if isinstance(as_of, str) else as_of
+        return store.last_seq_at(when)
+    return None
 
 
 def _key_payload(public_key: bytes, actor: str, roles: Sequence[str]) -> dict[str, Any]:

@@ -27,8 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import checkpoint as C
+from . import eventindex, merkle
 from . import events as E
-from . import merkle
 from . import tree as T
 from .errors import CorruptLedgerError, LedgerError
 from .gcpause import collector_paused
@@ -556,6 +556,34 @@ def verify_segments(
                 )
 
 
+# --- the event index -----------------------------------------------------------------
+
+
+def check_index(led: Ledger, v: Verifier, since: int = 0) -> None:
+    """After the segments verified: every index bundle a reader would take (docs/FORMAT.md
+    §5.3) is exactly the one its segment's events give. The bundles are an untrusted
+    cache, but ``lineage``, ``impact`` and ``status`` answer from them, so a verdict of
+    OK must cover them."""
+    store = led.store
+    for seg in store.segments():
+        if seg.last < since:
+            continue
+        stored = store.index_tables(seg)
+        if stored is None:  # missing or not for this segment: readers derive it instead
+            continue
+        rows = _read_listed(store, seg, eventindex.SOURCE_COLUMNS)
+        want = eventindex.bundle_tables(eventindex.derive(rows))
+        for have, expected, path in zip(stored, want, store.index_files(seg), strict=True):
+            if not have.equals(expected, check_metadata=True):
+                v.fail(
+                    "index_cache",
+                    f"index/{path.name} does not match the events of {seg.name} (index"
+                    f" altered; delete index/{seg.name.removesuffix('.parquet')}.* to rebuild it)",
+                    seg.first,
+                    f"index/{path.name}",
+                )
+
+
 # --- trees and checkpoints -------------------------------------------------------------
 
 
@@ -672,6 +700,7 @@ def _verify_since(
         prev = _hash_at(led.store, m - 1).hex() if m else E.GENESIS_PREV_HASH
         v.resume(state, prev, m)
         verify_segments(led, v, progress, jobs=jobs if jobs is not None else 1, since=m)
+        check_index(led, v, since=m)
         n = len(v.hashes)
         tree = Tree(led.store, n, fresh_from=m)
         root = tree.root()
@@ -728,6 +757,7 @@ def _verify_full(
     v = Verifier(led.origin, led.identity["genesis_hash"])
     try:
         verify_segments(led, v, progress, jobs)
+        check_index(led, v)
         check_tree(led, v)
         if trusted is not None:
             v.report.checkpoint = {

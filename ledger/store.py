@@ -465,14 +465,20 @@ class Store:
             raise CorruptLedgerError(f"segment {seg.name} is unreadable: {_short(exc)}") from None
         return table
 
-    def read(self, columns: Sequence[str] | None = None) -> pa.Table:
-        """All live events, in seq order. Retries if a compaction swaps files meanwhile
-        (possible only when ``.readers`` could not be held)."""
+    def read(
+        self,
+        columns: Sequence[str] | None = None,
+        model: str | None = None,
+        last: int | None = None,
+    ) -> pa.Table:
+        """All live events (or ``model``'s), in seq order; with ``last``, only the last
+        ``last`` of them, read from the newest segments back until that many are found.
+        Retries if a compaction swaps files meanwhile (possible only when ``.readers``
+        could not be held)."""
         for attempt in range(5):
             try:
                 with self.reading():
-                    segs = self.segments()
-                    tables = [self.read_segment(s, columns) for s in segs]
+                    tables = self._read_back(columns, model, last)
                 break
             except FileNotFoundError:
                 if attempt == 4:
@@ -483,6 +489,28 @@ class Store:
             return pa.concat_tables(tables)
         except pa.ArrowInvalid as exc:
             raise CorruptLedgerError(f"segments have incompatible columns: {_short(exc)}") from None
+
+    def _read_back(
+        self, columns: Sequence[str] | None, model: str | None, last: int | None
+    ) -> list[pa.Table]:
+        names = list(columns or COLUMNS)
+        read = names if model is None or "model" in names else [*names, "model"]
+        tables: list[pa.Table] = []
+        found = 0
+        for seg in reversed(self.segments()):
+            if last is not None and found >= last:
+                break
+            table = self.read_segment(seg, read)
+            if model is not None:
+                import pyarrow.compute as pc
+
+                table = table.filter(pc.equal(table["model"], model)).select(names)
+            tables.append(table)
+            found += table.num_rows
+        tables.reverse()
+        if last is not None and found > last:
+            tables[0] = tables[0].slice(found - last)
+        return tables
 
     def read_where(
         self,
@@ -685,27 +713,42 @@ class Store:
     def read_index(self, seg: Segment) -> eventindex.SortedBundle | None:
         """The index bundle beside ``seg`` (memory-mapped), or None if it is missing or
         does not fit it."""
+        tables = self.index_tables(seg)
+        if tables is None:
+            return None
+        try:
+            return eventindex.SortedBundle(*tables)
+        except (pa.ArrowException, ValueError, KeyError):
+            return None
+
+    def index_tables(self, seg: Segment) -> tuple[pa.Table, pa.Table] | None:
+        """The two tables of the bundle beside ``seg`` (memory-mapped) if readers would
+        take them (present, readable, for exactly its seqs), else None."""
         if seg.count < INDEX_MIN_ROWS:
             return None
         try:
-            tables = [
+            events, edges = (
                 pa.ipc.open_file(pa.memory_map(str(p))).read_all()
                 for p in _bundle_paths(self.index_dir, seg.name)
-            ]
-            if not eventindex.SortedBundle.fits(*tables, seg.first, seg.last):
+            )
+            if not eventindex.SortedBundle.fits(events, edges, seg.first, seg.last):
                 return None
-            return eventindex.SortedBundle(*tables)
+            return events, edges
         except (OSError, pa.ArrowException, ValueError, KeyError):
             return None
 
-    def bundles(self) -> list[eventindex.Bundle]:
-        """The index of every live segment, in seq order: the bundle beside it, or one
-        derived from the segment where that is missing or does not fit. Hold
-        :meth:`reading` while using them."""
+    def index_files(self, seg: Segment) -> tuple[Path, Path]:
+        """Where the bundle of ``seg`` lives (events table, edges table)."""
+        return _bundle_paths(self.index_dir, seg.name)
+
+    def bundles(self, since: int = 0) -> list[eventindex.Bundle]:
+        """The index of every live segment (holding events from ``since`` on), in seq
+        order: the bundle beside it, or one derived from the segment where that is
+        missing or does not fit. Hold :meth:`reading` while using them."""
         for attempt in range(5):
             try:
                 with self.reading():
-                    return [self._bundle(s) for s in self.segments()]
+                    return [self._bundle(s) for s in self.segments() if s.last >= since]
             except FileNotFoundError:
                 if attempt == 4:
                     raise CorruptLedgerError("segments kept disappearing while reading") from None

@@ -282,9 +282,8 @@ def log(
     table = _open(ledger_path).events(
         model=model,
         columns=["seq", "ts", "action", "model", "version", "actor", "key_id", "payload", "hash"],
+        last=limit or None,
     )
-    if limit:
-        table = table.slice(max(0, table.num_rows - limit))
     rows = table.to_pylist()
     for r in rows:
         r["ts"] = r["ts"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
