@@ -76,6 +76,10 @@ _DERIVED = [c for c in COLUMNS if c not in _TYPED]
 
 #: A payload that is exactly ``{"env":"<name>"}`` (most events): no JSON parse needed.
 _ENV_ONLY = re.compile(r'\{"env":"([a-z][a-z0-9_-]{0,31})"\}')
+_ENV_ONLY_ANCHORED = r'^\{"env":"(?P<env>[a-z][a-z0-9_-]{0,31})"\}$'
+#: From this many rows on, derive and edge_rows work column-wise in pyarrow.compute
+#: (whose import, ~0.1 s, a reader of a few small segments should not pay).
+_VECTOR_MIN_ROWS = 2048
 
 
 def _str(v: Any) -> str | None:
@@ -126,9 +130,27 @@ def derive(table: pa.Table) -> pa.Table:
     n = table.num_rows
     derived: dict[str, list[Any]] = {c: [None] * n for c in _DERIVED}
     actions = table["action"].to_pylist()
-    for i, payload in enumerate(table["payload"].to_pylist()):
+    if n >= _VECTOR_MIN_ROWS:
+        # A merge or verify of a whole block: match the env-only payloads (most events)
+        # in Arrow and parse only the rest.
+        import pyarrow.compute as pc
+
+        found = pc.extract_regex(table["payload"], _ENV_ONLY_ANCHORED)
+        envs = pc.if_else(
+            pc.and_(pc.is_in(table["action"], pa.array(sorted(E.ENV_ACTIONS))), found.is_valid()),
+            pc.struct_field(found, [0]),
+            pa.scalar(None, pa.string()),
+        )
+        derived["env"] = envs.to_pylist()
+        rest = pc.indices_nonzero(envs.is_null()).to_pylist()
+        todo: Iterable[tuple[int, Any]] = zip(
+            rest, table["payload"].take(pa.array(rest, pa.int64())).to_pylist(), strict=True
+        )
+    else:
+        todo = enumerate(table["payload"].to_pylist())
+    for i, payload in todo:
         action = actions[i]
-        if action in E.ENV_ACTIONS and payload is not None:
+        if n < _VECTOR_MIN_ROWS and action in E.ENV_ACTIONS and payload is not None:
             m = _ENV_ONLY.fullmatch(payload)
             if m:
                 derived["env"][i] = m[1]
@@ -182,21 +204,28 @@ _DICTIONARY = ("action", "model", "actor", "key_id", "env", "code_repo", "key_ac
 def edge_rows(index: pa.Table) -> dict[str, list[Any]]:
     """The lineage edges of the registers among index rows, as columns of EDGE_SCHEMA."""
     out: dict[str, list[Any]] = {name: [] for name in EDGE_SCHEMA.names}
-
-    def add(key: str, kind: str, model: str, version: int, seq: int) -> None:
-        values = (key, kind, model, version, seq)
-        for name, value in zip(EDGE_SCHEMA.names, values, strict=True):
-            out[name].append(value)
-
     actions = index["action"].to_pylist()
     regs = [i for i, a in enumerate(actions) if a == E.REGISTER]
     if not regs:
         return out
     names = ("seq", "model", "version", "parents", "datasets", "code_repo", "code_commit")
     cols = {}
-    for c in names:  # (no take(): it would import pyarrow.compute into a reader)
-        values = index[c].to_pylist()
-        cols[c] = [values[i] for i in regs]
+    if index.num_rows >= _VECTOR_MIN_ROWS:
+        picked = index.select(list(names)).take(regs)
+        cols = {c: picked[c].to_pylist() for c in names}
+    else:  # (no take(): it would import pyarrow.compute into a reader)
+        for c in names:
+            values = index[c].to_pylist()
+            cols[c] = [values[i] for i in regs]
+    keys, kinds, models, versions, seqs = (out[name] for name in EDGE_SCHEMA.names)
+
+    def add(key: str, kind: str, model: str, version: int, seq: int) -> None:
+        keys.append(key)
+        kinds.append(kind)
+        models.append(model)
+        versions.append(version)
+        seqs.append(seq)
+
     for k in range(len(regs)):
         m, v, seq = cols["model"][k], cols["version"][k], cols["seq"][k]
         for p in cols["parents"][k] or ():
@@ -239,11 +268,12 @@ def bundle_tables(index: pa.Table) -> tuple[pa.Table, pa.Table]:
     if keys and keys[0] is None:  # the rows without a model come first
         keys, starts = keys[1:], starts[1:]
     envs: dict[str, list[Any]] = {}
-    for seq, action, env, model, version in zip(
-        *(index[c].to_pylist() for c in ("seq", "action", "env", "model", "version")),
+    deploys = index.filter(pc.equal(index["action"], E.DEPLOY))
+    for seq, env, model, version in zip(
+        *(deploys[c].to_pylist() for c in ("seq", "env", "model", "version")),
         strict=True,
     ):
-        if action == E.DEPLOY and env is not None and env not in envs:
+        if env is not None and env not in envs:
             envs[env] = [seq, model, version]
     arrays = []
     for field in SCHEMA:
@@ -264,12 +294,18 @@ def bundle_tables(index: pa.Table) -> tuple[pa.Table, pa.Table]:
         meta
     )
     e = edge_rows(index)
-    order_e = sorted(range(len(e["key"])), key=lambda i: (e["kind"][i], e["key"][i], e["seq"][i]))
-    edge_cols = [
-        pa.array([e[name][i] for i in order_e], type=f.type)
-        for name, f in zip(EDGE_SCHEMA.names, EDGE_SCHEMA, strict=True)
+    etable = pa.Table.from_pydict(e, schema=EDGE_SCHEMA)
+    # (a stable sort: equal edges of one register keep their order)
+    etable = etable.take(
+        pc.sort_indices(
+            etable, sort_keys=[("kind", "ascending"), ("key", "ascending"), ("seq", "ascending")]
+        )
+    )
+    edge_cols = [etable[name].combine_chunks() for name in EDGE_SCHEMA.names]
+    combined = [
+        f"{kind}\x00{key}"
+        for kind, key in zip(etable["kind"].to_pylist(), etable["key"].to_pylist(), strict=True)
     ]
-    combined = [f"{e['kind'][i]}\x00{e['key'][i]}" for i in order_e]
     ekeys, estarts = _run_starts(combined)
     edge_cols[0] = _sorted_dictionary(combined, ekeys)
     edge_cols[1] = pc.dictionary_encode(edge_cols[1])

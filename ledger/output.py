@@ -87,6 +87,10 @@ def render(
         if not rows:
             out.write(empty + "\n")
             return
+        if len(rows) > RICH_MAX_ROWS:
+            cells = [[_cell(_jsonable(r.get(c))) for c in columns] for r in rows]
+            _plain_table(columns, cells, out, title)
+            return
         from rich.console import Console
         from rich.table import Table
         from rich.text import Text
@@ -163,11 +167,22 @@ def render_arrow(
 RICH_MAX_ROWS = 2000
 
 
+#: What a plain table drops from a cell, as rich's Text does: control characters
+#: (C0, DEL, C1: terminal escapes in a comment are data, not commands); tabs and line
+#: breaks become spaces so that a row stays one line.
+_CONTROLS = {c: None for c in [*range(0x20), *range(0x7F, 0xA0)]} | {
+    0x09: " ",
+    0x0A: " ",
+    0x0D: " ",
+}
+
+
 def _plain_table(
     columns: Sequence[str], cells: list[list[str]], out: IO[str], title: str | None
 ) -> None:
+    cells = [[v.translate(_CONTROLS) for v in row] for row in cells]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    lines = [title] if title else []
+    lines = [title.translate(_CONTROLS)] if title else []
     lines.append("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     lines.append("  ".join("-" * w for w in widths))
     for row in cells:

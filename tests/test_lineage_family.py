@@ -260,3 +260,45 @@ def test_no_match_is_the_same_error(tmp_path, field, history):
     with pytest.raises(LedgerError) as b:
         L.impact(whole, **arg)
     assert (type(a.value), str(a.value)) == (type(b.value), str(b.value))
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps, st.lists(st.text(max_size=30), max_size=5))
+def test_the_column_wise_derive_equals_the_row_wise_one(spec, odd_payloads):
+    """derive() and edge_rows() of a block (pyarrow.compute) against the row-at-a-time
+    path small segments take, on generated histories plus payloads of any shape."""
+    from ledger import eventindex
+
+    rows = _history(spec)
+    odd = ['{"env":"a"} ', '{"env":"a"}x', '{"env":"Z"}', "[]", '{"env":"a","comment":"c"}']
+    odd += odd_payloads
+    for k, r in enumerate(rows):  # env-ish payloads that are not quite {"env":NAME}
+        r["payload"] = odd[k % len(odd)] if k % 3 == 0 else r["payload"]
+    table = _table(rows)
+    small = eventindex._VECTOR_MIN_ROWS
+    try:
+        eventindex._VECTOR_MIN_ROWS = 10**9
+        want = derive(table), bundle_tables(derive(table))
+        eventindex._VECTOR_MIN_ROWS = 0
+        got = derive(table), bundle_tables(derive(table))
+    finally:
+        eventindex._VECTOR_MIN_ROWS = small
+    assert got[0].equals(want[0])
+    for a, b in zip(got[1], want[1], strict=True):
+        assert a.equals(b, check_metadata=True)
+
+
+def test_a_block_of_env_only_events_derives(monkeypatch):
+    """Every payload {"env":NAME} (a merge of deploys only): nothing left to parse."""
+    from ledger import eventindex
+
+    rows = [
+        r
+        for r in _history(
+            [("register", 0, 0, 0, 0, 0, [], -1)] + [("deploy", 0, 0, 0, 0, 0, [], -1)] * 3
+        )
+        if r["action"] == "deploy"
+    ]
+    table = _table(rows)
+    monkeypatch.setattr(eventindex, "_VECTOR_MIN_ROWS", 0)
+    assert derive(table)["env"].to_pylist() == ["staging"] * 3

@@ -763,3 +763,25 @@ def test_large_tables_print_as_plain_aligned_columns() -> None:
         "m0     production=1",
     ]
     assert len(lines) == n + 3
+
+
+def test_large_row_tables_are_plain_and_drop_control_characters() -> None:
+    """``render`` (``ledger log``) above RICH_MAX_ROWS: plain columns, and a comment's
+    terminal escapes or line breaks cannot reach the terminal or split a row."""
+    import io
+
+    from ledger.output import RICH_MAX_ROWS, render
+
+    n = RICH_MAX_ROWS + 1
+    rows = [{"seq": i, "details": "ok"} for i in range(n)]
+    rows[1]["details"] = "evil\x1b[2J\x07 line\nbreak\tand\x9bC1"
+    buf = io.StringIO()
+    render(rows, ["seq", "details"], "table", out=buf)
+    lines = buf.getvalue().splitlines()
+    assert lines[:4] == [
+        "seq   details",
+        "----  ------------------------",
+        "0     ok",
+        "1     evil[2J line break andC1",
+    ]
+    assert len(lines) == n + 2
