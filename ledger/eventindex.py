@@ -5,7 +5,7 @@ Point reads (``status MODEL``, ``history``) and family lineage (``lineage MODEL:
 approval's environment, a register's parents, datasets, code and artifact. Parsing every
 payload of a big ledger for them costs more than the question, so writers keep this
 projection beside each segment of 1,024 events or more, as a *bundle* of two Arrow IPC
-files read memory-mapped (docs/FORMAT.md §5.4):
+files read memory-mapped (docs/FORMAT.md §5.3):
 
 * ``index/<first>-<last>.events.arrow``: one row per event (:data:`SCHEMA`), sorted by
   model (key and governance events first) then seq, with a directory of where each

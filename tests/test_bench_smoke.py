@@ -45,4 +45,7 @@ def test_every_benchmark_path_runs(tmp_path: Path, monkeypatch, capsys) -> None:
         assert rows[("ledger", name)]["value"] > 0, name
     assert rows[("ledger", "batch_append")]["limit_value"] > 0
     assert 0 < rows[("ledger", "disk_bytes_per_event")]["value"] < 2000
+    for name in ("append_rate_ratio", "segments", "verify_vs_compacted", "fresh_lineage",
+                 "fresh_impact_rss", "warm_live", "threads"):  # fmt: skip
+        assert rows[("daily_use", name)]["value"] > 0, name
     assert "targets missed:" in capsys.readouterr().out
