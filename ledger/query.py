@@ -15,7 +15,7 @@ timestamp can only be told apart with ``at_seq``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -359,6 +359,30 @@ def get_query(name: str, folder: Path = QUERIES_DIR) -> NamedQuery:
 # --- running ---------------------------------------------------------------------------------
 
 
+def sandboxed(paths: Sequence[str]) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection that may read ``paths`` and nothing else.
+
+    Every query (``ledger sql``, the named audit queries, the views) runs here: no other
+    file (``read_csv('/etc/passwd')``, ``read_text``, ``glob``), no network (``https://``,
+    ``s3://``), no ``COPY … TO``, ``ATTACH`` or ``EXPORT``, no extension install or load
+    (DuckDB would otherwise fetch one for an ``https://`` path). The caller locks the
+    configuration once its views exist, so ``SET`` cannot undo any of this."""
+    con = duckdb.connect(
+        ":memory:",
+        config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "allow_community_extensions": False,
+            "allow_unsigned_extensions": False,
+        },
+    )
+    # Results carry UTC; threads stay at DuckDB's default (all cores).
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET allowed_paths = [" + ", ".join(_sql_str(p) for p in paths) + "]")
+    con.execute("SET enable_external_access = false")
+    return con
+
+
 class Session:
     """One DuckDB connection with the views defined, at one point in time."""
 
@@ -371,9 +395,7 @@ class Session:
         self.segments = store.segments()
         if not self.segments:
             raise CorruptLedgerError(f"{store.events_dir} holds no segments")
-        self.con = duckdb.connect(":memory:")
-        # Results carry UTC; threads stay at DuckDB's default (all cores).
-        self.con.execute("SET TimeZone = 'UTC'")
+        self.con = sandboxed([str(s.path) for s in self.segments])
         paths = ", ".join(_sql_str(str(s.path)) for s in self.segments)
         scan = "read_parquet([" + paths + "], union_by_name = false)"
         last = self.segments[-1].last
@@ -404,6 +426,8 @@ class Session:
                 as_of_ts="now()" if c.ts is None else _sql_ts(c.ts),
             )
         )
+        # From here on nothing can change a setting (the sandbox included).
+        self.con.execute("SET lock_configuration = true")
 
     def run(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         return self.con.sql(sql, params=dict(params) if params else None).to_arrow_table()
@@ -444,6 +468,13 @@ def run(
                 ]:
                     continue
                 raise CorruptLedgerError(f"cannot read the segments: {_short(exc)}") from None
+            except (duckdb.PermissionException, duckdb.InvalidInputException) as exc:
+                if "disabled" in str(exc) or "locked" in str(exc):
+                    raise InputError(
+                        f"{what} refused: it may read the ledger's views and nothing else"
+                        f" ({_short(exc)})"
+                    ) from None
+                raise InputError(f"{what} failed: {_short(exc)}") from None
             except duckdb.Error as exc:
                 raise InputError(f"{what} failed: {_short(exc)}") from None
             finally:
