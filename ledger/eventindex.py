@@ -463,8 +463,7 @@ class SortedBundle(Bundle):
                 spans.append((m, self._starts[i], end))
         if not spans:
             return {}
-        table = pa.concat_tables([self.events.slice(a, b - a) for _, a, b in spans])
-        cols = _columns(table.select([n for n in names if n != "model"]), self._dicts)
+        cols = {n: self._gather(n, spans) for n in names if n != "model"}
         out: dict[str, dict[str, list[Any]]] = {}
         at = 0
         for m, a, b in spans:
@@ -474,6 +473,28 @@ class SortedBundle(Bundle):
                 out[m]["model"] = [m] * n
             at += n
         return out
+
+    def _gather(self, name: str, spans: list[tuple[str, int, int]]) -> list[Any]:
+        """Column ``name`` over the rows ``a:b`` of each span, as one list, as
+        :func:`_columns` gives it. One conversion per column, not per span: an impact
+        reads the rows of hundreds of models in each bundle."""
+        column = self.events[name]
+        if column.num_chunks != 1:
+            parts = pa.concat_tables([self.events.slice(a, b - a) for _, a, b in spans])
+            return _columns(parts.select([name]), self._dicts)[name]
+        arr = column.chunk(0)
+        if name == "ts":
+            arr = arr.view(pa.int64())
+        if pa.types.is_int64(arr.type) and arr.null_count == 0:
+            values = _int64s(arr)  # (no nulls: the buffer is the values)
+            return [v for _, a, b in spans for v in values[a:b].tolist()]
+        if pa.types.is_dictionary(arr.type):
+            d = self._dicts.get(name)
+            if d is None:
+                d = self._dicts[name] = arr.dictionary.to_pylist()
+            codes = pa.concat_arrays([arr.indices.slice(a, b - a) for _, a, b in spans])
+            return [None if i is None else d[i] for i in codes.to_pylist()]
+        return pa.concat_arrays([arr.slice(a, b - a) for _, a, b in spans]).to_pylist()
 
     def keyless_rows(self) -> list[dict[str, Any]]:
         start = self._starts[0] if self._starts else self.events.num_rows
@@ -508,11 +529,15 @@ class SortedBundle(Bundle):
         if not at:
             return {}
         at.sort()
-        table = pa.concat_tables([self.events.slice(i, 1) for i, _ in at])
-        rows = _rows(table.drop_columns(["model"]), self._dicts)
-        for r, (_, model) in zip(rows, at, strict=True):
-            r["model"] = model
-        return {r["seq"]: r for r in rows}
+        spans = [(model, i, i + 1) for i, model in at]
+        names = [n for n in self.events.column_names if n not in ("model", "run")]
+        cols = [self._gather(n, spans) for n in names]
+        out = {}
+        for k, (_, model) in enumerate(at):
+            row = {n: c[k] for n, c in zip(names, cols, strict=True)}
+            row["model"] = model
+            out[row["seq"]] = row
+        return out
 
     def _kind(self, kind: str) -> dict[str, tuple[int, int]]:
         """Key -> the rows of its edges, for one kind (decoded once: a walk looks up

@@ -38,6 +38,8 @@ class Family:
         self.bundles = list(bundles)
         self.upto = upto
         self._models: dict[str, list[dict[str, Any]]] = {}
+        #: Dataset labels found so far, by (dataset key, the name a register gave it).
+        self.labels: dict[tuple[str, str | None], str] = {}
         self._registers: dict[str, dict[int, dict[str, Any]]] = {}
         self._firsts: dict[tuple[str, str], dict[str, Any] | None] = {}
 
@@ -271,7 +273,7 @@ def _with_payload(row: dict[str, Any]) -> dict[str, Any]:
 
 # --- impact, column-wise ---------------------------------------------------------------
 
-_IMPACT_COLUMNS = ("seq", "ts", "action", "version", "actor", "env")
+_IMPACT_COLUMNS = ("seq", "action", "version", "env")
 
 
 def _fates_and_live(
@@ -280,26 +282,27 @@ def _fates_and_live(
     """Over every event of ``models``: which of approve, reject and deprecate each
     version had, and per (model, env) the deployment live now as (version, seq, ts,
     actor). Column lists, a conversion per column and bundle: an impact may cover a
-    hundred thousand events."""
+    hundred thousand events; the time and actor are read for the live deploys only."""
     fate: dict[Version, set[str]] = {}
-    live: dict[tuple[str, str], tuple[int, int, int, str]] = {}
+    live: dict[tuple[str, str], tuple[int, int]] = {}
     upto = fam.upto
     fates = (E.APPROVE, E.REJECT, E.DEPRECATE)
     for b in fam.bundles:  # (in seq order, and each model's rows in seq order within)
         for m, c in b.columns(models, _IMPACT_COLUMNS).items():
-            for seq, ts, action, version, actor, env in zip(
-                *(c[n] for n in _IMPACT_COLUMNS), strict=True
-            ):
+            for seq, action, version, env in zip(*(c[n] for n in _IMPACT_COLUMNS), strict=True):
                 if upto is not None and seq > upto:
                     break
                 if action in fates:
                     fate.setdefault((m, version), set()).add(action)
                 elif env is not None and (action == E.DEPLOY or action == E.UNDEPLOY):
                     if action == E.DEPLOY:
-                        live[(m, env)] = (version, seq, ts, actor)
+                        live[(m, env)] = (version, seq)
                     else:
                         live.pop((m, env), None)
-    return fate, live
+    rows = fam.rows_at((m, seq) for (m, _), (_, seq) in live.items())
+    return fate, {
+        k: (version, seq, rows[seq]["ts"], rows[seq]["actor"]) for k, (version, seq) in live.items()
+    }
 
 
 def impact(
@@ -468,9 +471,16 @@ def _via(fam: Family, reg: dict[str, Any] | None, h: int, hops: dict[str, int]) 
 def _dataset_label(fam: Family, d: dict[str, Any]) -> str:
     """A dataset node's label: the name (else the URI) its first register gave it."""
     key = f"{d['uri']}@{d['digest']}" if d["digest"] else d["uri"]
+    # (an impact labels the same few datasets for each of thousands of versions)
+    known = fam.labels.get((key, d["name"]))
+    if known is not None:
+        return known
+    label = d["name"] or d["uri"]
     e = fam.first_edge("dataset", key)
     first = fam.row_at(e["model"], e["seq"]) if e is not None else None
     for x in (first or {}).get("datasets") or ():
         if x["uri"] == d["uri"] and x["digest"] == d["digest"]:
-            return x["name"] or x["uri"]
-    return d["name"] or d["uri"]
+            label = x["name"] or x["uri"]
+            break
+    fam.labels[(key, d["name"])] = label
+    return label

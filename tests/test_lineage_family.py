@@ -13,13 +13,14 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ledger import LedgerError
 from ledger import events as E
 from ledger import family as F
 from ledger import lineage as L
+from ledger.eventindex import SCHEMA as INDEX_SCHEMA
 from ledger.eventindex import RowBundle, SortedBundle, bundle_tables, derive
 from ledger.store import SCHEMA
 
@@ -302,3 +303,20 @@ def test_a_block_of_env_only_events_derives(monkeypatch):
     table = _table(rows)
     monkeypatch.setattr(eventindex, "_VECTOR_MIN_ROWS", 0)
     assert derive(table)["env"].to_pylist() == ["staging"] * 3
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps, st.data())
+def test_a_sorted_bundle_reads_rows_and_columns_as_the_rows_give_them(spec, data):
+    # SortedBundle gathers slices of its memory-mapped columns (the fast path);
+    # RowBundle keeps plain row dicts (the reference).
+    rows = _history(spec)
+    index = derive(_table(rows))
+    fast, ref = SortedBundle(*bundle_tables(index)), RowBundle(index)
+    models = sorted({r["model"] for r in rows if r["model"]})
+    picked = data.draw(st.lists(st.sampled_from(models), unique=True)) if models else []
+    names = data.draw(st.lists(st.sampled_from(list(INDEX_SCHEMA.names)), min_size=1, unique=True))
+    assert fast.columns(picked, names) == ref.columns(picked, names)
+    wanted = [(r["model"], r["seq"]) for r in rows if r["model"]]
+    wanted = data.draw(st.lists(st.sampled_from(wanted), unique=True)) if wanted else []
+    assert fast.rows_at(wanted) == ref.rows_at(wanted)
