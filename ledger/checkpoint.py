@@ -21,13 +21,13 @@ import base64
 import contextlib
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import events as E
-from . import merkle, note
+from . import merkle, note, storymap
 from .errors import (
     CorruptLedgerError,
     InputError,
@@ -65,6 +65,16 @@ class SignedCheckpoint:
         return self.root.hex()
 
     @property
+    def story_root(self) -> bytes | None:
+        """The story-map root the checkpoint commits to (``ledger.storymap``), or None
+        for a checkpoint without one (issued before story maps, or by another log)."""
+        body = self.note[: self.note.rfind("\n\n") + 1]
+        try:
+            return storymap.root_from_extensions(note.parse_checkpoint(body).extensions)
+        except (note.NoteError, storymap.StoryMapError):
+            return None
+
+    @property
     def root_b64(self) -> str:
         return base64.b64encode(self.root).decode()
 
@@ -72,10 +82,80 @@ class SignedCheckpoint:
         return f"checkpoint of size {self.size} signed by {self.signer}"
 
 
-def sign(origin: str, size: int, root: bytes, key: SigningKey) -> str:
-    """The signed note of a checkpoint of ``size`` events with Merkle ``root``."""
+def sign(
+    origin: str, size: int, root: bytes, key: SigningKey, story_root: bytes | None = None
+) -> str:
+    """The signed note of a checkpoint of ``size`` events with Merkle ``root`` (and the
+    extension line committing to the story map's root, when given)."""
+    ext = [storymap.extension(story_root)] if story_root is not None else []
     return note.sign_note(
-        note.format_checkpoint(origin, size, root), origin, key.sign, key.public_key
+        note.format_checkpoint(origin, size, root, ext), origin, key.sign, key.public_key
+    )
+
+
+STORY_COLUMNS = ["seq", "action", "model", "version", "hash", "payload"]
+
+
+def stories_at(store: Any, sizes: Sequence[int]) -> dict[int, bytes]:
+    """The story-map root of the first ``n`` events for each ``n`` in ``sizes``, in one
+    pass over the events (docs/FORMAT.md, "Story map"); ``b""`` for a size beyond the
+    events."""
+    wanted = sorted(set(sizes))
+    if not wanted:
+        return {}
+    table = store.read(STORY_COLUMNS).slice(0, wanted[-1])
+    st = storymap.Stories()
+    out: dict[int, bytes] = {}
+    at = 0
+    for n in wanted:
+        if n > table.num_rows:
+            out[n] = b""
+            continue
+        st.add_columns(*_story_columns(table.slice(at, n - at)))
+        at = n
+        out[n] = st.root()
+    return out
+
+
+def _story_columns(table: Any) -> tuple[Any, ...]:
+    """The columns :meth:`ledger.storymap.Stories.add_columns` takes: the environments
+    matched in Arrow, JSON parsed only for grants and the events citing one."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .eventindex import _ENV_ONLY_ANCHORED
+
+    payload, action = table["payload"], table["action"]
+    moves = pc.is_in(action, pa.array([E.DEPLOY, E.UNDEPLOY]))
+    found = pc.extract_regex(payload, _ENV_ONLY_ANCHORED)
+    envs = pc.if_else(
+        pc.and_(moves, found.is_valid()), pc.struct_field(found, [0]), pa.scalar(None, pa.string())
+    ).to_pylist()
+    odd = set(pc.indices_nonzero(pc.and_(moves, pc.invert(found.is_valid()))).to_pylist())
+    special = pc.or_(pc.equal(action, E.BREAK_GLASS), pc.match_substring(payload, '"break_glass"'))
+    cites = set(pc.indices_nonzero(special).to_pylist())
+    parsed: dict[int, dict[str, Any]] = {}
+    for i in sorted(odd | cites):
+        try:
+            p = json.loads(payload[i].as_py())
+        except (TypeError, ValueError, RecursionError):
+            p = None
+        p = p if isinstance(p, dict) else {}
+        if i in odd:
+            env = p.get("env")
+            envs[i] = env if isinstance(env, str) else None
+        if i in cites:
+            parsed[i] = p
+    return (
+        table["seq"].to_pylist(),
+        action.to_pylist(),
+        table["model"].to_pylist(),
+        table["version"].to_pylist(),
+        table["hash"].to_pylist(),
+        envs,
+        parsed,
     )
 
 
@@ -248,7 +328,8 @@ def issue(led: Any, key: SigningKey) -> SignedCheckpoint:
                 f"the ledger does not verify ({report.summary()}); no checkpoint issued"
             )
         n, root = report.events, bytes.fromhex(report.root or "") if report.events else EMPTY
-        text = sign(led.origin, n, root, key)
+        story = stories_at(led.store, [n])[n]
+        text = sign(led.origin, n, root, key, story)
         d = led.path / CHECKPOINT_DIR
         with contextlib.suppress(FileExistsError):
             d.mkdir()

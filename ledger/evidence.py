@@ -26,13 +26,15 @@ from typing import Any
 
 from . import checkpoint as C
 from . import events as E
-from . import merkle, note
+from . import merkle, note, storymap
 from .canonical import canonicalize
-from .errors import InputError, KeyProblem, NotFoundError
+from .errors import CorruptLedgerError, InputError, KeyProblem, NotFoundError
 from .keys import PAYLOAD_TYPE, key_id, pae, verify_signature
 from .state import State, _public_key
 
-FORMAT = "ledger-evidence/1"
+FORMAT = "ledger-evidence/2"
+#: Bundles written before story maps: they prove presence only, and say so.
+FORMAT_V1 = "ledger-evidence/1"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 MAX_BUNDLE = 64 * 1024 * 1024
 
@@ -51,42 +53,68 @@ def _envelope(canon: bytes, kid: str, sig: bytes) -> dict[str, Any]:
 def build(
     led: Any, model: str, version: int, checkpoint: str | os.PathLike[str] | None = None
 ) -> dict[str, Any]:
-    """The bundle for ``model:version`` against a checkpoint file (default: latest)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
+    """The bundle for ``model:version`` against a checkpoint file (default: latest):
+    every event of the version's story among the checkpoint's events, every key event,
+    each with its inclusion proof, and the story map's proofs that these are all."""
     from .tree import Tree
 
     E.check_model_name(model)
     cp = led.open_checkpoint(checkpoint) if checkpoint is not None else C.latest(led)
-    table = led.events(columns=["seq", "action", "model", "version", "key_id", "sig", "canonical"])
+    committed = cp.story_root
+    if committed is None:
+        raise InputError(
+            f"the {cp.describe()} commits to no story map (issued before story maps), so a"
+            " bundle against it could not prove it is complete; issue a new checkpoint"
+            " (ledger checkpoint) and build the bundle against that"
+        )
+    table = led.events(columns=[*C.STORY_COLUMNS, "key_id", "sig", "canonical"])
     table = table.slice(0, cp.size)
-    mine = pc.and_(pc.equal(table["model"], model), pc.equal(table["version"], version))
-    keys = pc.is_in(table["action"], pa.array(sorted(E.KEY_ACTIONS)))
-    rows = table.filter(pc.or_(pc.fill_null(mine, False), keys)).to_pylist()
-    if not any(r["model"] == model and r["action"] == E.REGISTER for r in rows):
+    st = storymap.Stories()
+    st.add_columns(*C._story_columns(table.select(C.STORY_COLUMNS)))
+    vkey = storymap.version_key(model, version)
+    story, keys = st.story(vkey), st.story(storymap.KEYS)
+    seqs = {s for s, _ in story}
+    if not any(table["action"][s].as_py() == E.REGISTER and table["model"][s].as_py() == model
+               for s in seqs):  # fmt: skip
         raise NotFoundError(
             f"{model}:{version} is not registered in the {cp.describe()}", kind="unknown_version"
+        )
+    leaves = st.leaves()
+    if storymap.root(leaves) != committed:
+        raise CorruptLedgerError(
+            f"the story map of the {cp.describe()} does not match the events (run ledger verify)"
         )
     tree = Tree(led.store, cp.size)
     if tree.root() != cp.root:
         tree = Tree(led.store, cp.size, use_cache=False)
     out = []
-    for r in rows:
-        proof = tree.inclusion(r["seq"])
-        merkle.verify_inclusion(r["seq"], cp.size, merkle.leaf_hash(r["canonical"]), proof, cp.root)
+    for seq in sorted(seqs | {s for s, _ in keys}):
+        canon = table["canonical"][seq].as_py()
+        proof = tree.inclusion(seq)
+        merkle.verify_inclusion(seq, cp.size, merkle.leaf_hash(canon), proof, cp.root)
         out.append(
             {
-                "envelope": _envelope(r["canonical"], r["key_id"], r["sig"]),
+                "envelope": _envelope(
+                    canon, table["key_id"][seq].as_py(), table["sig"][seq].as_py()
+                ),
                 "proof": [h.hex() for h in proof],
             }
         )
+
+    def part(key: str, events: list[tuple[int, bytes]]) -> dict[str, Any]:
+        return {
+            "events": [[s, h.hex()] for s, h in events],
+            "proof": [h.hex() for h in storymap.prove(leaves, key)],
+        }
+
     return {
         "checkpoint": cp.note,
         "events": out,
         "format": FORMAT,
+        "keys": part(storymap.KEYS, keys),
         "model": model,
         "origin": led.origin,
+        "story": part(vkey, story),
         "version": version,
     }
 
@@ -112,6 +140,9 @@ class Verdict:
     events: int = 0
     key_events: int = 0
     anchored: bool = False
+    #: the story map proved the bundle complete (a ledger-evidence/2 bundle)
+    complete: bool = False
+    policies: list[int] = field(default_factory=list)
 
     def summary(self) -> str:
         steps = ", ".join(self.steps)
@@ -121,8 +152,20 @@ class Verdict:
             else ", a checkpointer key registered by the bundle's own key events"
             " (pass --trusted-key to anchor trust)"
         )
+        if self.complete:
+            rules = (
+                f", policy seq {', '.join(map(str, self.policies))} in force"
+                if self.policies
+                else ", no policy in force"
+            )
+            whole = f"; the complete story ({self.events} events{rules})"
+        else:
+            whole = (
+                f"; {self.events} events (a {FORMAT_V1} bundle: it proves these happened,"
+                " not that nothing else did)"
+            )
         return (
-            f"{self.model}:{self.version} {steps}; {self.events} events, all signatures valid,"
+            f"{self.model}:{self.version} {steps}{whole}, all signatures valid,"
             f" included in checkpoint of size {self.tree_size} of {self.origin} signed by"
             f" {self.signer}{trust}"
         )
@@ -158,11 +201,68 @@ def load(data: bytes) -> dict[str, Any]:
         raise _bad(f"not canonical JSON ({exc})") from None
     if canonical != data:
         raise _bad("not in RFC 8785 canonical form followed by one newline (altered?)")
-    if doc.get("format") != FORMAT:
+    members = {"checkpoint", "events", "format", "model", "origin", "version"}
+    if doc.get("format") == FORMAT:
+        members |= {"keys", "story"}
+    elif doc.get("format") != FORMAT_V1:
         raise _bad(f"format is {doc.get('format')!r}, expected {FORMAT!r}")
-    if set(doc) != {"checkpoint", "events", "format", "model", "origin", "version"}:
+    if set(doc) != members:
         raise _bad(f"unexpected members {sorted(doc)}")
     return doc
+
+
+def _story_part(doc: dict[str, Any], name: str) -> tuple[list[tuple[int, bytes]], list[bytes]]:
+    """A bundle's ``story`` or ``keys`` member: the committed (seq, hash) list and its
+    story-map proof."""
+    part = doc[name]
+    if not isinstance(part, dict) or set(part) != {"events", "proof"}:
+        raise _bad(f"{name} needs exactly 'events' and 'proof'")
+    events, proof = part["events"], part["proof"]
+    if not isinstance(events, list) or not isinstance(proof, list):
+        raise _bad(f"{name}: events and proof must be lists")
+    out: list[tuple[int, bytes]] = []
+    for item in events:
+        if (
+            not isinstance(item, list)
+            or len(item) != 2
+            or type(item[0]) is not int
+            or not isinstance(item[1], str)
+            or not _HEX64.fullmatch(item[1])
+        ):
+            raise _bad(f"{name}: each event must be [seq, 64 lowercase hex digits]")
+        if out and item[0] <= out[-1][0]:
+            raise _bad(f"{name}: seqs must increase")
+        out.append((item[0], bytes.fromhex(item[1])))
+    if not all(isinstance(h, str) and _HEX64.fullmatch(h) for h in proof):
+        raise _bad(f"{name}: the proof must be a list of 64 lowercase hex digits")
+    return out, [bytes.fromhex(h) for h in proof]
+
+
+class Incomplete(InputError):
+    """A bundle that leaves out, adds or swaps events of the story it must hold."""
+
+
+def _seqs(seqs: list[int]) -> str:
+    shown = ", ".join(str(s) for s in seqs[:8])
+    more = f" and {len(seqs) - 8} more" if len(seqs) > 8 else ""
+    return f"seq{'s' if len(seqs) > 1 else ''} {shown}{more}"
+
+
+def _complete(what: str, committed: list[tuple[int, bytes]], held: dict[int, bytes]) -> None:
+    """Raise ``incomplete`` unless the bundle holds exactly the committed events."""
+    want = dict(committed)
+    missing = sorted(set(want) - set(held))
+    extra = sorted(set(held) - set(want))
+    swapped = sorted(s for s in set(want) & set(held) if want[s] != held[s])
+    problems = []
+    if missing:
+        problems.append(f"{_seqs(missing)} of {what} missing from the bundle (events removed)")
+    if extra:
+        problems.append(f"{_seqs(extra)} in the bundle but not in {what} (events added)")
+    if swapped:
+        problems.append(f"{_seqs(swapped)} not the events {what} lists (events swapped)")
+    if problems:
+        raise Incomplete("incomplete: " + "; ".join(problems))
 
 
 def check(data: bytes, trusted_keys: list[bytes] | tuple[bytes, ...] = ()) -> Verdict:
@@ -179,6 +279,7 @@ def check(data: bytes, trusted_keys: list[bytes] | tuple[bytes, ...] = ()) -> Ve
     except note.NoteError as exc:
         raise _bad(f"the checkpoint is not a signed checkpoint note: {exc}") from None
     size, root = body.size, body.root
+    v2 = doc["format"] == FORMAT
 
     # Decode every event and check its inclusion in the checkpoint's tree.
     decoded: list[tuple[E.Event, bytes, bytes]] = []
@@ -213,9 +314,11 @@ def check(data: bytes, trusted_keys: list[bytes] | tuple[bytes, ...] = ()) -> Ve
             raise _bad(f"seq {ev.seq} is out of order (events must be in increasing seq)")
         last = ev.seq
         is_key = ev.action in E.KEY_ACTIONS
-        if not is_key and (ev.model != model or ev.version != version):
+        # (a story also holds the deploys that ended this version's deployments, the
+        # grants naming it and the policies in force: the story map decides, below)
+        if not v2 and not is_key and (ev.model != model or ev.version != version):
             raise _bad(f"seq {ev.seq} is about {ev.model}:{ev.version}, not {model}:{version}")
-        if not is_key and ev.action not in E.MODEL_ACTIONS:
+        if not v2 and not is_key and ev.action not in E.MODEL_ACTIONS:
             raise _bad(f"seq {ev.seq}: unexpected action {ev.action!r}")
         if not isinstance(proof, list) or not all(
             isinstance(h, str) and _HEX64.fullmatch(h) for h in proof
@@ -231,11 +334,16 @@ def check(data: bytes, trusted_keys: list[bytes] | tuple[bytes, ...] = ()) -> Ve
             raise _bad(f"seq {ev.seq} is not included in the checkpoint: {exc}") from None
         decoded.append((ev, canon, sig))
 
+    if v2:
+        _check_story(doc, body, model, version, decoded)
+
     # Replay the key registry and check every signature, role and revocation.
     state = State()
     steps: list[str] = []
     registered = False
     n_keys = 0
+    grants: dict[int, str] = {}
+    policies: list[int] = []
     for ev, canon, sig in decoded:
         try:
             rec = state.authorize(ev)
@@ -256,11 +364,23 @@ def check(data: bytes, trusted_keys: list[bytes] | tuple[bytes, ...] = ()) -> Ve
             except (KeyError, ValueError) as exc:
                 raise _bad(f"seq {ev.seq}: malformed key event ({exc})") from None
             continue
+        if ev.action == E.BREAK_GLASS:
+            grants[ev.seq] = str(ev.payload.get("justification", ""))
+            continue
+        if ev.action == E.POLICY_SET:
+            policies.append(ev.seq)
+            continue
+        if ev.model != model or ev.version != version:  # (v2: it ended a deployment)
+            steps.append(
+                f"replaced in {ev.payload.get('env', '?')} by {ev.model}:{ev.version}"
+                f" (deployed by {ev.actor} at {E.format_ts(ev.ts)})"
+            )
+            continue
         if ev.action == E.REGISTER:
             registered = True
         elif not registered:
             raise _bad(f"seq {ev.seq}: {ev.action} before the version was registered")
-        steps.append(_step(ev))
+        steps.append(_step(ev) + _overrides(ev, grants))
     if not registered:
         raise _bad(f"the bundle holds no register event of {model}:{version}")
 
@@ -282,7 +402,58 @@ def check(data: bytes, trusted_keys: list[bytes] | tuple[bytes, ...] = ()) -> Ve
         len(decoded) - n_keys,
         n_keys,
         anchored=bool(trusted_keys),
+        complete=v2,
+        policies=policies,
     )
+
+
+def _overrides(ev: E.Event, grants: dict[int, str]) -> str:
+    """`` under break-glass grant seq N: "why"`` for each grant the event used."""
+    cited = ev.payload.get("break_glass")
+    out = ""
+    for g in cited if isinstance(cited, list) else ():
+        why = grants.get(g) if type(g) is int else None
+        out += f" under break-glass grant seq {g}" + (f": {json.dumps(why)}" if why else "")
+    return out
+
+
+def _check_story(
+    doc: dict[str, Any],
+    body: note.Checkpoint,
+    model: str,
+    version: int,
+    decoded: list[tuple[E.Event, bytes, bytes]],
+) -> None:
+    """The bundle holds exactly the story of ``model:version`` and the key events that
+    the checkpoint's story map commits to (docs/proofs.md, "Complete evidence")."""
+    import hashlib
+
+    try:
+        map_root = storymap.root_from_extensions(body.extensions)
+    except storymap.StoryMapError as exc:
+        raise _bad(f"the checkpoint's story map line is malformed: {exc}") from None
+    if map_root is None:
+        raise _bad(f"the checkpoint commits to no story map ({storymap.EXTENSION} line)")
+    ref = f"{model}:{version}"
+    for name, key, what in (
+        ("story", storymap.version_key(model, version), f"the story of {ref}"),
+        ("keys", storymap.KEYS, "the key registry"),
+    ):
+        committed, proof = _story_part(doc, name)
+        try:
+            storymap.verify(map_root, key, storymap.value_hash(committed), proof)
+        except storymap.StoryMapError:
+            raise Incomplete(
+                f"incomplete: the bundle's list of {what} is not the one the checkpoint's"
+                " story map commits to (events removed from it or added)"
+            ) from None
+        keyed = name == "keys"
+        held = {
+            ev.seq: hashlib.sha256(canon).digest()
+            for ev, canon, _ in decoded
+            if (ev.action in E.KEY_ACTIONS) == keyed
+        }
+        _complete(what, committed, held)
 
 
 _VERBS = {

@@ -622,6 +622,34 @@ def check_tree(led: Ledger, v: Verifier) -> None:
         _against(v, cp, n, lambda m: merkle.root_from(m, leaves.subtree_root), where)
 
 
+def check_story_maps(led: Ledger, v: Verifier, since: int = 0) -> None:
+    """The story-map root of every stored checkpoint beyond ``since`` events is the one
+    the events give (docs/FORMAT.md, "Story map"): a forged map would let a bundle leave
+    events out. One pass over the events for all of them."""
+    keys = list(v.state.keys.values())
+    committed: list[tuple[int, bytes, str]] = []
+    for path in C.stored_paths(led.path):
+        try:
+            cp = C.open_checkpoint(C.read_note(path), led.origin, keys)
+        except LedgerError:
+            continue  # (check_tree reported it)
+        story = cp.story_root
+        if story is not None and cp.size > since:
+            committed.append((cp.size, story, f"checkpoints/{path.name}"))
+    if not committed:
+        return
+    roots = C.stories_at(led.store, [size for size, _, _ in committed])
+    for size, story, where in sorted(committed):
+        if roots.get(size) != story:
+            v.fail(
+                "story_map",
+                f"the story map this checkpoint commits to is not the one its {size} events"
+                " give (forged: evidence bundles against it could leave events out)",
+                size - 1,
+                where,
+            )
+
+
 def _block_roots(roots: dict[tuple[int, int], bytes], n: int) -> dict[int, bytes]:
     """Roots of the full blocks that the workers' subtree roots tile (a block of equal,
     aligned power-of-two subtrees has the root of their roots), so that the main process
@@ -713,6 +741,7 @@ def _verify_since(
                 tree = Tree(led.store, n, use_cache=False)
                 root = tree.root()
                 _against(v, cp, n, tree.root, where)
+        check_story_maps(led, v, since=m)
         v.report.root = root.hex()
     except Failed as f:
         v.report.problems.append(f.problem)
@@ -759,6 +788,7 @@ def _verify_full(
         verify_segments(led, v, progress, jobs)
         check_index(led, v)
         check_tree(led, v)
+        check_story_maps(led, v)
         if trusted is not None:
             v.report.checkpoint = {
                 "size": trusted.size,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger import Ledger, SigningKey, merkle, note
+from ledger import Ledger, SigningKey, merkle, note, storymap
 from ledger import checkpoint as C
 from ledger.errors import InputError, KeyProblem
 from ledger.store import segment_name
@@ -56,7 +56,14 @@ def test_checkpoint_command_writes_a_c2sp_note(ck, invoke, tmp_path):
     assert signers == [ck.ledger.origin]
     cp = note.parse_checkpoint(body)
     assert (cp.origin, cp.size) == (ck.ledger.origin, 12)
-    assert body == f"{ck.ledger.origin}\n12\n{root_b64(ck.ledger)}\n"
+    story = storymap.extension(_story_root(ck.ledger))
+    assert body == f"{ck.ledger.origin}\n12\n{root_b64(ck.ledger)}\n{story}\n"
+
+
+def _story_root(led) -> bytes:
+    """The story-map root of the whole ledger, by the row-wise reference."""
+    t = led.events(columns=C.STORY_COLUMNS)
+    return storymap.stories(zip(*(t[c].to_pylist() for c in C.STORY_COLUMNS), strict=True)).root()
 
 
 def test_every_checkpoint_is_kept(ck, invoke):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import sys
 from pathlib import Path
@@ -115,13 +114,10 @@ def evidence(ref: str, out_path: str, checkpoint_path: str | None, ledger_path: 
     bundle = _open(ledger_path).evidence(model, version, checkpoint_path)
     _write(out_path, dumps(bundle))
     size = bundle["checkpoint"].split("\n")[1]
-    actions = [
-        json.loads(base64.b64decode(e["envelope"]["payload"]))["action"] for e in bundle["events"]
-    ]
-    keys = sum(a in E.KEY_ACTIONS for a in actions)
+    story, keys = len(bundle["story"]["events"]), len(bundle["keys"]["events"])
     click.echo(
-        f"wrote {out_path}: {len(actions) - keys} events of {ref} and {keys} key-registry"
-        f" events, proved against the checkpoint of size {size}"
+        f"wrote {out_path}: the complete story of {ref} ({story} events) and {keys}"
+        f" key-registry events, proved against the checkpoint of size {size}"
     )
 
 

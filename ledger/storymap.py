@@ -1,0 +1,308 @@
+"""The story map: which events make up each model version's story, committed (pure).
+
+An inclusion proof shows that an event is in the log; it cannot show that a bundle of
+events is *all* of a version's history. The story map closes that gap (docs/FORMAT.md,
+"Story map"; docs/proofs.md says why it is sound). For the first N events of a ledger it
+maps each key to the list of ``(seq, event hash)`` of the events of that key's story:
+
+* ``version:MODEL:VERSION`` — the events on that version (register, approve, reject,
+  deploy, undeploy, deprecate), each deploy of another version of the model to an
+  environment where this one was live (it ended that deployment), every break-glass
+  grant naming the version or cited by one of its events, and the policy in force at
+  each of its events (the last ``policy_set`` before it);
+* ``keys`` — every key event (genesis, key_add, key_revoke): what an auditor needs to
+  check the signatures.
+
+The map is a sparse Merkle tree over SHA-256(key) with shortcut leaves (a subtree that
+holds one key is that key's leaf), the construction of Diem's Jellyfish Merkle tree and
+of AKD: ``leaf = SHA-256(0x00 || SHA-256(key) || value)``, ``node = SHA-256(0x01 || left
+|| right)``, an empty subtree is 32 zero bytes, ``value = SHA-256("ledger-story/1\\n" ||
+for each event: seq as 8 bytes big-endian || its 32-byte hash)``. A checkpoint commits
+to the root with the extension line ``ledger-story/1 <base64 root>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from . import events as E
+
+#: The checkpoint extension line's first word.
+EXTENSION = "ledger-story/1"
+EMPTY = bytes(32)
+KEYS = "keys"
+_VALUE_TAG = b"ledger-story/1\n"
+_EXT_RE = re.compile(r"ledger-story/1 ([A-Za-z0-9+/]{43}=)")
+_ENV_ONLY = re.compile(r'\{"env":"([a-z][a-z0-9_-]{0,31})"\}')
+
+
+class StoryMapError(ValueError):
+    """A story-map proof or extension line that does not hold."""
+
+
+def version_key(model: str, version: int) -> str:
+    return f"version:{model}:{version}"
+
+
+def value_hash(story: Iterable[tuple[int, bytes]]) -> bytes:
+    """The leaf value committing to a story: its ``(seq, event hash)`` list, in seq order."""
+    body = b"".join(seq.to_bytes(8, "big") + ev_hash for seq, ev_hash in story)
+    return hashlib.sha256(_VALUE_TAG + body).digest()
+
+
+def key_hash(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def leaf_hash(khash: bytes, value: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + khash + value).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _bit(khash: bytes, depth: int) -> int:
+    return (khash[depth >> 3] >> (7 - (depth & 7))) & 1
+
+
+# --- the stories ---------------------------------------------------------------------------
+
+
+@dataclass
+class Stories:
+    """The stories of a ledger's first events, fed in seq order (:meth:`add`, or
+    :meth:`add_columns` for many at once)."""
+
+    #: (model, version) or KEYS -> the story's (seq, event hash) list, in seq order
+    stories: dict[object, list[tuple[int, bytes]]] = field(default_factory=dict)
+    #: (model, env) -> the version live there, as the deploys and undeploys left it
+    _live: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: grant seq -> its hash and the model it names
+    _grants: dict[int, tuple[bytes, str | None]] = field(default_factory=dict)
+    _policy: tuple[int, bytes] | None = None
+    #: (model, version) -> seq of the last policy put in its story
+    _policy_of: dict[tuple[str, int], int] = field(default_factory=dict)
+    events: int = 0
+
+    def _put(self, key: object, seq: int, ev_hash: bytes) -> None:
+        story = self.stories.setdefault(key, [])
+        if not story or story[-1][0] < seq:
+            story.append((seq, ev_hash))
+        elif all(s != seq for s, _ in story):  # (a grant cited after later events)
+            story.append((seq, ev_hash))
+            story.sort()
+
+    def add(
+        self,
+        seq: int,
+        action: str,
+        model: str | None,
+        version: int | None,
+        ev_hash: bytes,
+        payload: str,
+    ) -> None:
+        """One event (its typed columns, hash and payload JSON text), in seq order."""
+        parsed = None
+        env = None
+        if action == E.DEPLOY or action == E.UNDEPLOY:
+            m = _ENV_ONLY.fullmatch(payload)
+            if m:
+                env = m[1]
+            else:
+                parsed = _parse(payload)
+                env = parsed.get("env") if isinstance(parsed.get("env"), str) else None
+        if action == E.BREAK_GLASS or '"break_glass"' in payload:
+            parsed = _parse(payload) if parsed is None else parsed
+        self.add_columns([seq], [action], [model], [version], [ev_hash], [env], {0: parsed or {}})
+
+    def add_columns(
+        self,
+        seqs: Sequence[int],
+        actions: Sequence[str],
+        models: Sequence[str | None],
+        versions: Sequence[int | None],
+        hashes: Sequence[bytes],
+        envs: Sequence[str | None],
+        parsed: dict[int, dict[str, object]],
+    ) -> None:
+        """Events as columns, in seq order: ``envs`` the deploys' and undeploys'
+        environment, ``parsed`` the payloads (by row) of the break-glass grants and of
+        the events citing one (the only payloads the stories need)."""
+        stories, live, grants, put = self.stories, self._live, self._grants, self._put
+        policy, pol = self._policy, self._policy_of
+        key_actions, deploy, undeploy = E.KEY_ACTIONS, E.DEPLOY, E.UNDEPLOY
+        for i, (seq, action, model, version, h) in enumerate(
+            zip(seqs, actions, models, versions, hashes, strict=True)
+        ):
+            if model is not None and version is not None:
+                key = (model, version)
+                story = stories.get(key)
+                if story is None:
+                    story = stories[key] = []
+                if policy is not None and pol.get(key) != policy[0]:
+                    pol[key] = policy[0]  # (the policy in force at this event)
+                    put(key, *policy)
+                if i in parsed:
+                    cited = parsed[i].get("break_glass")
+                    for g in cited if isinstance(cited, list) else ():
+                        grant = grants.get(g) if type(g) is int else None
+                        if grant is not None and grant[1] == model:
+                            put(key, g, grant[0])
+                if story and story[-1][0] >= seq:
+                    put(key, seq, h)
+                else:
+                    story.append((seq, h))
+                if action in (deploy, undeploy):
+                    env = envs[i]
+                    if env is None:
+                        continue
+                    was = live.get((model, env))
+                    if action == deploy:
+                        if was is not None and was != version:
+                            put((model, was), seq, h)  # it ended that deployment
+                        live[(model, env)] = version
+                    elif was == version:
+                        del live[(model, env)]
+            elif action in key_actions:
+                put(KEYS, seq, h)
+            elif action == E.POLICY_SET:
+                policy = (seq, h)
+            elif action == E.BREAK_GLASS:
+                p = parsed.get(i, {})
+                m, v = p.get("model"), p.get("version")
+                m = m if isinstance(m, str) else None
+                grants[seq] = (h, m)
+                if m is not None and type(v) is int:
+                    put((m, v), seq, h)
+        self._policy = policy
+        self.events += len(seqs)
+
+    def story(self, key: str) -> list[tuple[int, bytes]]:
+        """The story of ``version:MODEL:VERSION`` or ``keys`` (empty if it has none)."""
+        if key == KEYS:
+            return list(self.stories.get(KEYS, []))
+        model, _, version = key[len("version:") :].rpartition(":")
+        return list(self.stories.get((model, int(version)), []))
+
+    def leaves(self) -> dict[bytes, bytes]:
+        """SHA-256(key) -> value, for every key with a story."""
+        out = {}
+        for k, story in self.stories.items():
+            name = KEYS if k == KEYS else version_key(*k)  # type: ignore[misc]
+            out[key_hash(name)] = value_hash(story)
+        return out
+
+    def root(self) -> bytes:
+        return root(self.leaves())
+
+
+def _parse(payload: str) -> dict[str, object]:
+    try:
+        p = json.loads(payload)
+    except (TypeError, ValueError, RecursionError):
+        return {}
+    return p if isinstance(p, dict) else {}
+
+
+def stories(
+    rows: Iterable[tuple[int, str, str | None, int | None, bytes, str]],
+) -> Stories:
+    """The stories of events given as (seq, action, model, version, hash, payload): the
+    simple reference the column-wise path is held to."""
+    s = Stories()
+    for row in rows:
+        s.add(*row)
+    return s
+
+
+# --- the sparse Merkle tree ----------------------------------------------------------------
+
+
+def root(leaves: dict[bytes, bytes]) -> bytes:
+    """The map root of ``SHA-256(key) -> value`` leaves."""
+    items = sorted(leaves.items())
+    return _subtree(items, 0, len(items), 0)
+
+
+def _subtree(items: Sequence[tuple[bytes, bytes]], lo: int, hi: int, depth: int) -> bytes:
+    if hi == lo:
+        return EMPTY
+    if hi - lo == 1:
+        return leaf_hash(*items[lo])
+    # Keys are sorted, so the keys with bit ``depth`` 0 come first: find the split.
+    a, b = lo, hi
+    while a < b:
+        mid = (a + b) // 2
+        if _bit(items[mid][0], depth):
+            b = mid
+        else:
+            a = mid + 1
+    return node_hash(_subtree(items, lo, a, depth + 1), _subtree(items, a, hi, depth + 1))
+
+
+def prove(leaves: dict[bytes, bytes], key: str) -> list[bytes]:
+    """The siblings, root first, on the path to ``key``'s leaf (which must exist)."""
+    khash = key_hash(key)
+    if khash not in leaves:
+        raise KeyError(key)
+    items = sorted(leaves.items())
+    lo, hi, depth = 0, len(items), 0
+    path: list[bytes] = []
+    while hi - lo > 1:
+        a, b = lo, hi
+        while a < b:
+            mid = (a + b) // 2
+            if _bit(items[mid][0], depth):
+                b = mid
+            else:
+                a = mid + 1
+        if _bit(khash, depth):
+            path.append(_subtree(items, lo, a, depth + 1))
+            lo = a
+        else:
+            path.append(_subtree(items, a, hi, depth + 1))
+            hi = a
+        depth += 1
+    return path
+
+
+def verify(map_root: bytes, key: str, value: bytes, path: Sequence[bytes]) -> None:
+    """Check that the map with ``map_root`` holds ``key -> value``; raise StoryMapError."""
+    if len(path) > 256:
+        raise StoryMapError(f"a story-map proof has at most 256 hashes, got {len(path)}")
+    khash = key_hash(key)
+    h = leaf_hash(khash, value)
+    for depth in range(len(path) - 1, -1, -1):
+        h = node_hash(path[depth], h) if _bit(khash, depth) else node_hash(h, path[depth])
+    if h != map_root:
+        raise StoryMapError(f"the story map does not hold this story of {key}")
+
+
+# --- the checkpoint extension -------------------------------------------------------------
+
+
+def extension(map_root: bytes) -> str:
+    import base64
+
+    return f"{EXTENSION} {base64.b64encode(map_root).decode()}"
+
+
+def root_from_extensions(extensions: Sequence[str]) -> bytes | None:
+    """The story-map root a checkpoint commits to, or None if it commits to none.
+    Raises StoryMapError for a malformed or repeated ``ledger-story/1`` line."""
+    import base64
+
+    found = [x for x in extensions if x.split(" ", 1)[0] == EXTENSION]
+    if not found:
+        return None
+    if len(found) > 1:
+        raise StoryMapError(f"the checkpoint has {len(found)} {EXTENSION} lines")
+    m = _EXT_RE.fullmatch(found[0])
+    if not m:
+        raise StoryMapError(f"malformed {EXTENSION} line {found[0][:80]!r}")
+    return base64.b64decode(m[1])

@@ -1,0 +1,382 @@
+"""Evidence that proves nothing was left out: the story map (issue 14).
+
+A real ledger with a policy, a break-glass override, a deployment ended by another
+version's deploy, an undeploy, a rejection and a deprecation; a checkpoint; a bundle.
+Each attack edits the bundle file on disk (and re-canonicalizes it, as a forger would)
+and expects the precise verdict of ``verify-evidence``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger import SigningKey, note, storymap
+from ledger import checkpoint as C
+from ledger import events as E
+from ledger.canonical import canonicalize
+from ledger.keys import public_key_pem, write_key_files
+
+XGB, BASE = "fraud.detector.xgb", "fraud.detector.base"
+JUSTIFICATION = "INC-2291: fraud spike, hotfix approved by the CRO"
+
+
+@pytest.fixture
+def story(team, tmp_path, invoke):
+    """The scripted story of xgb:1 (seqs in comments), a checkpoint and its bundle."""
+    t, led, k = team, team.ledger, team.keys
+    t.keys["cp"] = SigningKey(b"c" * 32)
+    t.key_files["cp"] = tmp_path / "keys" / "cp.pem"
+    write_key_files(t.key_files["cp"], t.keys["cp"])
+    led.add_key(t.keys["cp"].public_key, "cp", "checkpointer", key=k["admin"])  # 5
+    led.register(BASE, key=k["alice"])  # 6
+    led.register(XGB, key=k["alice"], parents=[f"{BASE}:1=finetune"])  # 7
+    led.set_policy({"approvals": {"required": {"production": 1}}}, key=k["admin"])  # 8
+    led.approve(XGB, 1, "staging", key=k["bob"])  # 9
+    led.deploy(XGB, 1, "staging", key=k["carol"])  # 10
+    led.break_glass("deploy", XGB, 1, "production", rule="approvals",
+                    justification=JUSTIFICATION, key=k["admin"])  # 11  # fmt: skip
+    led.deploy(XGB, 1, "production", key=k["carol"])  # 12, under grant 11
+    led.register(XGB, key=k["alice"])  # 13
+    led.approve(XGB, 2, "production", key=k["dave"])  # 14
+    led.deploy(XGB, 2, "production", key=k["carol"])  # 15: ends xgb:1 in production
+    led.undeploy(XGB, 1, "staging", key=k["carol"])  # 16
+    led.reject(XGB, 1, key=k["bob"], comment="bias regression")  # 17
+    led.deprecate(XGB, 1, key=k["alice"])  # 18
+    led.approve(BASE, 1, "staging", key=k["bob"])  # 19: not in xgb:1's story
+    r = invoke(["checkpoint"], env=t.env("cp"))
+    assert r.exit_code == 0, r.stderr
+    t.bundle = tmp_path / "xgb1.json"
+    r = invoke(["evidence", f"{XGB}:1", "--out", str(t.bundle)], env=t.env())
+    assert r.exit_code == 0, r.stderr
+    t.cp_pub = tmp_path / "cp.pub"
+    t.cp_pub.write_bytes(public_key_pem(t.keys["cp"].public_key))
+    return t
+
+
+STORY = [7, 8, 9, 10, 11, 12, 15, 16, 17, 18]
+KEYS = [0, 1, 2, 3, 4, 5]
+
+
+def _doc(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_bytes())
+
+
+def _seq(item: dict[str, Any]) -> int:
+    return json.loads(base64.b64decode(item["envelope"]["payload"]))["seq"]
+
+
+def _write(path: Path, doc: dict[str, Any]) -> None:
+    path.write_bytes(canonicalize(doc) + b"\n")  # (a forger re-canonicalizes)
+
+
+def _verify(invoke, t, path: Path | None = None) -> tuple[int, str]:
+    r = invoke(["verify-evidence", str(path or t.bundle), "--trusted-key", str(t.cp_pub)])
+    return r.exit_code, r.stdout
+
+
+def test_the_bundle_holds_the_whole_story_and_names_the_override(story, invoke):
+    t = story
+    doc = _doc(t.bundle)
+    assert [_seq(e) for e in doc["events"]] == sorted(KEYS + STORY)
+    assert [s for s, _ in doc["story"]["events"]] == STORY
+    assert [s for s, _ in doc["keys"]["events"]] == KEYS
+    code, out = _verify(invoke, t)
+    assert code == 0, out
+    assert out.startswith(f"OK: {XGB}:1 registered by alice at ")
+    assert (
+        f", deployed to production by carol at {_ts(t, 12)} under break-glass grant seq 11:"
+        f' "{JUSTIFICATION}", replaced in production by {XGB}:2 (deployed by carol at'
+        f" {_ts(t, 15)}), undeployed from staging by carol at {_ts(t, 16)}, rejected by bob at"
+        f" {_ts(t, 17)}, deprecated by alice at {_ts(t, 18)}; the complete story (10 events,"
+        " policy seq 8 in force), all signatures valid, included in checkpoint of size 20 of"
+    ) in out
+
+
+def _ts(t, seq: int) -> str:
+    return E.format_ts(t.ledger.events().column("ts").cast("int64")[seq].as_py())
+
+
+# Each attack removes one kind of event from the bundle (and only from its events).
+REMOVALS = [
+    ("undeploy_hidden", 16, "story"),
+    ("rejection_hidden", 17, "story"),
+    ("deprecation_hidden", 18, "story"),
+    ("replacing_deploy_hidden", 15, "story"),
+    ("break_glass_grant_hidden", 11, "story"),
+    ("policy_in_force_hidden", 8, "story"),
+    ("approval_hidden", 9, "story"),
+    ("key_event_hidden", 3, "keys"),
+]
+
+
+@pytest.mark.parametrize(("attack", "seq", "part"), REMOVALS, ids=[a[0] for a in REMOVALS])
+def test_an_event_removed_from_the_bundle_is_incomplete(story, invoke, attack, seq, part):
+    t = story
+    doc = _doc(t.bundle)
+    doc["events"] = [e for e in doc["events"] if _seq(e) != seq]
+    _write(t.bundle, doc)
+    what = f"the story of {XGB}:1" if part == "story" else "the key registry"
+    assert _verify(invoke, t) == (
+        1,
+        f"FAIL: incomplete: seq {seq} of {what} missing from the bundle (events removed)\n",
+    )
+
+
+@pytest.mark.parametrize(("attack", "seq", "part"), REMOVALS, ids=[a[0] for a in REMOVALS])
+def test_an_event_removed_from_the_bundle_and_its_list_is_incomplete(
+    story, invoke, attack, seq, part
+):
+    t = story
+    doc = _doc(t.bundle)
+    doc["events"] = [e for e in doc["events"] if _seq(e) != seq]
+    doc[part]["events"] = [x for x in doc[part]["events"] if x[0] != seq]
+    _write(t.bundle, doc)
+    what = f"the story of {XGB}:1" if part == "story" else "the key registry"
+    assert _verify(invoke, t) == (
+        1,
+        f"FAIL: incomplete: the bundle's list of {what} is not the one the checkpoint's story"
+        " map commits to (events removed from it or added)\n",
+    )
+
+
+def test_an_event_of_another_version_added_is_incomplete(story, invoke, tmp_path):
+    t = story
+    other = tmp_path / "base1.json"
+    assert invoke(["evidence", f"{BASE}:1", "--out", str(other)], env=t.env()).exit_code == 0
+    extra = next(e for e in _doc(other)["events"] if _seq(e) == 19)  # with its real proof
+    doc = _doc(t.bundle)
+    doc["events"] = sorted([*doc["events"], extra], key=_seq)
+    _write(t.bundle, doc)
+    assert _verify(invoke, t) == (
+        1,
+        f"FAIL: incomplete: seq 19 in the bundle but not in the story of {XGB}:1 (events added)\n",
+    )
+
+
+def test_a_story_list_with_a_swapped_hash_is_incomplete(story, invoke):
+    t = story
+    doc = _doc(t.bundle)
+    doc["story"]["events"][3][1] = hashlib.sha256(b"another event").hexdigest()
+    _write(t.bundle, doc)
+    code, out = _verify(invoke, t)
+    assert (code, out.split(" (")[0]) == (
+        1,
+        f"FAIL: incomplete: the bundle's list of the story of {XGB}:1 is not the one the"
+        " checkpoint's story map commits to",
+    )
+
+
+def test_reordered_events_are_refused(story, invoke):
+    t = story
+    doc = _doc(t.bundle)
+    doc["events"][7], doc["events"][8] = doc["events"][8], doc["events"][7]
+    _write(t.bundle, doc)
+    code, out = _verify(invoke, t)
+    assert code == 1
+    assert out.startswith("FAIL: evidence bundle is invalid: seq ") and "out of order" in out
+
+
+def test_a_forged_story_proof_is_incomplete(story, invoke):
+    t = story
+    doc = _doc(t.bundle)
+    doc["story"]["proof"] = doc["story"]["proof"][1:]
+    _write(t.bundle, doc)
+    code, out = _verify(invoke, t)
+    assert code == 1 and out.startswith("FAIL: incomplete: the bundle's list of the story")
+
+
+def _forged_checkpoint(t, story_root: bytes) -> str:
+    """A checkpoint of the whole ledger signed by the real checkpointer key, committing
+    to ``story_root`` (an insider holding that key, forging the map)."""
+    led = t.ledger
+    real = C.latest(led)
+    return C.sign(led.origin, real.size, real.root, t.keys["cp"], story_root)
+
+
+def test_verify_fails_a_checkpoint_whose_story_map_is_forged(story, invoke):
+    t = story
+    real = C.latest(t.ledger)
+    text = _forged_checkpoint(t, hashlib.sha256(b"forged").digest())
+    for p in (t.path / "checkpoints").iterdir():
+        p.unlink()  # (replaced by the forged one)
+    (t.path / "checkpoints" / C.file_name(20, real.root, text)).write_text(text)
+    r = invoke(["verify", "--format", "json"], env=t.env())
+    assert r.exit_code == 1, r.stdout
+    problem = json.loads(r.stdout)["problems"][0]
+    assert problem["kind"] == "story_map"
+    assert problem["seq"] == 19
+    assert problem["segment"].startswith("checkpoints/")
+    assert problem["message"] == (
+        "the story map this checkpoint commits to is not the one its 20 events give (forged:"
+        " evidence bundles against it could leave events out)"
+    )
+
+
+def test_evidence_needs_a_checkpoint_with_a_story_map(story, invoke, tmp_path):
+    t = story
+    real = C.latest(t.ledger)
+    old = tmp_path / "old.cp"
+    old.write_text(C.sign(t.ledger.origin, real.size, real.root, t.keys["cp"]))
+    before = sorted(p.name for p in t.path.rglob("*"))
+    r = invoke(["evidence", f"{XGB}:1", "--out", str(tmp_path / "b.json"), "--checkpoint",
+                str(old)], env=t.env())  # fmt: skip
+    assert (r.exit_code, r.stderr) == (
+        2,
+        "Error: the checkpoint of size 20 signed by cp (key"
+        f" {t.keys['cp'].key_id}) commits to no story map (issued before story maps), so a"
+        " bundle against it could not prove it is complete; issue a new checkpoint (ledger"
+        " checkpoint) and build the bundle against that\n",
+    )
+    assert sorted(p.name for p in t.path.rglob("*")) == before
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_a_standard_note_verifier_still_reads_the_checkpoint(story):
+    t = story
+    cp = C.latest(t.ledger)
+    name, _, pub = note.parse_vkey(C.vkey(t.ledger.origin, t.keys["cp"].public_key))
+    body, _ = note.open_note(cp.note, [(name, pub)])
+    lines = body.splitlines()
+    assert lines[:3] == [t.ledger.origin, "20", cp.root_b64]
+    assert lines[3].startswith("ledger-story/1 ") and len(lines) == 4
+
+
+# --- the story map against its definition -------------------------------------------------
+
+
+def _reference(rows: list[tuple[Any, ...]]) -> dict[object, list[int]]:
+    """Each story by docs/FORMAT.md's definition, event by event (quadratic)."""
+    parsed = [json.loads(r[5]) for r in rows]
+    out: dict[object, set[int]] = {}
+    keys = [r[0] for r in rows if r[1] in E.KEY_ACTIONS]
+    if keys:
+        out[storymap.KEYS] = set(keys)
+    for i, (seq, action, model, version, _h, _p) in enumerate(rows):
+        if model is None or version is None:
+            continue
+        s = out.setdefault((model, version), set())
+        s.add(seq)
+        policies = [r[0] for r in rows[:i] if r[1] == E.POLICY_SET]
+        if policies:
+            s.add(policies[-1])
+        for g in parsed[i].get("break_glass", []):
+            if any(r[0] == g and r[1] == E.BREAK_GLASS and parsed[j].get("model") == model
+                   for j, r in enumerate(rows[:i])):  # fmt: skip
+                s.add(g)
+        if action == E.DEPLOY:
+            env = parsed[i].get("env")
+            for j in range(i + 1, len(rows)):
+                r = rows[j]
+                if r[2] != model or parsed[j].get("env") != env:
+                    continue
+                if r[1] == E.UNDEPLOY and r[3] == version:
+                    break
+                if r[1] == E.DEPLOY and r[3] != version:
+                    s.add(r[0])
+                    break
+    for i, r in enumerate(rows):
+        p = parsed[i]
+        if (
+            r[1] == E.BREAK_GLASS
+            and isinstance(p.get("model"), str)
+            and type(p.get("version")) is int
+        ):
+            out.setdefault((p["model"], p["version"]), set()).add(r[0])
+    return {k: sorted(v) for k, v in out.items()}
+
+
+step = st.tuples(
+    st.sampled_from(["register", "approve", "deploy", "deploy", "undeploy", "reject",
+                     "policy_set", "break_glass", "key_add"]),
+    st.integers(0, 2),  # model
+    st.integers(1, 3),  # version
+    st.sampled_from(["staging", "production"]),
+    st.integers(0, 30),  # a grant cited (by seq), if any
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(step, max_size=40))
+def test_the_column_wise_stories_equal_the_definition(steps):
+    import pyarrow as pa
+
+    rows = []
+    for seq, (action, m, v, env, g) in enumerate(steps):
+        model, payload = f"m{m}", {}
+        if action in (E.APPROVE, E.DEPLOY, E.UNDEPLOY):
+            payload["env"] = env
+        if action in (E.DEPLOY, E.REGISTER) and g % 3 == 0:
+            payload["break_glass"] = [g]
+        if action == E.BREAK_GLASS:
+            payload = {"action": "deploy", "model": model, "rule": "approvals"}
+            if g % 2:
+                payload["version"] = v
+        keyless = action in (E.POLICY_SET, E.BREAK_GLASS, E.KEY_ADD)
+        text = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+        h = hashlib.sha256(f"{seq}{action}".encode()).digest()
+        rows.append((seq, action, None if keyless else model, None if keyless else v, h, text))
+    table = pa.table(
+        {name: [r[i] for r in rows] for i, name in enumerate(C.STORY_COLUMNS)},
+        schema=pa.schema([("seq", pa.int64()), ("action", pa.string()), ("model", pa.string()),
+                          ("version", pa.int64()), ("hash", pa.binary(32)),
+                          ("payload", pa.string())]),
+    )  # fmt: skip
+    fast = storymap.Stories()
+    if rows:
+        cut = len(rows) // 2  # (in two parts, as a checkpoint after another would)
+        fast.add_columns(*C._story_columns(table.slice(0, cut)))
+        fast.add_columns(*C._story_columns(table.slice(cut)))
+    ref = _reference(rows)
+    assert {k: [s for s, _ in v] for k, v in fast.stories.items() if v} == ref
+    assert fast.root() == storymap.stories(rows).root()
+
+
+# --- the sparse Merkle tree ------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sets(st.text(min_size=1, max_size=12), min_size=1, max_size=60), st.randoms())
+def test_every_key_proves_and_nothing_else_does(names, rnd: random.Random):
+    leaves = {storymap.key_hash(n): hashlib.sha256(n.encode()).digest() for n in names}
+    root = storymap.root(leaves)
+    for n in names:
+        value = leaves[storymap.key_hash(n)]
+        path = storymap.prove(leaves, n)
+        storymap.verify(root, n, value, path)
+        with pytest.raises(storymap.StoryMapError):
+            storymap.verify(root, n, hashlib.sha256(b"other").digest(), path)
+        if path:
+            bad = list(path)
+            k = rnd.randrange(len(bad))
+            bad[k] = bytes(32) if bad[k] != bytes(32) else b"\x01" * 32
+            with pytest.raises(storymap.StoryMapError):
+                storymap.verify(root, n, value, bad)
+        with pytest.raises(storymap.StoryMapError):
+            storymap.verify(root, n + "\x00", value, path)
+
+
+def test_the_map_root_by_hand():
+    a, b = storymap.key_hash("a"), storymap.key_hash("b")
+    va, vb = b"\x11" * 32, b"\x22" * 32
+    assert storymap.root({}) == bytes(32)
+    assert storymap.root({a: va}) == hashlib.sha256(b"\x00" + a + va).digest()
+    # "a" and "b" differ in the first bit of their SHA-256: they split at the root.
+    assert (a[0] >> 7) != (b[0] >> 7)
+    left, right = (a, va), (b, vb)
+    if a[0] >> 7:
+        left, right = right, left
+    leaf = [hashlib.sha256(b"\x00" + k + v).digest() for k, v in (left, right)]
+    assert storymap.root({a: va, b: vb}) == hashlib.sha256(b"\x01" + leaf[0] + leaf[1]).digest()
+    assert (
+        storymap.value_hash([(5, b"\x33" * 32)])
+        == hashlib.sha256(b"ledger-story/1\n" + (5).to_bytes(8, "big") + b"\x33" * 32).digest()
+    )
