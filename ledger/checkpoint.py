@@ -36,7 +36,7 @@ from .errors import (
     NotFoundError,
     StorageError,
 )
-from .keys import SigningKey
+from .keys import SigningKey, VerifierKey, as_verifier_key
 from .keys import key_id as ledger_key_id
 from .state import KeyRecord
 
@@ -117,56 +117,61 @@ def open_checkpoint(
     text: str,
     origin: str,
     keys: Iterable[KeyRecord] = (),
-    trusted: Iterable[bytes] = (),
+    trusted: Iterable[bytes | VerifierKey] = (),
     where: str = "checkpoint",
 ) -> SignedCheckpoint:
     """Parse and verify a checkpoint note of ledger ``origin``.
 
     ``keys`` are the ledger's key records (those holding ``checkpointer`` may sign);
-    ``trusted`` are raw public keys the caller trusts outright (``--trusted-key``).
-    Raises InputError for a malformed note or a foreign origin, KeyProblem when no
-    acceptable key signed it.
+    ``trusted`` are keys the caller trusts outright (``--trusted-key``): raw public keys,
+    which sign under the origin, or :class:`~ledger.keys.VerifierKey` (a C2SP verifier
+    key signs under its own name). Signature lines of other keys (cosignatures) are
+    ignored, and extension lines after the root are accepted. Raises InputError for a
+    malformed note or a foreign origin, KeyProblem when no acceptable key signed it.
     """
-    candidates: list[tuple[bytes, KeyRecord | None]] = [(p, None) for p in trusted]
-    candidates += [(k.public_key, k) for k in keys if E.CHECKPOINTER in k.roles]
-    try:
-        body_text = text[: text.rfind("\n\n") + 1] if "\n\n" in text else text
-        cp = note.parse_checkpoint(body_text)
-    except note.NoteError as exc:
-        raise InputError(f"{where} is not a checkpoint: {exc}") from None
+    trusted = [as_verifier_key(k) for k in trusted]
+    records = [k for k in keys if E.CHECKPOINTER in k.roles]
+    cp = _parse_body(text, where)
     if cp.origin != origin:
         raise InputError(
             f"{where} is a checkpoint of ledger {cp.origin!r}, not of this one ({origin!r})"
         )
-    by_id = {note.key_id(origin, pub): (pub, rec) for pub, rec in candidates}
-    signed = [by_id[k] for k in _note_key_ids(text) if k in by_id]
+    pairs = [(k.note_name(origin), k.public_key) for k in trusted]
+    pairs += [(origin, rec.public_key) for rec in records]
     try:
-        note.open_note(text, [(origin, pub) for pub, _ in signed] or [(origin, bytes(32))])
+        found = note.verify_note(text, pairs)
     except note.NoteError as exc:
-        msg = str(exc)
-        if "not signed by any known key" in msg:
-            who = "a trusted key" if trusted else "a checkpointer key of this ledger"
-            raise KeyProblem(f"{where} is not signed by {who}") from None
-        if msg.startswith("invalid signature"):
-            raise KeyProblem(f"{where} has an {msg}") from None
-        raise InputError(f"{where} is not a signed checkpoint: {msg}") from None
-    for pub, rec in signed:
-        if rec is None:
-            return SignedCheckpoint(
-                text, cp.origin, cp.size, cp.root, None, f"trusted key {ledger_key_id(pub)}"
-            )
-    for _pub, rec in signed:
-        assert rec is not None
+        raise InputError(f"{where} is not a signed checkpoint: {exc}") from None
+    if found.invalid:
+        name, kid = found.invalid[0]
+        raise KeyProblem(f"{where} has an invalid signature by {name} (key ID {kid})")
+    if not found.verified:
+        who = "a trusted key" if trusted else "a checkpointer key of this ledger"
+        raise KeyProblem(f"{where} is not signed by {who}")
+    for i in sorted(found.verified):
+        if i < len(trusted):
+            k = trusted[i]
+            who = k.label(origin) if k.name is not None else ledger_key_id(k.public_key)
+            return SignedCheckpoint(text, cp.origin, cp.size, cp.root, None, f"trusted key {who}")
+    signed = [records[i - len(trusted)] for i in sorted(found.verified)]
+    for rec in signed:
         if rec.revoked_seq is None or rec.revoked_seq >= cp.size:
             return SignedCheckpoint(
                 text, cp.origin, cp.size, cp.root, rec.key_id, f"{rec.actor} (key {rec.key_id})"
             )
-    rec = signed[0][1]
-    assert rec is not None
+    rec = signed[0]
     raise KeyProblem(
         f"{where} is signed by key {rec.key_id} ({rec.actor}), revoked at seq"
         f" {rec.revoked_seq}, before the {cp.size} events it vouches for"
     )
+
+
+def _parse_body(text: str, where: str) -> note.Checkpoint:
+    try:
+        body_text = text[: text.rfind("\n\n") + 1] if "\n\n" in text else text
+        return note.parse_checkpoint(body_text)
+    except note.NoteError as exc:
+        raise InputError(f"{where} is not a checkpoint: {exc}") from None
 
 
 def file_name(size: int, root: bytes, text: str) -> str:

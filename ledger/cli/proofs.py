@@ -11,7 +11,14 @@ import click
 
 from ..errors import InputError
 from . import cli
-from .options import key_option, ledger_option, load_key, trusted_key_option
+from .options import (
+    VERIFIER_KEY_HELP,
+    key_option,
+    ledger_option,
+    load_key,
+    load_verifier_keys,
+    trusted_key_option,
+)
 from .options import open_ledger as _open
 
 
@@ -72,13 +79,11 @@ def prove(
     ledger_path: str,
 ) -> None:
     """Print an inclusion proof of event SEQ, or a consistency proof (JSON)."""
-    from ..keys import load_public_key
-
-    trusted = [load_public_key(k) for k in trusted_keys]
+    trusted = load_verifier_keys(trusted_keys)
     if consistency:
         if seq is not None or checkpoint_path:
             raise InputError("give SEQ [--checkpoint FILE] or --consistency OLD NEW, not both")
-        doc = _open(ledger_path).prove_consistency(*consistency)
+        doc = _open(ledger_path).prove_consistency(*consistency, trusted)
     elif seq is None:
         raise InputError("give the SEQ of an event, or --consistency OLD NEW")
     else:
@@ -131,15 +136,14 @@ def evidence(ref: str, out_path: str, checkpoint_path: str | None, ledger_path: 
     "--trusted-key",
     "trusted_keys",
     multiple=True,
-    type=click.Path(dir_okay=False),
-    help="Public key file of the checkpoint signer you trust (repeatable).",
+    metavar="KEY",
+    help=f"Key of the checkpoint signer you trust: {VERIFIER_KEY_HELP} (repeatable).",
 )
 def verify_evidence(path: str, trusted_keys: tuple[str, ...]) -> None:
     """Check an evidence bundle offline; print what it proves (OK) or FAIL. Exit 0 / 1."""
     from ..evidence import verify_file
-    from ..keys import load_public_key
 
-    report = verify_file(path, [load_public_key(k) for k in trusted_keys])
+    report = verify_file(path, load_verifier_keys(trusted_keys))
     click.echo(report.summary())
     if not report.ok:
         sys.exit(1)
