@@ -1,4 +1,4 @@
-"""Commands: checkpoint, prove, evidence and verify-evidence (issue 3)."""
+"""Commands: checkpoint, verify-checkpoint, prove, evidence and verify-evidence (issue 3)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,54 @@ def checkpoint(out_path: str | None, ledger_path: str, key_path: str) -> None:
         _write(out_path, cp.note.encode())
     click.echo(f"checkpoint: {cp.size} events, root {cp.root_b64}, signed by {cp.signer}")
     click.echo(f"stored in {cp.path}")
+
+
+@cli.command("verify-checkpoint")
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    required=True,
+    metavar="KEY",
+    help=f"Key of a signer you trust: {VERIFIER_KEY_HELP} (repeatable).",
+)
+@click.option(
+    "--min-signatures",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="K",
+    help="How many of the given keys must have signed.",
+)
+@click.option("--origin", help="The origin (log or ledger name) the checkpoint must have.")
+@click.option(
+    "--ledger",
+    "ledger_path",
+    type=click.Path(file_okay=False),
+    help="Also check that this ledger extends the checkpoint ($LEDGER_PATH is not used).",
+)
+def verify_checkpoint(
+    path: str,
+    keys: tuple[str, ...],
+    min_signatures: int,
+    origin: str | None,
+    ledger_path: str | None,
+) -> None:
+    """Check a C2SP checkpoint from anywhere: syntax, signatures (K of the given keys),
+    origin, and with --ledger that the ledger extends it. Print OK or FAIL. Exit 0 / 1."""
+    from ..checkpoint import verify_file
+
+    result = verify_file(
+        path,
+        load_verifier_keys(keys),
+        min_signatures=min_signatures,
+        origin=origin,
+        ledger=ledger_path,
+    )
+    click.echo(result.summary())
+    if not result.ok:
+        sys.exit(1)
 
 
 @cli.command()
