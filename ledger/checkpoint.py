@@ -12,13 +12,20 @@ checkpoint issued is kept in ``LEDGER/checkpoints/`` as
 A checkpoint is accepted (:func:`open_checkpoint`) when its origin is the ledger's and it
 is signed by a key that holds ``checkpointer`` and was not revoked before the tree size
 it signs (a key revoked at seq r cannot vouch for a tree of more than r events), or by
-an explicitly trusted public key.
+an explicitly trusted public key (a PEM key, which signs under the origin, or a C2SP
+verifier key, which signs under its own name). Other signature lines (cosignatures)
+and extension lines after the root are accepted and ignored.
+
+A checkpoint from anywhere, a transparency log's or a ledger's, is checked on its own by
+:func:`check` / :func:`verify_file` (``ledger verify-checkpoint``): syntax, origin, at
+least k of the given keys, and optionally that a ledger extends it.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -36,7 +43,7 @@ from .errors import (
     NotFoundError,
     StorageError,
 )
-from .keys import SigningKey
+from .keys import SigningKey, VerifierKey, as_verifier_key
 from .keys import key_id as ledger_key_id
 from .state import KeyRecord
 
@@ -197,56 +204,258 @@ def open_checkpoint(
     text: str,
     origin: str,
     keys: Iterable[KeyRecord] = (),
-    trusted: Iterable[bytes] = (),
+    trusted: Iterable[bytes | VerifierKey] = (),
     where: str = "checkpoint",
 ) -> SignedCheckpoint:
     """Parse and verify a checkpoint note of ledger ``origin``.
 
     ``keys`` are the ledger's key records (those holding ``checkpointer`` may sign);
-    ``trusted`` are raw public keys the caller trusts outright (``--trusted-key``).
-    Raises InputError for a malformed note or a foreign origin, KeyProblem when no
-    acceptable key signed it.
+    ``trusted`` are keys the caller trusts outright (``--trusted-key``): raw public keys,
+    which sign under the origin, or :class:`~ledger.keys.VerifierKey` (a C2SP verifier
+    key signs under its own name). Signature lines of other keys (cosignatures) are
+    ignored, and extension lines after the root are accepted. Raises InputError for a
+    malformed note or a foreign origin, KeyProblem when no acceptable key signed it.
     """
-    candidates: list[tuple[bytes, KeyRecord | None]] = [(p, None) for p in trusted]
-    candidates += [(k.public_key, k) for k in keys if E.CHECKPOINTER in k.roles]
-    try:
-        body_text = text[: text.rfind("\n\n") + 1] if "\n\n" in text else text
-        cp = note.parse_checkpoint(body_text)
-    except note.NoteError as exc:
-        raise InputError(f"{where} is not a checkpoint: {exc}") from None
+    trusted = [as_verifier_key(k) for k in trusted]
+    records = [k for k in keys if E.CHECKPOINTER in k.roles]
+    cp = _parse_body(text, where)
     if cp.origin != origin:
         raise InputError(
             f"{where} is a checkpoint of ledger {cp.origin!r}, not of this one ({origin!r})"
         )
-    by_id = {note.key_id(origin, pub): (pub, rec) for pub, rec in candidates}
-    signed = [by_id[k] for k in _note_key_ids(text) if k in by_id]
+    pairs = [(k.note_name(origin), k.public_key) for k in trusted]
+    pairs += [(origin, rec.public_key) for rec in records]
     try:
-        note.open_note(text, [(origin, pub) for pub, _ in signed] or [(origin, bytes(32))])
+        found = note.verify_note(text, pairs)
     except note.NoteError as exc:
-        msg = str(exc)
-        if "not signed by any known key" in msg:
-            who = "a trusted key" if trusted else "a checkpointer key of this ledger"
-            raise KeyProblem(f"{where} is not signed by {who}") from None
-        if msg.startswith("invalid signature"):
-            raise KeyProblem(f"{where} has an {msg}") from None
-        raise InputError(f"{where} is not a signed checkpoint: {msg}") from None
-    for pub, rec in signed:
-        if rec is None:
-            return SignedCheckpoint(
-                text, cp.origin, cp.size, cp.root, None, f"trusted key {ledger_key_id(pub)}"
-            )
-    for _pub, rec in signed:
-        assert rec is not None
+        raise InputError(f"{where} is not a signed checkpoint: {exc}") from None
+    if found.invalid:
+        name, kid = found.invalid[0]
+        raise KeyProblem(f"{where} has an invalid signature by {name} (key ID {kid})")
+    if not found.verified:
+        who = "a trusted key" if trusted else "a checkpointer key of this ledger"
+        raise KeyProblem(f"{where} is not signed by {who}")
+    for i in sorted(found.verified):
+        if i < len(trusted):
+            k = trusted[i]
+            who = k.label(origin) if k.name is not None else ledger_key_id(k.public_key)
+            return SignedCheckpoint(text, cp.origin, cp.size, cp.root, None, f"trusted key {who}")
+    signed = [records[i - len(trusted)] for i in sorted(found.verified)]
+    for rec in signed:
         if rec.revoked_seq is None or rec.revoked_seq >= cp.size:
             return SignedCheckpoint(
                 text, cp.origin, cp.size, cp.root, rec.key_id, f"{rec.actor} (key {rec.key_id})"
             )
-    rec = signed[0][1]
-    assert rec is not None
+    rec = signed[0]
     raise KeyProblem(
         f"{where} is signed by key {rec.key_id} ({rec.actor}), revoked at seq"
         f" {rec.revoked_seq}, before the {cp.size} events it vouches for"
     )
+
+
+def _parse_body(text: str, where: str) -> note.Checkpoint:
+    try:
+        body_text = text[: text.rfind("\n\n") + 1] if "\n\n" in text else text
+        return note.parse_checkpoint(body_text)
+    except note.NoteError as exc:
+        raise InputError(f"{where} is not a checkpoint: {exc}") from None
+
+
+# --- checking a checkpoint from anywhere (verify-checkpoint) --------------------------------
+
+
+@dataclass(frozen=True)
+class CheckpointCheck:
+    """What :func:`check` found; truthy when the checkpoint holds. ``problem`` says what
+    failed and ``kind`` names it (``bad_signature``, ``too_few_signatures``, ``origin``,
+    ``truncated``, ``forked``)."""
+
+    where: str
+    origin: str
+    size: int
+    root: bytes
+    extensions: tuple[str, ...] = ()
+    #: ``name+<note key id>`` of each given key that signed, in the order given
+    signed_by: tuple[str, ...] = ()
+    keys: int = 0
+    required: int = 1
+    #: with a ledger: its path and how many events it holds
+    ledger: str | None = None
+    ledger_size: int | None = None
+    problem: str | None = None
+    kind: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    @property
+    def root_b64(self) -> str:
+        return base64.b64encode(self.root).decode()
+
+    def summary(self) -> str:
+        """One line: ``OK: checkpoint of …`` or ``FAIL: <file>: <what>``."""
+        if not self.ok:
+            return f"FAIL: {self.where}: {self.problem}"
+        line = (
+            f"OK: checkpoint of {self.origin}, {self.size} entries, root {self.root_b64},"
+            f" signed by {', '.join(self.signed_by)} ({len(self.signed_by)} of"
+            f" {_keys(self.keys)}, {self.required} required)"
+        )
+        if self.ledger is not None:
+            line += f"; ledger {self.ledger} extends it ({self.ledger_size} events)"
+        return line
+
+
+def _keys(n: int) -> str:
+    return f"{n} key" if n == 1 else f"{n} keys"
+
+
+def check(
+    text: str,
+    keys: Iterable[bytes | VerifierKey],
+    *,
+    min_signatures: int = 1,
+    origin: str | None = None,
+    where: str = "checkpoint",
+) -> CheckpointCheck:
+    """Check a checkpoint on its own (no ledger): C2SP signed-note and tlog-checkpoint
+    syntax, the origin (``origin`` if given, and the name of every C2SP verifier key),
+    and that at least ``min_signatures`` distinct ``keys`` signed it, none of them badly.
+
+    A malformed note, or a ``min_signatures`` that the keys cannot reach, raises
+    InputError; a checkpoint that does not hold is a failed :class:`CheckpointCheck`.
+    """
+    wanted = [as_verifier_key(k) for k in keys]
+    if not wanted:
+        raise InputError("give at least one key (--key) to check the checkpoint's signature")
+    if type(min_signatures) is not int or min_signatures < 1:
+        raise InputError(f"--min-signatures must be a positive integer, got {min_signatures!r}")
+    cp = _parse_body(text, where)
+    # Distinct keys: a PEM key and the vkey of the same key under the origin are one.
+    given: list[VerifierKey] = []
+    seen: set[tuple[str, bytes]] = set()
+    for k in wanted:
+        if (k.note_name(cp.origin), k.public_key) not in seen:
+            seen.add((k.note_name(cp.origin), k.public_key))
+            given.append(k)
+    if min_signatures > len(given):
+        raise InputError(
+            f"--min-signatures {min_signatures} cannot be met: only {_keys(len(given))}"
+            " given (a key given twice counts once)"
+        )
+    # A key without a name signs under the origin, which may not be a valid signer name:
+    # then it matches no signature line.
+    names = [k.note_name(cp.origin) for k in given]
+    usable = [i for i, k in enumerate(given) if _signs_under(names[i], k.public_key)]
+    try:
+        found = note.verify_note(text, [(names[i], given[i].public_key) for i in usable])
+    except note.NoteError as exc:
+        raise InputError(f"{where} is not a signed note: {exc}") from None
+    labels = [k.label(cp.origin) for k in given]
+    signed = tuple(labels[i] for i in sorted(usable[j] for j in found.verified))
+    result = CheckpointCheck(
+        where, cp.origin, cp.size, cp.root, cp.extensions, signed, len(given), min_signatures
+    )
+
+    def fail(kind: str, problem: str) -> CheckpointCheck:
+        return dataclasses.replace(result, problem=problem, kind=kind)
+
+    if origin is not None and cp.origin != origin:
+        return fail("origin", f"the checkpoint's origin is {cp.origin!r}, not {origin!r}")
+    for k, label in zip(given, labels, strict=True):
+        if k.name is not None and k.name != cp.origin:
+            return fail(
+                "origin",
+                f"the checkpoint's origin {cp.origin!r} is not the name of verifier key {label}"
+                " (a C2SP key verifies checkpoints of the log it names)",
+            )
+    if found.invalid:
+        name, kid = found.invalid[0]
+        return fail("bad_signature", f"invalid signature by {name}+{kid}")
+    if len(signed) < min_signatures:
+        missing = [label for label in labels if label not in signed]
+        if not signed:
+            return fail(
+                "too_few_signatures",
+                f"not signed by the {_keys(len(given))} given (signed by:"
+                f" {', '.join(found.signers)})",
+            )
+        return fail(
+            "too_few_signatures",
+            f"signed by {_keys(len(signed))} ({', '.join(signed)}), {min_signatures} required;"
+            f" not by {', '.join(missing)}",
+        )
+    return result
+
+
+def _signs_under(name: str, public_key: bytes) -> bool:
+    try:
+        note.key_id(name, public_key)
+    except note.NoteError:
+        return False
+    return True
+
+
+def check_extends(store: Any, origin: str, result: CheckpointCheck, name: str) -> CheckpointCheck:
+    """``result`` (a checkpoint that held) checked against the ledger in ``store`` of
+    ``origin``: same origin, and the first ``size`` events hash to the checkpoint's root
+    (else ``truncated`` or ``forked``). Rehashes those events: the block-root cache is
+    not trusted for a verdict."""
+    from .tree import Tree
+
+    if not result.ok:
+        return result
+    segments = store.segments()
+    n = segments[-1].last + 1 if segments else 0
+
+    def fail(kind: str, problem: str) -> CheckpointCheck:
+        return dataclasses.replace(result, ledger=name, ledger_size=n, problem=problem, kind=kind)
+
+    if result.origin != origin:
+        return fail(
+            "origin", f"the checkpoint's origin is {result.origin!r}, ledger {name}'s {origin!r}"
+        )
+    if result.size > n:
+        return fail(
+            "truncated",
+            f"the checkpoint vouches for {result.size} events but ledger {name} holds {n}:"
+            f" events {n}..{result.size - 1} were removed (truncated tail / rollback)",
+        )
+    tree = Tree(store, result.size, segments=segments, use_cache=False)
+    if tree.root() != result.root:
+        return fail(
+            "forked",
+            f"the first {result.size} events of ledger {name} do not hash to the checkpoint's"
+            " root (history rewritten: forked)",
+        )
+    return dataclasses.replace(result, ledger=name, ledger_size=n)
+
+
+def verify_file(
+    path: str | os.PathLike[str],
+    keys: Iterable[bytes | VerifierKey],
+    *,
+    min_signatures: int = 1,
+    origin: str | None = None,
+    ledger: str | os.PathLike[str] | None = None,
+) -> CheckpointCheck:
+    """Check the checkpoint file ``path`` (see :func:`check`) and, given a ``ledger``
+    folder, that the ledger extends it (see :func:`check_extends`)."""
+    result = check(
+        read_note(path), keys, min_signatures=min_signatures, origin=origin, where=str(path)
+    )
+    if ledger is None or not result.ok:
+        return result
+    from .store import Store
+
+    store = Store(ledger)
+    identity = store.read_identity()
+    with store.reading():
+        return check_extends(store, identity["origin"], result, str(ledger))
 
 
 def file_name(size: int, root: bytes, text: str) -> str:

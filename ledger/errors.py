@@ -2,7 +2,8 @@
 
 Exit codes (documented in README.md):
     0  success
-    1  verification failed (``verify`` printed FAIL)
+    1  verification failed (``verify``, ``verify-checkpoint`` or ``verify-evidence``
+       printed FAIL)
     2  bad input: malformed arguments, names, values or files supplied by the user
     3  not found: unknown ledger, model, version or key
     4  refused by a rule: lifecycle or governance policy

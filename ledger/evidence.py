@@ -21,6 +21,7 @@ import binascii
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ from . import events as E
 from . import merkle, note, storymap
 from .canonical import canonicalize
 from .errors import CorruptLedgerError, InputError, KeyProblem, NotFoundError
-from .keys import PAYLOAD_TYPE, key_id, pae, verify_signature
+from .keys import PAYLOAD_TYPE, VerifierKey, key_id, pae, verify_signature
 from .state import State, _public_key
 
 FORMAT = "ledger-evidence/2"
@@ -265,7 +266,7 @@ def _complete(what: str, committed: list[tuple[int, bytes]], held: dict[int, byt
         raise Incomplete("incomplete: " + "; ".join(problems))
 
 
-def check(data: bytes, trusted_keys: list[bytes] | tuple[bytes, ...] = ()) -> Verdict:
+def check(data: bytes, trusted_keys: Sequence[bytes | VerifierKey] = ()) -> Verdict:
     """Verify a bundle's bytes offline; raise InputError / KeyProblem at the first flaw."""
     doc = load(data)
     model, version, origin = doc["model"], doc["version"], doc["origin"]
@@ -490,7 +491,7 @@ class EvidenceReport:
 
 
 def verify_file(
-    path: str | os.PathLike[str], trusted_keys: list[bytes] | tuple[bytes, ...] = ()
+    path: str | os.PathLike[str], trusted_keys: Sequence[bytes | VerifierKey] = ()
 ) -> EvidenceReport:
     """Check a bundle file. A missing file raises; a bundle that fails is a FAIL report."""
     try:

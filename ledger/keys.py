@@ -13,6 +13,7 @@ import base64
 import hashlib
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 import nacl.bindings as sodium
@@ -20,6 +21,7 @@ import nacl.exceptions
 from nacl._sodium import ffi as _ffi
 from nacl._sodium import lib as _lib
 
+from . import note
 from .errors import InputError, KeyProblem, StorageError
 
 #: DSSE payloadType of every ledger event.
@@ -241,6 +243,10 @@ def load_public_key(path: str | os.PathLike[str]) -> bytes:
         raise KeyProblem(f"public key file {p} does not exist") from None
     except OSError as exc:
         raise KeyProblem(f"cannot read public key file {p}: {exc.strerror}") from None
+    return _public_key_bytes(data, p)
+
+
+def _public_key_bytes(data: bytes, p: Path) -> bytes:
     if data.lstrip().startswith(b"-----BEGIN"):
         label, der = _unpem(data, f"public key file {p}")
         if label == "PUBLIC KEY" and len(der) == 44 and der.startswith(_SPKI_PREFIX):
@@ -255,3 +261,73 @@ def load_public_key(path: str | os.PathLike[str]) -> bytes:
     if len(raw) != 32:
         raise KeyProblem(f"public key file {p} does not hold an Ed25519 public key")
     return raw
+
+
+# --- keys trusted to sign checkpoints ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifierKey:
+    """A public key trusted to sign checkpoints (C2SP signed notes).
+
+    A C2SP verifier key (``name+keyid+base64``) signs under its own ``name`` only; a
+    PEM (or base64) public key has no name and signs under the checkpoint's origin, as
+    a ledger's checkpointer keys do. A note key ID covers the name, so a key named
+    otherwise than a note's signature lines simply does not match them.
+    """
+
+    public_key: bytes
+    name: str | None = None
+
+    def note_name(self, origin: str) -> str:
+        """The signer name this key signs a checkpoint of ``origin`` under."""
+        return origin if self.name is None else self.name
+
+    def label(self, origin: str) -> str:
+        """``name+<note key id hex>``, as verifier keys and ``open_note`` name signers."""
+        name = self.note_name(origin)
+        try:
+            return f"{name}+{note.key_id(name, self.public_key).hex()}"
+        except note.NoteError:  # an origin that cannot be a key name: no such signer
+            return f"{name}+{key_id(self.public_key)}"
+
+
+def as_verifier_key(key: bytes | VerifierKey) -> VerifierKey:
+    """A raw 32-byte public key as a :class:`VerifierKey` without a name."""
+    return key if isinstance(key, VerifierKey) else VerifierKey(bytes(key))
+
+
+def _looks_like_vkey(text: str) -> bool:
+    return "\n" not in text and text.count("+") >= 2 and not text.startswith("-----BEGIN")
+
+
+def load_verifier_key(spec: str | os.PathLike[str]) -> VerifierKey:
+    """A checkpoint signer's key: a public key file (SPKI PEM or base64, as
+    :func:`load_public_key`), a C2SP verifier key ``name+keyid+base64``, or a file
+    holding one on a line. A malformed verifier key is an InputError; a missing or
+    unreadable key file a KeyProblem."""
+    p = Path(spec)
+    try:
+        data = p.read_bytes() if p.is_file() else None
+    except OSError as exc:
+        raise KeyProblem(f"cannot read public key file {p}: {exc.strerror}") from None
+    if data is None:
+        s = os.fspath(spec)
+        if not _looks_like_vkey(s):
+            return VerifierKey(load_public_key(p))  # raises: no such file
+        return _vkey(s, f"{s} is neither a key file nor a valid verifier key")
+    text = data.decode("utf-8", "replace").strip()
+    if _looks_like_vkey(text):
+        try:
+            return VerifierKey(_public_key_bytes(data, p))  # base64 of 32 bytes may hold '+'
+        except KeyProblem:
+            return _vkey(text, f"{p} does not hold a valid verifier key")
+    return VerifierKey(_public_key_bytes(data, p))
+
+
+def _vkey(s: str, what: str) -> VerifierKey:
+    try:
+        name, _, public_key = note.parse_vkey(s)
+    except note.NoteError as exc:
+        raise InputError(f"{what}: {exc}") from None
+    return VerifierKey(public_key, name)

@@ -19,7 +19,7 @@ import pyarrow as pa
 from . import events as E
 from .errors import InputError, NotFoundError, RuleViolation
 from .gcpause import collector_paused
-from .keys import SigningKey, key_id
+from .keys import SigningKey, VerifierKey, key_id
 from .state import KeyRecord, State
 from .store import COLUMNS, STATE_COLUMNS, Store, replay, typed_events
 from .verify import Problem, VerifyReport
@@ -267,7 +267,7 @@ class Ledger:
         jobs: int | None = None,
         trusted: str | os.PathLike[str] | None = None,
         since: str | os.PathLike[str] | None = None,
-        trusted_keys: Sequence[bytes] = (),
+        trusted_keys: Sequence[bytes | VerifierKey] = (),
     ) -> VerifyReport:
         """Check every segment, event, hash, signature, key and rule, the Merkle tree and
         the stored checkpoints; stop at the first problem (see ledger/scan.py).
@@ -309,10 +309,11 @@ class Ledger:
         return checkpoint.stored(self)
 
     def open_checkpoint(
-        self, path: str | os.PathLike[str], trusted_keys: Sequence[bytes] = ()
+        self, path: str | os.PathLike[str], trusted_keys: Sequence[bytes | VerifierKey] = ()
     ) -> Any:
         """Read and verify a checkpoint file of this ledger (signed by one of its
-        checkpointer keys, or by one of ``trusted_keys``)."""
+        checkpointer keys, or by one of ``trusted_keys``: raw public keys or
+        :class:`~ledger.keys.VerifierKey`, e.g. from C2SP verifier keys)."""
         from . import checkpoint
         from .errors import KeyProblem
 
@@ -331,7 +332,7 @@ class Ledger:
         self,
         seq: int,
         checkpoint: str | os.PathLike[str] | None = None,
-        trusted_keys: Sequence[bytes] = (),
+        trusted_keys: Sequence[bytes | VerifierKey] = (),
     ) -> dict[str, Any]:
         """Inclusion proof of event ``seq`` against a checkpoint file (default: the
         latest stored checkpoint), as a JSON-ready dict."""
@@ -346,12 +347,18 @@ class Ledger:
 
     @_reading
     def prove_consistency(
-        self, old: str | os.PathLike[str], new: str | os.PathLike[str]
+        self,
+        old: str | os.PathLike[str],
+        new: str | os.PathLike[str],
+        trusted_keys: Sequence[bytes | VerifierKey] = (),
     ) -> dict[str, Any]:
-        """Consistency proof between two checkpoint files of this ledger."""
+        """Consistency proof between two checkpoint files of this ledger (each signed by
+        one of its checkpointer keys, or by one of ``trusted_keys``)."""
         from . import checkpoint as C
 
-        return C.consistency(self, self.open_checkpoint(old), self.open_checkpoint(new))
+        return C.consistency(
+            self, self.open_checkpoint(old, trusted_keys), self.open_checkpoint(new, trusted_keys)
+        )
 
     def conflict_evidence(
         self, report: VerifyReport, trusted: str | os.PathLike[str] | None, out_dir: str

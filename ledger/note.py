@@ -119,19 +119,32 @@ def sign_note(text: str, name: str, sign: Callable[[bytes], bytes], public_key: 
 Verifiers = Mapping[str, bytes] | Iterable[tuple[str, bytes]]
 
 
-def open_note(note: str | bytes, verifiers: Verifiers) -> tuple[str, list[str]]:
-    """Parse and verify a signed note; return ``(text, names of keys that verified)``.
+@dataclass(frozen=True)
+class NoteSignatures:
+    """What :func:`verify_note` found in a well-formed note."""
+
+    text: str
+    #: indices (into the verifiers given) of the keys whose signature verified, in line order
+    verified: tuple[int, ...]
+    #: ``(name, key ID hex)`` of each known key's signature line that did not verify
+    invalid: tuple[tuple[str, str], ...]
+    #: ``name+<key id hex>`` of every signature line, known or not, in order
+    signers: tuple[str, ...]
+
+
+def verify_note(note: str | bytes, verifiers: Verifiers) -> NoteSignatures:
+    """Parse a signed note and check the signature line of every known key.
 
     ``verifiers`` maps key name to Ed25519 public key, or lists ``(name, key)`` pairs
-    (several keys may share a name, e.g. during rotation). Signatures from unknown
-    (name, key ID) pairs are ignored, as the spec requires. Raises :class:`NoteError` if
-    the note is malformed, if any signature from a known key fails (the spec's SHOULD),
-    or if no known key signed it.
+    (several keys may share a name, e.g. during rotation). Lines of unknown (name, key
+    ID) pairs are ignored, as the spec requires. Raises :class:`NoteError` only if the
+    note is malformed; which keys signed, and which known keys' lines failed, is for the
+    caller to judge (:func:`open_note` is the strict form).
     """
-    known: dict[tuple[str, bytes], bytes] = {}
+    known: dict[tuple[str, bytes], list[tuple[int, bytes]]] = {}
     pairs = verifiers.items() if isinstance(verifiers, Mapping) else verifiers
-    for vname, vpub in pairs:
-        known[(vname, key_id(vname, vpub))] = vpub
+    for i, (vname, vpub) in enumerate(pairs):
+        known.setdefault((vname, key_id(vname, vpub)), []).append((i, vpub))
 
     try:
         raw = note if isinstance(note, bytes) else note.encode("utf-8")
@@ -153,7 +166,8 @@ def open_note(note: str | bytes, verifiers: Verifiers) -> tuple[str, list[str]]:
     if len(lines) > MAX_SIGNATURES:
         raise NoteError(f"note has {len(lines)} signatures, more than {MAX_SIGNATURES}")
 
-    verified: list[str] = []
+    verified: list[int] = []
+    invalid: list[tuple[str, str]] = []
     signers: list[str] = []
     for n, line in enumerate(lines, 1):
         if not line.startswith(_SIG_PREFIX):
@@ -167,20 +181,49 @@ def open_note(note: str | bytes, verifiers: Verifiers) -> tuple[str, list[str]]:
             raise NoteError(f"signature line {n} is too short")
         kid, sig = blob[:4], blob[4:]
         signers.append(f"{name}+{kid.hex()}")
-        public_key = known.get((name, kid))
-        if public_key is None:
+        candidates = known.get((name, kid))
+        if candidates is None:
             continue  # unknown key: ignore, even if it shares the name or ID of a known one
-        try:
-            if len(sig) != 64:
-                raise nacl.exceptions.BadSignatureError
-            nacl.bindings.crypto_sign_open(sig + msg, public_key)
-        except nacl.exceptions.BadSignatureError as e:
-            raise NoteError(f"invalid signature by {name} (key ID {kid.hex()})") from e
-        if name not in verified:
-            verified.append(name)
-    if not verified:
-        raise NoteError(f"note is not signed by any known key (signed by: {', '.join(signers)})")
-    return text, verified
+        good = [i for i, pub in candidates if _verifies(pub, msg, sig)]
+        if not good:
+            invalid.append((name, kid.hex()))
+        verified += [i for i in good if i not in verified]
+    return NoteSignatures(text, tuple(verified), tuple(invalid), tuple(signers))
+
+
+def _verifies(public_key: bytes, msg: bytes, sig: bytes) -> bool:
+    if len(sig) != 64:
+        return False
+    try:
+        nacl.bindings.crypto_sign_open(sig + msg, public_key)
+    except nacl.exceptions.BadSignatureError:
+        return False
+    return True
+
+
+def open_note(note: str | bytes, verifiers: Verifiers) -> tuple[str, list[str]]:
+    """Parse and verify a signed note; return ``(text, names of keys that verified)``.
+
+    ``verifiers`` maps key name to Ed25519 public key, or lists ``(name, key)`` pairs
+    (several keys may share a name, e.g. during rotation). Signatures from unknown
+    (name, key ID) pairs are ignored, as the spec requires. Raises :class:`NoteError` if
+    the note is malformed, if any signature from a known key fails (the spec's SHOULD),
+    or if no known key signed it.
+    """
+    pairs = list(verifiers.items() if isinstance(verifiers, Mapping) else verifiers)
+    found = verify_note(note, pairs)
+    if found.invalid:
+        name, kid = found.invalid[0]
+        raise NoteError(f"invalid signature by {name} (key ID {kid})")
+    if not found.verified:
+        raise NoteError(
+            f"note is not signed by any known key (signed by: {', '.join(found.signers)})"
+        )
+    names: list[str] = []
+    for i in found.verified:
+        if pairs[i][0] not in names:
+            names.append(pairs[i][0])
+    return found.text, names
 
 
 @dataclass(frozen=True)

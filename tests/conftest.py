@@ -13,6 +13,9 @@ from ledger import Ledger, SigningKey
 from ledger.cli import cli
 from ledger.keys import write_key_files
 
+#: Published test vectors kept in the repository (with their source and license) ...
+LOCAL_VECTORS = Path(__file__).resolve().parent / "vectors"
+#: ... and the shared folder beside the checkout, for the files not copied yet.
 VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
 
 TEAM = {
@@ -25,10 +28,13 @@ TEAM = {
 
 
 def vectors(name: str) -> dict:
-    """A published test-vector file from ../shared/vectors; skips the test if absent."""
-    path = VECTORS / name
+    """A published test-vector file from tests/vectors/, else ../shared/vectors; skips
+    the test if neither has it."""
+    path = LOCAL_VECTORS / name
     if not path.exists():
-        pytest.skip(f"test vectors not found at {path}")
+        path = VECTORS / name
+    if not path.exists():
+        pytest.skip(f"test vectors {name} not found in {LOCAL_VECTORS} or {VECTORS}")
     return json.loads(path.read_text(encoding="utf-8"))
 
 

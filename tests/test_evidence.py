@@ -111,3 +111,21 @@ def test_missing_bundle_file(invoke, tmp_path):
         2,
         f"Error: evidence bundle {tmp_path / 'nope.json'} does not exist\n",
     )
+
+
+def test_trusted_key_as_a_c2sp_verifier_key(bundle, invoke):
+    from ledger import note
+
+    t = bundle
+    invoke(["evidence", f"{XGB}:1", "--out", str(t.bundle)], env=t.env())
+    vkey = note.vkey(t.ledger.origin, t.keys["cp"].public_key)
+    r = invoke(["verify-evidence", str(t.bundle), "--trusted-key", vkey])
+    assert r.exit_code == 0, r.stdout
+    label = "+".join(vkey.split("+")[:2])  # name+keyid
+    assert r.stdout.endswith(f" signed by trusted key {label}\n")
+    other = note.vkey("other.example/log", t.keys["cp"].public_key)  # same key, other name
+    r = invoke(["verify-evidence", str(t.bundle), "--trusted-key", other])
+    assert (r.exit_code, r.stdout) == (
+        1,
+        "FAIL: the bundle's checkpoint is not signed by a trusted key\n",
+    )

@@ -15,9 +15,11 @@ from ledger.errors import InputError, KeyProblem
 from ledger.keys import (
     PAYLOAD_TYPE,
     SigningKey,
+    VerifierKey,
     key_id,
     load_public_key,
     load_signing_key,
+    load_verifier_key,
     pae,
     private_key_pem,
     public_key_pem,
@@ -137,6 +139,51 @@ def test_public_key_forms(tmp_path):
     (tmp_path / "priv.pem").write_bytes(private_key_pem(k))
     with pytest.raises(KeyProblem, match=r"is a private key; pass the \.pub file"):
         load_public_key(tmp_path / "priv.pem")
+
+
+TESSERA_VKEY = "example.com/log/testdata+33d7b496+AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx"
+TESSERA_PUB = base64.b64decode("4dO7hDeEQgwc2pzp8BIyyreso3HbzQ0j6g7nEIWSRLE=")
+
+
+def test_verifier_key_forms(tmp_path):
+    k = SigningKey.generate()
+    (tmp_path / "k.pub").write_bytes(public_key_pem(k.public_key))
+    assert load_verifier_key(tmp_path / "k.pub") == VerifierKey(k.public_key)
+    named = VerifierKey(TESSERA_PUB, "example.com/log/testdata")
+    assert load_verifier_key(TESSERA_VKEY) == named  # the string itself
+    (tmp_path / "log.vkey").write_text(TESSERA_VKEY + "\n")
+    assert load_verifier_key(str(tmp_path / "log.vkey")) == named  # a file holding it
+    assert named.label("anything") == "example.com/log/testdata+33d7b496"
+    assert VerifierKey(TESSERA_PUB).label("example.com/log/testdata") == named.label("")
+    # base64 of 32 bytes that happens to hold two '+' is still a raw key, not a vkey
+    raw = next(
+        pub
+        for pub in (SigningKey(bytes([i]) * 32).public_key for i in range(256))
+        if base64.b64encode(pub).count(b"+") >= 2
+    )
+    (tmp_path / "raw.pub").write_text(base64.b64encode(raw).decode())
+    assert load_verifier_key(tmp_path / "raw.pub") == VerifierKey(raw)
+
+
+def test_verifier_key_errors(tmp_path):
+    with pytest.raises(InputError) as e:
+        load_verifier_key("example.com/log+33d7b496+AAAA")
+    assert str(e.value) == (
+        "example.com/log+33d7b496+AAAA is neither a key file nor a valid verifier key:"
+        " verifier key is not an Ed25519 key (0x01 || 32 bytes)"
+    )
+    (tmp_path / "bad.vkey").write_text(TESSERA_VKEY.replace("+33d7b496+", "+33d7b497+"))
+    with pytest.raises(InputError) as e:
+        load_verifier_key(tmp_path / "bad.vkey")
+    assert str(e.value) == (
+        f"{tmp_path / 'bad.vkey'} does not hold a valid verifier key: verifier key ID 33d7b497"
+        " does not match name and key"
+    )
+    with pytest.raises(KeyProblem, match=r"public key file .*nope\.pub does not exist"):
+        load_verifier_key(tmp_path / "nope.pub")
+    (tmp_path / "priv.pem").write_bytes(private_key_pem(SigningKey.generate()))
+    with pytest.raises(KeyProblem, match=r"is a private key; pass the \.pub file"):
+        load_verifier_key(tmp_path / "priv.pem")
 
 
 def test_event_is_a_valid_dsse_envelope(history):

@@ -344,3 +344,33 @@ def test_parse_checkpoint_accepts_edge_values() -> None:
     with pytest.raises(AttributeError):
         cp.size = 3  # type: ignore[misc]
     assert issubclass(NoteError, ValueError)
+
+
+# --- verify_note: every known key's line judged, for callers that count signatures ---
+
+
+def test_verify_note_reports_each_known_key() -> None:
+    signed = note.sign_note(TEXT, "a.example", _signer(SK_A), PK_A)
+    signed += _sig_line("a.example", SK_B, PK_B)  # a second key under the same name
+    signed += "\u2014 c.example AAAAAAAA\n"  # unknown: ignored
+    found = note.verify_note(
+        signed, [("z.example", PK_A), ("a.example", PK_B), ("a.example", PK_A)]
+    )
+    assert found.text == TEXT
+    assert found.verified == (2, 1)  # in line order, as indices into the verifiers
+    assert found.invalid == ()
+    kid_a, kid_b = note.key_id("a.example", PK_A).hex(), note.key_id("a.example", PK_B).hex()
+    assert found.signers == (f"a.example+{kid_a}", f"a.example+{kid_b}", "c.example+00000000")
+    assert note.verify_note(signed, {"z.example": PK_A}).verified == ()  # no raise
+
+
+def test_verify_note_lists_bad_lines_and_open_note_still_refuses() -> None:
+    good = note.sign_note(TEXT, "a.example", _signer(SK_A), PK_A)
+    kid = note.key_id("b.example", PK_B)
+    forged = "\u2014 b.example " + base64.b64encode(kid + b"\0" * 64).decode() + "\n"
+    found = note.verify_note(good + forged, {"a.example": PK_A, "b.example": PK_B})
+    assert (found.verified, found.invalid) == ((0,), (("b.example", kid.hex()),))
+    with pytest.raises(NoteError, match=f"invalid signature by b.example \\(key ID {kid.hex()}"):
+        note.open_note(good + forged, {"a.example": PK_A, "b.example": PK_B})
+    with pytest.raises(NoteError, match="no blank line"):
+        note.verify_note(TEXT, {"a.example": PK_A})

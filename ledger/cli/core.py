@@ -18,6 +18,7 @@ from .options import (
     key_option,
     ledger_option,
     load_key,
+    load_verifier_keys,
     passphrase,
     trusted_key_option,
 )
@@ -352,14 +353,12 @@ def verify(
     ledger_path: str,
 ) -> None:
     """Check the whole chain; print OK or FAIL with the first bad event. Exit 0 / 1."""
-    from ..keys import load_public_key
-
     led = _open(ledger_path)
     kw: dict[str, Any] = {
         "jobs": jobs,
         "trusted": trusted,
         "since": since,
-        "trusted_keys": [load_public_key(k) for k in trusted_keys],
+        "trusted_keys": load_verifier_keys(trusted_keys),
     }
     if fmt == "text" and sys.stderr.isatty():
         report = _with_progress(lambda progress: led.verify(progress, **kw))

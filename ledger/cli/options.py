@@ -61,14 +61,28 @@ def point_in_time(f: F) -> F:
     )(f)
 
 
+#: What a checkpoint signer's key may be given as (--trusted-key, verify-checkpoint --key).
+VERIFIER_KEY_HELP = (
+    "a public key file (PEM) or a C2SP verifier key (name+keyid+base64), itself or in a file"
+)
+
+
 def trusted_key_option(f: F) -> F:
     return click.option(
         "--trusted-key",
         "trusted_keys",
         multiple=True,
-        type=click.Path(dir_okay=False),
-        help="Public key of a checkpoint signer to trust besides the ledger's checkpointers.",
+        metavar="KEY",
+        help="Key of a checkpoint signer to trust besides the ledger's checkpointers:"
+        f" {VERIFIER_KEY_HELP} (repeatable).",
     )(f)
+
+
+def load_verifier_keys(specs: tuple[str, ...]) -> list[Any]:
+    """The keys given to --trusted-key or --key, each a ``keys.VerifierKey``."""
+    from ..keys import load_verifier_key
+
+    return [load_verifier_key(s) for s in specs]
 
 
 def format_option(

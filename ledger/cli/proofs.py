@@ -1,4 +1,4 @@
-"""Commands: checkpoint, prove, evidence and verify-evidence (issue 3)."""
+"""Commands: checkpoint, verify-checkpoint, prove, evidence and verify-evidence (issue 3)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ import click
 
 from ..errors import InputError
 from . import cli
-from .options import key_option, ledger_option, load_key, trusted_key_option
+from .options import (
+    VERIFIER_KEY_HELP,
+    key_option,
+    ledger_option,
+    load_key,
+    load_verifier_keys,
+    trusted_key_option,
+)
 from .options import open_ledger as _open
 
 
@@ -44,6 +51,54 @@ def checkpoint(out_path: str | None, ledger_path: str, key_path: str) -> None:
     click.echo(f"stored in {cp.path}")
 
 
+@cli.command("verify-checkpoint")
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    required=True,
+    metavar="KEY",
+    help=f"Key of a signer you trust: {VERIFIER_KEY_HELP} (repeatable).",
+)
+@click.option(
+    "--min-signatures",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="K",
+    help="How many of the given keys must have signed.",
+)
+@click.option("--origin", help="The origin (log or ledger name) the checkpoint must have.")
+@click.option(
+    "--ledger",
+    "ledger_path",
+    type=click.Path(file_okay=False),
+    help="Also check that this ledger extends the checkpoint ($LEDGER_PATH is not used).",
+)
+def verify_checkpoint(
+    path: str,
+    keys: tuple[str, ...],
+    min_signatures: int,
+    origin: str | None,
+    ledger_path: str | None,
+) -> None:
+    """Check a C2SP checkpoint from anywhere: syntax, signatures (K of the given keys),
+    origin, and with --ledger that the ledger extends it. Print OK or FAIL. Exit 0 / 1."""
+    from ..checkpoint import verify_file
+
+    result = verify_file(
+        path,
+        load_verifier_keys(keys),
+        min_signatures=min_signatures,
+        origin=origin,
+        ledger=ledger_path,
+    )
+    click.echo(result.summary())
+    if not result.ok:
+        sys.exit(1)
+
+
 @cli.command()
 @click.argument("seq", required=False, type=click.IntRange(min=0))
 @click.option(
@@ -71,13 +126,11 @@ def prove(
     ledger_path: str,
 ) -> None:
     """Print an inclusion proof of event SEQ, or a consistency proof (JSON)."""
-    from ..keys import load_public_key
-
-    trusted = [load_public_key(k) for k in trusted_keys]
+    trusted = load_verifier_keys(trusted_keys)
     if consistency:
         if seq is not None or checkpoint_path:
             raise InputError("give SEQ [--checkpoint FILE] or --consistency OLD NEW, not both")
-        doc = _open(ledger_path).prove_consistency(*consistency)
+        doc = _open(ledger_path).prove_consistency(*consistency, trusted)
     elif seq is None:
         raise InputError("give the SEQ of an event, or --consistency OLD NEW")
     else:
@@ -127,15 +180,14 @@ def evidence(ref: str, out_path: str, checkpoint_path: str | None, ledger_path: 
     "--trusted-key",
     "trusted_keys",
     multiple=True,
-    type=click.Path(dir_okay=False),
-    help="Public key file of the checkpoint signer you trust (repeatable).",
+    metavar="KEY",
+    help=f"Key of the checkpoint signer you trust: {VERIFIER_KEY_HELP} (repeatable).",
 )
 def verify_evidence(path: str, trusted_keys: tuple[str, ...]) -> None:
     """Check an evidence bundle offline; print what it proves (OK) or FAIL. Exit 0 / 1."""
     from ..evidence import verify_file
-    from ..keys import load_public_key
 
-    report = verify_file(path, [load_public_key(k) for k in trusted_keys])
+    report = verify_file(path, load_verifier_keys(trusted_keys))
     click.echo(report.summary())
     if not report.ok:
         sys.exit(1)
