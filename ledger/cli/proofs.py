@@ -11,7 +11,7 @@ import click
 
 from ..errors import InputError
 from . import cli
-from .options import key_option, ledger_option, load_key, trusted_key_option
+from .options import key_option, ledger_option, load_key, read_options, trusted_key_option
 from .options import open_ledger as _open
 
 
@@ -62,7 +62,7 @@ def checkpoint(out_path: str | None, ledger_path: str, key_path: str) -> None:
 )
 @trusted_key_option
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write to this file.")
-@ledger_option
+@read_options
 def prove(
     seq: int | None,
     checkpoint_path: str | None,
@@ -105,7 +105,7 @@ def prove(
     type=click.Path(dir_okay=False),
     help="Checkpoint file to prove against (default: the latest stored checkpoint).",
 )
-@ledger_option
+@read_options
 def evidence(ref: str, out_path: str, checkpoint_path: str | None, ledger_path: str) -> None:
     """Write an evidence bundle an auditor can check offline with verify-evidence."""
     from .. import events as E
