@@ -308,6 +308,10 @@ def _events(n: int) -> str:
     return f"{n} event" if n == 1 else f"{n} events"
 
 
+def _are(n: int) -> str:
+    return "is" if n == 1 else "are"
+
+
 def check(led: Ledger) -> str | None:
     """What is wrong with reading ``led`` now as verified data (one line, without the
     ``Warning:`` prefix), or None. Extends the record with what it verifies on the fly."""
@@ -391,7 +395,7 @@ def check(led: Ledger) -> str | None:
         n = total - done
         if n > ON_THE_FLY_EVENTS or len(rest) > ON_THE_FLY_SEGMENTS:
             return (
-                f"{_events(n)} in {_names(rest)} are not verified ({why}; more than"
+                f"{_events(n)} in {_names(rest)} {_are(n)} not verified ({why}; more than"
                 f" {ON_THE_FLY_SEGMENTS} segments or {ON_THE_FLY_EVENTS} events to check on"
                 " the fly); run ledger verify"
             )
@@ -401,7 +405,7 @@ def check(led: Ledger) -> str | None:
         report = scan.verify_after(led, done, head if done else GENESIS_PREV_HASH)
         if not report.ok:
             return (
-                f"{_events(n)} in {_names(rest)} are not verified ({report.problems[0]});"
+                f"{_events(n)} in {_names(rest)} {_are(n)} not verified ({report.problems[0]});"
                 " run ledger verify"
             )
         try:
