@@ -3,7 +3,8 @@
 Exit codes (documented in README.md):
     0  success
     1  verification failed (``verify``, ``verify-checkpoint`` or ``verify-evidence``
-       printed FAIL)
+       printed FAIL), or a read with ``--require-verified`` found events that ``verify``
+       has not accepted on this machine
     2  bad input: malformed arguments, names, values or files supplied by the user
     3  not found: unknown ledger, model, version or key
     4  refused by a rule: lifecycle or governance policy
@@ -64,3 +65,20 @@ class StorageError(LedgerError):
     """The operating system refused an operation on the ledger folder."""
 
     exit_code = 7
+
+
+class UnverifiedError(LedgerError):
+    """A read was asked for verified data only, and some is not (see ledger/verified.py)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind="unverified")
+
+
+class LedgerWarning(UserWarning):
+    """Base class of the warnings this package gives; the CLI prints each as one line."""
+
+
+class UnverifiedWarning(LedgerWarning):
+    """A read answered from events that ``verify`` has not accepted on this machine."""

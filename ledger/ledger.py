@@ -10,7 +10,8 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,20 +41,61 @@ def _reading(method: Callable[..., _T]) -> Callable[..., _T]:
     return wrapper
 
 
-class Ledger:
-    """A ledger folder. Create one with ``Ledger.init``, open one with ``Ledger.open``."""
+def _checked(method: Callable[..., _T]) -> Callable[..., _T]:
+    """A read that answers from the ledger's events: under the readers' gate, and then
+    (for the outermost read of a call) checked against the record of what ``verify``
+    accepted (ledger/verified.py): an ``UnverifiedWarning``, or with
+    ``require_verified`` an ``UnverifiedError``, when some events are not verified.
+    The check runs after the read and inside the gate, so it covers every segment the
+    read could have seen (one appended meanwhile included)."""
 
-    def __init__(self, store: Store, identity: dict[str, Any]) -> None:
+    @functools.wraps(method)
+    def wrapper(self: Ledger, *args: Any, **kwargs: Any) -> _T:
+        depth = getattr(self._reads, "depth", 0)
+        self._reads.depth = depth + 1
+        try:
+            with self.store.reading():
+                out = method(self, *args, **kwargs)
+                if depth == 0:
+                    self._check_verified()
+        finally:
+            self._reads.depth = depth
+        return out
+
+    return wrapper
+
+
+class Ledger:
+    """A ledger folder. Create one with ``Ledger.init``, open one with ``Ledger.open``.
+
+    Reads warn (``ledger.errors.UnverifiedWarning``) when they answer from events that
+    ``verify`` has not accepted on this machine; with ``require_verified`` they raise
+    ``ledger.errors.UnverifiedError`` instead (see docs/guarantees.md, "Reads over
+    verified data")."""
+
+    def __init__(
+        self, store: Store, identity: dict[str, Any], *, require_verified: bool = False
+    ) -> None:
         self.store = store
         self.identity = identity
+        #: Reads raise UnverifiedError instead of warning.
+        self.require_verified = require_verified
         self._writer = Writer(store, identity["origin"])
         self._points = _PointReads(store)
+        self._reads = threading.local()
 
     # --- lifecycle of the folder -----------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> Ledger:
+    def open(cls, path: str | os.PathLike[str], *, require_verified: bool | None = None) -> Ledger:
+        """Open the ledger folder ``path``. ``require_verified`` (default:
+        ``$LEDGER_REQUIRE_VERIFIED``) makes reads of events that ``verify`` has not
+        accepted raise ``UnverifiedError`` instead of warning."""
+        from .verified import require_from_env
+
+        if require_verified is None:
+            require_verified = require_from_env()
         store = Store(path)
-        return cls(store, store.read_identity())
+        return cls(store, store.read_identity(), require_verified=require_verified)
 
     @classmethod
     def init(
@@ -217,13 +259,13 @@ class Ledger:
             payload["reason"] = E.check_text(reason, "reason")
         return self.append(E.Draft(E.KEY_REVOKE, payload), key)
 
-    @_reading
+    @_checked
     def keys(self) -> list[KeyRecord]:
         """Every key ever registered, in the order added."""
         return sorted(self.state(models=set()).keys.values(), key=lambda k: k.added_seq)
 
     # --- reading ---------------------------------------------------------------------------
-    @_reading
+    @_checked
     def events(
         self,
         model: str | None = None,
@@ -236,7 +278,7 @@ class Ledger:
             raise InputError(f"the number of events to show must be at least 1, got {last}")
         return self.store.read(columns or COLUMNS, model=model, last=last)
 
-    @_reading
+    @_checked
     def state(self, models: set[str] | None = None, at_seq: int | None = None) -> State:
         """Replay the typed columns into a State. ``models`` limits the replay to those
         models' events (plus every key event), which is all a write needs."""
@@ -276,17 +318,56 @@ class Ledger:
         a checkpoint file kept from earlier: the ledger must extend it (else a
         ``truncated`` or ``forked`` verdict). ``since`` is a trusted checkpoint file
         after which alone events are checked, plus the consistency proof.
-        ``progress(done, total)`` is called after each segment."""
+        ``progress(done, total)`` is called after each segment.
+
+        An OK verdict is recorded outside the ledger folder, so that later reads can
+        tell the segments it accepted (ledger/verified.py); a FAIL replaces the record."""
         from . import scan
 
         if trusted is not None and since is not None:
             raise InputError("give --trusted or --since, not both")
+        from . import verified
+
+        before = verified.listing(self.store)
         if since is not None:
-            return scan.verify_since(
+            report = scan.verify_since(
                 self, self.open_checkpoint(since, trusted_keys), progress, jobs
             )
-        cp = self.open_checkpoint(trusted, trusted_keys) if trusted is not None else None
-        return scan.verify_full(self, progress, jobs, cp)
+        else:
+            cp = self.open_checkpoint(trusted, trusted_keys) if trusted is not None else None
+            report = scan.verify_full(self, progress, jobs, cp)
+        verified.accept(self, report, before)
+        return report
+
+    @_reading
+    def unverified(self) -> str | None:
+        """What a read would warn about now (one line), or None when every live segment
+        is one ``verify`` accepted on this machine, or verifies on the fly now (which
+        extends the record). Never raises for unverified data."""
+        from . import verified
+
+        return verified.check(self)
+
+    def _check_verified(self) -> None:
+        from . import verified
+        from .errors import UnverifiedError, UnverifiedWarning
+
+        problem = verified.check(self)
+        if problem is None:
+            return
+        if self.require_verified:
+            raise UnverifiedError(problem)
+        warnings.warn(UnverifiedWarning(problem), stacklevel=3)
+
+    @contextlib.contextmanager
+    def _unchecked(self) -> Iterator[None]:
+        """Reads made by a write (the state a break-glass grant needs) are not checked."""
+        depth = getattr(self._reads, "depth", 0)
+        self._reads.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._reads.depth = depth
 
     def compact(self) -> tuple[int, int]:
         """Merge small segments; returns (segments before, after). Event bytes unchanged."""
@@ -301,7 +382,7 @@ class Ledger:
 
         return checkpoint.issue(self, key)
 
-    @_reading
+    @_checked
     def checkpoints(self) -> list[Any]:
         """Every stored checkpoint that verifies, smallest tree first."""
         from . import checkpoint
@@ -327,7 +408,7 @@ class Ledger:
         )
         return dataclasses.replace(cp, path=Path(path))
 
-    @_reading
+    @_checked
     def prove(
         self,
         seq: int,
@@ -345,7 +426,7 @@ class Ledger:
         )
         return C.inclusion(self, seq, cp)
 
-    @_reading
+    @_checked
     def prove_consistency(
         self,
         old: str | os.PathLike[str],
@@ -369,7 +450,7 @@ class Ledger:
 
         return checkpoint.conflict_evidence(self, report, trusted, out_dir)
 
-    @_reading
+    @_checked
     def evidence(
         self, model: str, version: int, checkpoint: str | os.PathLike[str] | None = None
     ) -> dict[str, Any]:
@@ -381,7 +462,7 @@ class Ledger:
     # --- state views, as-of state and audit queries (issue 4) -------------------------------
     # Each returns an Arrow table. ``as_of`` (µs or a timestamp string) answers as the
     # ledger stood after every event with ts <= as_of; ``at_seq`` after event N.
-    @_reading
+    @_checked
     def status(
         self,
         model: str | None = None,
@@ -406,7 +487,7 @@ class Ledger:
 
         return status(self.store, model, env, as_of, at_seq)[0]
 
-    @_reading
+    @_checked
     def history(
         self,
         model: str,
@@ -428,7 +509,7 @@ class Ledger:
 
         return list(load_queries().values())
 
-    @_reading
+    @_checked
     def query(
         self,
         name: str,
@@ -442,7 +523,7 @@ class Ledger:
 
         return named(self.store, name, params, as_of, at_seq)[0]
 
-    @_reading
+    @_checked
     def sql(
         self, text: str, *, as_of: int | str | None = None, at_seq: int | None = None
     ) -> pa.Table:
@@ -453,7 +534,7 @@ class Ledger:
         return adhoc(self.store, text, as_of, at_seq)[0]
 
     # --- lineage graph (issue 5) -------------------------------------------------------------
-    @_reading
+    @_checked
     def lineage_graph(self, as_of: int | None = None, at_seq: int | None = None) -> Any:
         """The lineage graph (a networkx MultiDiGraph, see ``ledger.lineage``) as the
         ledger stood at ``as_of`` (µs since the epoch) / ``at_seq``, or now."""
@@ -462,7 +543,7 @@ class Ledger:
         table = lineage.select(self.events(columns=lineage.COLUMNS), as_of, at_seq)
         return lineage.from_table(table)
 
-    @_reading
+    @_checked
     def family_graph(
         self,
         ref: str | None = None,
@@ -505,7 +586,7 @@ class Ledger:
             upto = before if upto is None else min(upto, before)
         return F.Family(self.store.bundles(), upto)
 
-    @_reading
+    @_checked
     def lineage(
         self,
         ref: str,
@@ -523,7 +604,7 @@ class Ledger:
         walk = lineage.up if direction == "up" else lineage.down
         return lineage.context(g, walk(g, node, depth))
 
-    @_reading
+    @_checked
     def impact(
         self,
         *,
@@ -568,7 +649,7 @@ class Ledger:
             payload["comment"] = E.check_text(comment, "comment")
         return self.append(E.Draft(E.POLICY_SET, payload), key)
 
-    @_reading
+    @_checked
     def policy(self, as_of: int | str | None = None, at_seq: int | None = None) -> Any:
         """The policy in force now, ``as_of`` an instant (µs or text such as
         2026-03-01T09:00Z) or after event ``at_seq``: a ``ledger.policy.PolicyRecord``, or
@@ -617,7 +698,8 @@ class Ledger:
         from . import policy as P
 
         payload = P.grant_payload(action, rule, justification, model, version, env)
-        now = self.state(models=set())
+        with self._unchecked():
+            now = self.state(models=set())
         if now.policy is None:
             raise RuleViolation("no policy is in force, so there is no rule to bypass")
         if rule not in now.policy.rules:
@@ -628,7 +710,7 @@ class Ledger:
             )
         return self.append(E.Draft(E.BREAK_GLASS, payload), key)
 
-    @_reading
+    @_checked
     def policy_audit(self) -> Any:
         """Check every event against the policy in force at its time; a
         ``ledger.policy.PolicyAudit`` (falsy when a violation has no break-glass override).

@@ -568,20 +568,29 @@ def check_index(led: Ledger, v: Verifier, since: int = 0) -> None:
     for seg in store.segments():
         if seg.last < since:
             continue
-        stored = store.index_tables(seg)
-        if stored is None:  # missing or not for this segment: readers derive it instead
-            continue
-        rows = _read_listed(store, seg, eventindex.SOURCE_COLUMNS)
-        want = eventindex.bundle_tables(eventindex.derive(rows))
-        for have, expected, path in zip(stored, want, store.index_files(seg), strict=True):
-            if not have.equals(expected, check_metadata=True):
-                v.fail(
-                    "index_cache",
-                    f"index/{path.name} does not match the events of {seg.name} (index"
-                    f" altered; delete index/{seg.name.removesuffix('.parquet')}.* to rebuild it)",
-                    seg.first,
-                    f"index/{path.name}",
-                )
+        path = index_mismatch(store, seg)
+        if path is not None:
+            v.fail(
+                "index_cache",
+                f"index/{path.name} does not match the events of {seg.name} (index"
+                f" altered; delete index/{seg.name.removesuffix('.parquet')}.* to rebuild it)",
+                seg.first,
+                f"index/{path.name}",
+            )
+
+
+def index_mismatch(store: Store, seg: Segment) -> Any:
+    """The file of ``seg``'s index bundle that is not what its events give, if readers
+    would take the bundle; None when it matches or readers derive the index instead."""
+    stored = store.index_tables(seg)
+    if stored is None:  # missing or not for this segment: readers derive it instead
+        return None
+    rows = _read_listed(store, seg, eventindex.SOURCE_COLUMNS)
+    want = eventindex.bundle_tables(eventindex.derive(rows))
+    for have, expected, path in zip(stored, want, store.index_files(seg), strict=True):
+        if not have.equals(expected, check_metadata=True):
+            return path
+    return None
 
 
 # --- trees and checkpoints -------------------------------------------------------------
@@ -752,6 +761,30 @@ def _verify_since(
     return v.finish()
 
 
+def verify_after(led: Ledger, size: int, head: str) -> VerifyReport:
+    """Check the events from ``size`` on as ``verify --since`` does, the chain continuing
+    from ``head`` (the hash of event ``size - 1``, accepted earlier), and the index
+    bundles of the segments holding them; no tree, no checkpoint. The events before
+    ``size`` are trusted (the key registry and the models the new events concern are
+    replayed from their typed columns): the caller vouches for them."""
+    return _retrying(lambda last: _verify_after(led, size, head, last))
+
+
+def _verify_after(led: Ledger, size: int, head: str, last: bool) -> VerifyReport:
+    v = Verifier(led.origin, led.identity["genesis_hash"], since=size)
+    try:
+        v.resume(trusted_state(led, size), head, size)
+        verify_segments(led, v, None, jobs=1, since=size)
+        check_index(led, v, since=size)
+    except Failed as f:
+        v.report.problems.append(f.problem)
+    except _Vanished as gone:
+        if not last:
+            raise
+        v.report.problems.append(gone.problem)
+    return v.finish()
+
+
 def _value_at(store: Store, seq: int, column: str) -> Any:
     """One column of event ``seq`` (``ts`` in µs)."""
     value = T.read_rows(store.segments(), seq, seq + 1, column)[0]
@@ -812,7 +845,7 @@ def _verify_full(
     return v.finish()
 
 
-__all__ = ["Problem", "check_run", "default_jobs", "verify_full", "verify_since"]
+__all__ = ["Problem", "check_run", "default_jobs", "verify_after", "verify_full", "verify_since"]
 
 
 # --- partial state replays (typed columns, only the rows a check needs) ---------------------

@@ -54,6 +54,26 @@ class Team:
         return env
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _verified_records(tmp_path_factory: pytest.TempPathFactory):
+    """Every record of what verify accepted (ledger/verified.py) goes to a folder of the
+    test session, never the real home; module fixtures included. A record is named after
+    its ledger's path and genesis hash, and every test's ledger has its own tmp path, so
+    no test sees another's records (tests sharing a module's ledger share its record)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LEDGER_VERIFIED_DIR", str(tmp_path_factory.mktemp("verified")))
+        mp.delenv("LEDGER_REQUIRE_VERIFIED", raising=False)
+        yield
+
+
+@pytest.fixture
+def verified_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A record folder of this test's own (for tests that look inside it)."""
+    path = tmp_path / "verified-records"
+    monkeypatch.setenv("LEDGER_VERIFIED_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def team(tmp_path: Path) -> Team:
     """A fresh ledger with admin, alice (registrar), bob, dave (approver), carol (deployer)."""

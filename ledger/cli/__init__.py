@@ -9,17 +9,34 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Any
 
 import click
 
-from ..errors import LedgerError
+from ..errors import LedgerError, LedgerWarning
 
 INTERNAL_ERROR = 70
 
 
 class LedgerGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", LedgerWarning)
+            result = self._invoke(ctx)
+        # After the answer: each LedgerWarning as one line (a command that failed printed
+        # its Error line instead); any other warning as Python would have shown it.
+        seen: set[str] = set()
+        for w in caught:
+            if issubclass(w.category, LedgerWarning):
+                if str(w.message) not in seen:
+                    seen.add(str(w.message))
+                    click.echo(f"Warning: {w.message}", err=True)
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
+        return result
+
+    def _invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except LedgerError as exc:

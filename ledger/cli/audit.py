@@ -12,7 +12,7 @@ from .. import events as E
 from ..errors import InputError
 from ..output import OutputFormat, render, render_arrow
 from . import cli
-from .options import format_option, ledger_option, point_in_time
+from .options import format_option, point_in_time, read_options
 from .options import open_ledger as _open
 
 
@@ -31,7 +31,7 @@ def _when(as_of: str | None, at_seq: int | None) -> str:
 @click.argument("model", required=False)
 @click.option("--env", help="Only what is live in this environment, with who deployed it.")
 @point_in_time
-@ledger_option
+@read_options
 @format_option()
 def status(
     model: str | None,
@@ -57,7 +57,7 @@ def status(
 @cli.command()
 @click.argument("ref", metavar="MODEL[:VERSION]")
 @point_in_time
-@ledger_option
+@read_options
 @format_option()
 def history(
     ref: str,
@@ -115,7 +115,7 @@ def _params(specs: tuple[str, ...]) -> dict[str, str]:
 @click.argument("name")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A query parameter.")
 @point_in_time
-@ledger_option
+@read_options
 @format_option()
 def query(
     name: str,
@@ -137,7 +137,7 @@ def query(
 @cli.command()
 @click.argument("text", metavar='"SELECT …"')
 @point_in_time
-@ledger_option
+@read_options
 @format_option()
 def sql(
     text: str,

@@ -20,6 +20,7 @@ from .options import (
     load_key,
     load_verifier_keys,
     passphrase,
+    read_options,
     trusted_key_option,
 )
 from .options import open_ledger as _open
@@ -121,7 +122,7 @@ def keys_revoke(key_id: str, reason: str | None, ledger_path: str, key_path: str
 
 
 @keys.command("list")
-@ledger_option
+@read_options
 @format_option(OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.JSONL, OutputFormat.CSV)
 def keys_list(ledger_path: str, fmt: str, out_path: str | None) -> None:
     """List every key ever registered, with its roles and revocation."""
@@ -272,7 +273,7 @@ def _details(payload: dict[str, Any]) -> str:
 @cli.command()
 @click.option("--model", help="Only this model's events.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the last N events.")
-@ledger_option
+@read_options
 @format_option(OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.JSONL, OutputFormat.CSV)
 def log(
     model: str | None, limit: int | None, ledger_path: str, fmt: str, out_path: str | None

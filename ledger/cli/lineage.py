@@ -12,7 +12,7 @@ from .. import events as E
 from ..errors import InputError
 from ..output import OutputFormat, render
 from . import cli
-from .options import format_option, ledger_option, open_ledger, point_in_time
+from .options import format_option, open_ledger, point_in_time, read_options
 
 # Kept here rather than imported from ledger.export, which imports networkx (slow start-up).
 EXPORT_FORMATS = ("graphml", "gexf", "json", "dot", "svg", "png", "mermaid", "prov-json", "prov-n")
@@ -67,7 +67,7 @@ def _print_tree(root: Any, out_path: str | None) -> None:
     help="Write to this file (needed for svg and png).",
 )
 @point_in_time
-@ledger_option
+@read_options
 def lineage(
     ref: str | None,
     direction: str,
@@ -117,7 +117,7 @@ def lineage(
 @click.option("--model", "model_ref", metavar="MODEL:VERSION", help="A model version.")
 @click.option("--commit", metavar="[REPO@]COMMIT", help="A code commit (7+ hex digits).")
 @point_in_time
-@ledger_option
+@read_options
 @format_option(OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.JSONL, OutputFormat.CSV)
 def impact(
     dataset: str | None,

@@ -39,10 +39,34 @@ def key_option(f: F) -> F:
 
 
 def open_ledger(path: str) -> Any:
-    """Open the ledger at ``path`` (imported late: the facade pulls in pyarrow)."""
+    """Open the ledger at ``path`` (imported late: the facade pulls in pyarrow), with
+    ``--require-verified`` if the command was given it."""
     from ..ledger import Ledger
 
-    return Ledger.open(path)
+    ctx = click.get_current_context(silent=True)
+    required = ctx is not None and ctx.meta.get(_REQUIRE, False)
+    return Ledger.open(path, require_verified=True if required else None)
+
+
+_REQUIRE = "ledger.require_verified"
+
+
+def read_options(f: F) -> F:
+    """--ledger, plus --require-verified: what every command that reads events takes."""
+
+    def remember(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        if value:
+            ctx.meta[_REQUIRE] = True
+
+    f = click.option(
+        "--require-verified",
+        is_flag=True,
+        expose_value=False,
+        callback=remember,
+        help="Fail (exit 1) instead of warning when the answer would include events that"
+        " ledger verify has not accepted on this machine (or $LEDGER_REQUIRE_VERIFIED=1).",
+    )(f)
+    return ledger_option(f)
 
 
 def point_in_time(f: F) -> F:

@@ -9,7 +9,7 @@ import click
 
 from .. import events as E
 from . import cli
-from .options import key_option, ledger_option, load_key, point_in_time
+from .options import key_option, ledger_option, load_key, point_in_time, read_options
 from .options import open_ledger as _open
 
 
@@ -27,7 +27,7 @@ def policy() -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["toml", "json"]), default="toml", show_default=True
 )
-@ledger_option
+@read_options
 def policy_show(as_of: str | None, at_seq: int | None, fmt: str, ledger_path: str) -> None:
     """Print the policy in force (now, or at a past instant) and the event that set it."""
     rec = _open(ledger_path).policy(as_of=as_of, at_seq=at_seq)

@@ -16,6 +16,7 @@ from .options import (
     ledger_option,
     load_key,
     load_verifier_keys,
+    read_options,
     trusted_key_option,
 )
 from .options import open_ledger as _open
@@ -116,7 +117,7 @@ def verify_checkpoint(
 )
 @trusted_key_option
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write to this file.")
-@ledger_option
+@read_options
 def prove(
     seq: int | None,
     checkpoint_path: str | None,
@@ -157,7 +158,7 @@ def prove(
     type=click.Path(dir_okay=False),
     help="Checkpoint file to prove against (default: the latest stored checkpoint).",
 )
-@ledger_option
+@read_options
 def evidence(ref: str, out_path: str, checkpoint_path: str | None, ledger_path: str) -> None:
     """Write an evidence bundle an auditor can check offline with verify-evidence."""
     from .. import events as E
