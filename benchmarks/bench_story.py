@@ -1,0 +1,108 @@
+"""What the story map (ledger/storymap.py) costs, beside its floors, in one run.
+
+``python benchmarks/bench_story.py [--ledger PATH] [--bundle-ledger PATH]``:
+
+* ``story_map_full``: the story-map root of every event of ``--ledger`` (default the 1M
+  benchmark ledger), as ``ledger checkpoint`` computes it; beside it ``read_columns``
+  (reading the six columns it needs from Parquet) and ``sha256_values`` (hashing as many
+  40-byte (seq, hash) records and leaves as the map holds): what any build pays;
+* ``story_map_plus_1000``: the same for 1,000 more events than a previous root (today a
+  full recompute: the map is not kept between checkpoints);
+* ``bundle_bytes``: the size of ``ledger evidence`` for the version with the longest
+  story of at most 20 events, on a copy of ``--bundle-ledger`` (default the 100k
+  benchmark ledger) with a checkpoint issued there, and its event count.
+
+The cached benchmark ledgers are only read; the checkpoint is issued on a copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ledger import Ledger, SigningKey, storymap
+from ledger import checkpoint as C
+from ledger.evidence import dumps
+
+CACHE = Path("/tmp/ledger-bench-cache")
+
+
+def _time(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ledger", type=Path, default=CACHE / "bench-1000000-seed0")
+    ap.add_argument("--bundle-ledger", type=Path, default=CACHE / "bench-100000-seed0")
+    a = ap.parse_args(argv)
+
+    led = Ledger.open(a.ledger)
+    n = led.store.tail()[0]  # (the number of events)
+    t_read, table = _time(lambda: led.store.read(C.STORY_COLUMNS))
+    t_full, roots = _time(lambda: C.stories_at(led.store, [n]))
+    st = storymap.Stories()
+    st.add_columns(*C._story_columns(table))
+    keys = len(st.stories)
+
+    def floor() -> None:
+        for story in st.stories.values():
+            hashlib.sha256(b"".join(s.to_bytes(8, "big") + h for s, h in story)).digest()
+        for k in range(2 * keys):
+            hashlib.sha256(k.to_bytes(65, "big")).digest()
+
+    t_floor, _ = _time(floor)
+    t_inc, _ = _time(lambda: C.stories_at(led.store, [n - 1000, n]))
+    print(f"events {n:,}, story keys {keys:,}")
+    print(f"story_map_full       {t_full:7.2f} s   read_columns {t_read:.2f} s,"
+          f" sha256_values {t_floor:.2f} s   target <= 10 s")  # fmt: skip
+    print(f"story_map_plus_1000  {t_inc - t_full:7.2f} s   (two roots in one pass, minus one)"
+          "   target <= 1 s")  # fmt: skip
+    assert roots[n]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "l"
+        shutil.copytree(a.bundle_ledger, copy)
+        small = Ledger.open(copy)
+        cp_key = SigningKey(b"b" * 32)
+        admin = _admin_key(small)
+        small.add_key(cp_key.public_key, "bench-cp", "checkpointer", key=admin)
+        t_cp, _ = _time(lambda: small.checkpoint(cp_key))
+        with small.store.reading():
+            table = small.store.read(C.STORY_COLUMNS)
+        st = storymap.Stories()
+        st.add_columns(*C._story_columns(table))
+        best = max(
+            (k for k, s in st.stories.items() if k != storymap.KEYS and len(s) <= 20),
+            key=lambda k: len(st.stories[k]),
+        )
+        model, version = best  # type: ignore[misc]
+        bundle = small.evidence(model, version)
+        size = len(dumps(bundle))
+        print(f"checkpoint_100k      {t_cp:7.2f} s   (verify of the events + story map)")
+        print(f"bundle_bytes         {size:7,} B   {model}:{version}: story"
+              f" {len(bundle['story']['events'])} events, keys {len(bundle['keys']['events'])},"
+              f" story proof {len(bundle['story']['proof'])} hashes   target <= 65,536 B")  # fmt: skip
+
+
+def _admin_key(led: Ledger) -> SigningKey:
+    """The generator's admin key (benchmarks.generator derives its keys from the seed)."""
+    from benchmarks import generator
+    from benchmarks.__main__ import keys_for
+
+    return keys_for(0)[generator.ADMIN]
+
+
+if __name__ == "__main__":
+    main()
