@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def floor() -> None:
         for story in st.stories.values():
-            hashlib.sha256(b"".join(s.to_bytes(8, "big") + h for s, h in story)).digest()
+            hashlib.sha256(b"".join(s.to_bytes(8, "big") + h for s, h, _ in story)).digest()
         for k in range(2 * keys):
             hashlib.sha256(k.to_bytes(65, "big")).digest()
 
@@ -84,15 +84,15 @@ def main(argv: list[str] | None = None) -> None:
         st = storymap.Stories()
         st.add_columns(*C._story_columns(table))
         best = max(
-            (k for k, s in st.stories.items() if k != storymap.KEYS and len(s) <= 20),
-            key=lambda k: len(st.stories[k]),
+            (k for k in st.stories if len(st._full(st.stories[k])) <= 20),
+            key=lambda k: len(st._full(st.stories[k])),
         )
         model, version = best  # type: ignore[misc]
         bundle = small.evidence(model, version)
         size = len(dumps(bundle))
         print(f"checkpoint_100k      {t_cp:7.2f} s   (verify of the events + story map)")
         print(f"bundle_bytes         {size:7,} B   {model}:{version}: story"
-              f" {len(bundle['story']['events'])} events, keys {len(bundle['keys']['events'])},"
+              f" {len(bundle['story']['events'])} events, signer keys {len(bundle['signer_keys'])},"
               f" story proof {len(bundle['story']['proof'])} hashes   target <= 65,536 B")  # fmt: skip
 
 

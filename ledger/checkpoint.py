@@ -100,7 +100,7 @@ def sign(
     )
 
 
-STORY_COLUMNS = ["seq", "action", "model", "version", "hash", "payload"]
+STORY_COLUMNS = ["seq", "action", "model", "version", "hash", "payload", "key_id"]
 
 
 def stories_at(store: Any, sizes: Sequence[int]) -> dict[int, bytes]:
@@ -126,7 +126,7 @@ def stories_at(store: Any, sizes: Sequence[int]) -> dict[int, bytes]:
 
 def _story_columns(table: Any) -> tuple[Any, ...]:
     """The columns :meth:`ledger.storymap.Stories.add_columns` takes: the environments
-    matched in Arrow, JSON parsed only for grants and the events citing one."""
+    matched in Arrow, JSON parsed only for key events, grants and the events citing one."""
     import json
 
     import pyarrow as pa
@@ -141,7 +141,10 @@ def _story_columns(table: Any) -> tuple[Any, ...]:
         pc.and_(moves, found.is_valid()), pc.struct_field(found, [0]), pa.scalar(None, pa.string())
     ).to_pylist()
     odd = set(pc.indices_nonzero(pc.and_(moves, pc.invert(found.is_valid()))).to_pylist())
-    special = pc.or_(pc.equal(action, E.BREAK_GLASS), pc.match_substring(payload, '"break_glass"'))
+    special = pc.or_(
+        pc.is_in(action, pa.array([E.BREAK_GLASS, *sorted(E.KEY_ACTIONS)])),
+        pc.match_substring(payload, '"break_glass"'),
+    )
     cites = set(pc.indices_nonzero(special).to_pylist())
     parsed: dict[int, dict[str, Any]] = {}
     for i in sorted(odd | cites):
@@ -161,6 +164,7 @@ def _story_columns(table: Any) -> tuple[Any, ...]:
         table["model"].to_pylist(),
         table["version"].to_pylist(),
         table["hash"].to_pylist(),
+        table["key_id"].to_pylist(),
         envs,
         parsed,
     )

@@ -68,12 +68,12 @@ def build(
             " bundle against it could not prove it is complete; issue a new checkpoint"
             " (ledger checkpoint) and build the bundle against that"
         )
-    table = led.events(columns=[*C.STORY_COLUMNS, "key_id", "sig", "canonical"])
+    table = led.events(columns=[*C.STORY_COLUMNS, "sig", "canonical"])
     table = table.slice(0, cp.size)
     st = storymap.Stories()
     st.add_columns(*C._story_columns(table.select(C.STORY_COLUMNS)))
     vkey = storymap.version_key(model, version)
-    story, keys = st.story(vkey), st.story(storymap.KEYS)
+    story = st.story(vkey)
     seqs = {s for s, _ in story}
     if not any(table["action"][s].as_py() == E.REGISTER and table["model"][s].as_py() == model
                for s in seqs):  # fmt: skip
@@ -89,11 +89,27 @@ def build(
     if tree.root() != cp.root:
         tree = Tree(led.store, cp.size, use_cache=False)
     out = []
-    for seq in sorted(seqs | {s for s, _ in keys}):
+    for seq in sorted(seqs):
         canon = table["canonical"][seq].as_py()
         proof = tree.inclusion(seq)
         merkle.verify_inclusion(seq, cp.size, merkle.leaf_hash(canon), proof, cp.root)
         out.append(
+            {
+                "envelope": _envelope(
+                    canon, table["key_id"][seq].as_py(), table["sig"][seq].as_py()
+                ),
+                "proof": [h.hex() for h in proof],
+            }
+        )
+
+    # The key events of the checkpoint's signer that the story lacks: with them a reader
+    # without --trusted-key can authenticate the checkpoint from the bundle's registry.
+    signer = st.signer_keys(cp.signer_key_id, cp.size) if cp.signer_key_id else []
+    extra = []
+    for seq in sorted({s for s, _ in signer} - seqs):
+        canon = table["canonical"][seq].as_py()
+        proof = tree.inclusion(seq)
+        extra.append(
             {
                 "envelope": _envelope(
                     canon, table["key_id"][seq].as_py(), table["sig"][seq].as_py()
@@ -112,9 +128,9 @@ def build(
         "checkpoint": cp.note,
         "events": out,
         "format": FORMAT,
-        "keys": part(storymap.KEYS, keys),
         "model": model,
         "origin": led.origin,
+        "signer_keys": extra,
         "story": part(vkey, story),
         "version": version,
     }
@@ -204,7 +220,7 @@ def load(data: bytes) -> dict[str, Any]:
         raise _bad("not in RFC 8785 canonical form followed by one newline (altered?)")
     members = {"checkpoint", "events", "format", "model", "origin", "version"}
     if doc.get("format") == FORMAT:
-        members |= {"keys", "story"}
+        members |= {"signer_keys", "story"}
     elif doc.get("format") != FORMAT_V1:
         raise _bad(f"format is {doc.get('format')!r}, expected {FORMAT!r}")
     if set(doc) != members:
@@ -284,9 +300,17 @@ def check(data: bytes, trusted_keys: Sequence[bytes | VerifierKey] = ()) -> Verd
 
     # Decode every event and check its inclusion in the checkpoint's tree.
     decoded: list[tuple[E.Event, bytes, bytes]] = []
-    last = -1
-    for n, item in enumerate(doc["events"]):
-        where = f"event {n}"
+    signer_keys: list[tuple[E.Event, bytes, bytes]] = []
+    extra = doc.get("signer_keys", [])
+    if not isinstance(extra, list):
+        raise _bad("signer_keys has the wrong type")
+    for n, item, into in (
+        *((n, item, decoded) for n, item in enumerate(doc["events"])),
+        *((n, item, signer_keys) for n, item in enumerate(extra)),
+    ):
+        if n == 0:
+            last = -1
+        where = f"event {n}" if into is decoded else f"signer key event {n}"
         if not isinstance(item, dict) or set(item) != {"envelope", "proof"}:
             raise _bad(f"{where} needs exactly 'envelope' and 'proof'")
         env, proof = item["envelope"], item["proof"]
@@ -333,10 +357,16 @@ def check(data: bytes, trusted_keys: Sequence[bytes | VerifierKey] = ()) -> Verd
             )
         except merkle.MerkleProofError as exc:
             raise _bad(f"seq {ev.seq} is not included in the checkpoint: {exc}") from None
-        decoded.append((ev, canon, sig))
+        if into is signer_keys and not is_key:
+            raise _bad(f"seq {ev.seq}: signer_keys may hold key events only")
+        into.append((ev, canon, sig))
 
     if v2:
         _check_story(doc, body, model, version, decoded)
+    # The checkpoint signer's key events (outside the story) join the registry replay.
+    if {ev.seq for ev, _, _ in decoded} & {ev.seq for ev, _, _ in signer_keys}:
+        raise _bad("signer_keys repeats an event of events")
+    decoded = sorted([*decoded, *signer_keys], key=lambda d: d[0].seq)
 
     # Replay the key registry and check every signature, role and revocation.
     state = State()
@@ -425,8 +455,8 @@ def _check_story(
     version: int,
     decoded: list[tuple[E.Event, bytes, bytes]],
 ) -> None:
-    """The bundle holds exactly the story of ``model:version`` and the key events that
-    the checkpoint's story map commits to (docs/proofs.md, "Complete evidence")."""
+    """The bundle holds exactly the story of ``model:version`` (its key events included)
+    that the checkpoint's story map commits to (docs/proofs.md, "Complete evidence")."""
     import hashlib
 
     try:
@@ -435,26 +465,19 @@ def _check_story(
         raise _bad(f"the checkpoint's story map line is malformed: {exc}") from None
     if map_root is None:
         raise _bad(f"the checkpoint commits to no story map ({storymap.EXTENSION} line)")
-    ref = f"{model}:{version}"
-    for name, key, what in (
-        ("story", storymap.version_key(model, version), f"the story of {ref}"),
-        ("keys", storymap.KEYS, "the key registry"),
-    ):
-        committed, proof = _story_part(doc, name)
-        try:
-            storymap.verify(map_root, key, storymap.value_hash(committed), proof)
-        except storymap.StoryMapError:
-            raise Incomplete(
-                f"incomplete: the bundle's list of {what} is not the one the checkpoint's"
-                " story map commits to (events removed from it or added)"
-            ) from None
-        keyed = name == "keys"
-        held = {
-            ev.seq: hashlib.sha256(canon).digest()
-            for ev, canon, _ in decoded
-            if (ev.action in E.KEY_ACTIONS) == keyed
-        }
-        _complete(what, committed, held)
+    what = f"the story of {model}:{version}"
+    committed, proof = _story_part(doc, "story")
+    try:
+        storymap.verify(
+            map_root, storymap.version_key(model, version), storymap.value_hash(committed), proof
+        )
+    except storymap.StoryMapError:
+        raise Incomplete(
+            f"incomplete: the bundle's list of {what} is not the one the checkpoint's story"
+            " map commits to (events removed from it or added)"
+        ) from None
+    held = {ev.seq: hashlib.sha256(canon).digest() for ev, canon, _ in decoded}
+    _complete(what, committed, held)
 
 
 _VERBS = {

@@ -6,12 +6,12 @@ events is *all* of a version's history. The story map closes that gap (docs/FORM
 maps each key to the list of ``(seq, event hash)`` of the events of that key's story:
 
 * ``version:MODEL:VERSION`` — the events on that version (register, approve, reject,
-  deploy, undeploy, deprecate), each deploy of another version of the model to an
-  environment where this one was live (it ended that deployment), every break-glass
-  grant naming the version or cited by one of its events, and the policy in force at
-  each of its events (the last ``policy_set`` before it);
-* ``keys`` — every key event (genesis, key_add, key_revoke): what an auditor needs to
-  check the signatures.
+  deploy, undeploy, deprecate, and any later action on it), each deploy of another
+  version of the model to an environment where this one was live (it ended that
+  deployment), every break-glass grant naming the version or cited by one of its
+  events, the policy in force at each of its events (the last ``policy_set`` before
+  it), and the key events its signatures need (each signer's key events before it,
+  back to genesis).
 
 The map is a sparse Merkle tree over SHA-256(key) with shortcut leaves (a subtree that
 holds one key is that key's leaf), the construction of Diem's Jellyfish Merkle tree and
@@ -23,6 +23,7 @@ to the root with the extension line ``ledger-story/1 <base64 root>``.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import re
@@ -34,7 +35,6 @@ from . import events as E
 #: The checkpoint extension line's first word.
 EXTENSION = "ledger-story/1"
 EMPTY = bytes(32)
-KEYS = "keys"
 _VALUE_TAG = b"ledger-story/1\n"
 _EXT_RE = re.compile(r"ledger-story/1 ([A-Za-z0-9+/]{43}=)")
 _ENV_ONLY = re.compile(r'\{"env":"([a-z][a-z0-9_-]{0,31})"\}')
@@ -78,24 +78,38 @@ class Stories:
     """The stories of a ledger's first events, fed in seq order (:meth:`add`, or
     :meth:`add_columns` for many at once)."""
 
-    #: (model, version) or KEYS -> the story's (seq, event hash) list, in seq order
-    stories: dict[object, list[tuple[int, bytes]]] = field(default_factory=dict)
+    #: (model, version) -> its events' (seq, event hash, signer) in seq order, key
+    #: events not yet included (:meth:`story` adds those its signatures need)
+    stories: dict[tuple[str, int], list[tuple[int, bytes, int]]] = field(default_factory=dict)
+    #: a key (by code) -> the key events about it: (seq, hash, signer's code)
+    _keylog: dict[int, list[tuple[int, bytes, int]]] = field(default_factory=dict)
+    #: key id -> its code (the signer of each story event is kept as a small int)
+    _codes: dict[str, int] = field(default_factory=dict)
+    _closures: dict[tuple[int, int], frozenset[tuple[int, bytes]]] = field(default_factory=dict)
+    _unions: dict[tuple[tuple[int, int], ...], frozenset[tuple[int, bytes]]] = field(
+        default_factory=dict
+    )
     #: (model, env) -> the version live there, as the deploys and undeploys left it
     _live: dict[tuple[str, str], int] = field(default_factory=dict)
     #: grant seq -> its hash and the model it names
-    _grants: dict[int, tuple[bytes, str | None]] = field(default_factory=dict)
-    _policy: tuple[int, bytes] | None = None
+    _grants: dict[int, tuple[bytes, str | None, int]] = field(default_factory=dict)
+    _policy: tuple[int, bytes, int] | None = None
     #: (model, version) -> seq of the last policy put in its story
     _policy_of: dict[tuple[str, int], int] = field(default_factory=dict)
     events: int = 0
 
-    def _put(self, key: object, seq: int, ev_hash: bytes) -> None:
+    def _put(self, key: tuple[str, int], seq: int, ev_hash: bytes, signer: int) -> None:
         story = self.stories.setdefault(key, [])
         if not story or story[-1][0] < seq:
-            story.append((seq, ev_hash))
-        elif all(s != seq for s, _ in story):  # (a grant cited after later events)
-            story.append((seq, ev_hash))
+            story.append((seq, ev_hash, signer))
+        elif all(s != seq for s, _, _ in story):  # (a grant cited after later events)
+            story.append((seq, ev_hash, signer))
             story.sort()
+
+    def _code(self, key_id: object) -> int:
+        if not isinstance(key_id, str):
+            return -1
+        return self._codes.setdefault(key_id, len(self._codes))
 
     def add(
         self,
@@ -105,8 +119,10 @@ class Stories:
         version: int | None,
         ev_hash: bytes,
         payload: str,
+        key_id: str,
     ) -> None:
-        """One event (its typed columns, hash and payload JSON text), in seq order."""
+        """One event (its typed columns, hash, payload JSON text and signing key id), in
+        seq order."""
         parsed = None
         env = None
         if action == E.DEPLOY or action == E.UNDEPLOY:
@@ -116,9 +132,11 @@ class Stories:
             else:
                 parsed = _parse(payload)
                 env = parsed.get("env") if isinstance(parsed.get("env"), str) else None
-        if action == E.BREAK_GLASS or '"break_glass"' in payload:
+        if action in E.KEY_ACTIONS or action == E.BREAK_GLASS or '"break_glass"' in payload:
             parsed = _parse(payload) if parsed is None else parsed
-        self.add_columns([seq], [action], [model], [version], [ev_hash], [env], {0: parsed or {}})
+        self.add_columns(
+            [seq], [action], [model], [version], [ev_hash], [key_id], [env], {0: parsed or {}}
+        )
 
     def add_columns(
         self,
@@ -127,17 +145,20 @@ class Stories:
         models: Sequence[str | None],
         versions: Sequence[int | None],
         hashes: Sequence[bytes],
+        key_ids: Sequence[str],
         envs: Sequence[str | None],
         parsed: dict[int, dict[str, object]],
     ) -> None:
         """Events as columns, in seq order: ``envs`` the deploys' and undeploys'
-        environment, ``parsed`` the payloads (by row) of the break-glass grants and of
-        the events citing one (the only payloads the stories need)."""
+        environment, ``parsed`` the payloads (by row) of the key events, the break-glass
+        grants and the events citing one (the only payloads the stories need)."""
         stories, live, grants, put = self.stories, self._live, self._grants, self._put
         policy, pol = self._policy, self._policy_of
         key_actions, deploy, undeploy = E.KEY_ACTIONS, E.DEPLOY, E.UNDEPLOY
-        for i, (seq, action, model, version, h) in enumerate(
-            zip(seqs, actions, models, versions, hashes, strict=True)
+        codes = self._codes
+        signers = [codes.get(k) if k in codes else self._code(k) for k in key_ids]
+        for i, (seq, action, model, version, h, signer) in enumerate(
+            zip(seqs, actions, models, versions, hashes, signers, strict=True)
         ):
             if model is not None and version is not None:
                 key = (model, version)
@@ -152,11 +173,11 @@ class Stories:
                     for g in cited if isinstance(cited, list) else ():
                         grant = grants.get(g) if type(g) is int else None
                         if grant is not None and grant[1] == model:
-                            put(key, g, grant[0])
+                            put(key, g, grant[0], grant[2])
                 if story and story[-1][0] >= seq:
-                    put(key, seq, h)
+                    put(key, seq, h, signer)
                 else:
-                    story.append((seq, h))
+                    story.append((seq, h, signer))
                 if action in (deploy, undeploy):
                     env = envs[i]
                     if env is None:
@@ -164,38 +185,82 @@ class Stories:
                     was = live.get((model, env))
                     if action == deploy:
                         if was is not None and was != version:
-                            put((model, was), seq, h)  # it ended that deployment
+                            put((model, was), seq, h, signer)  # it ended that deployment
                         live[(model, env)] = version
                     elif was == version:
                         del live[(model, env)]
             elif action in key_actions:
-                put(KEYS, seq, h)
+                about = self._code(parsed.get(i, {}).get("key_id"))
+                self._keylog.setdefault(about, []).append((seq, h, signer))
             elif action == E.POLICY_SET:
-                policy = (seq, h)
+                policy = (seq, h, signer)
             elif action == E.BREAK_GLASS:
                 p = parsed.get(i, {})
                 m, v = p.get("model"), p.get("version")
                 m = m if isinstance(m, str) else None
-                grants[seq] = (h, m)
+                grants[seq] = (h, m, signer)
                 if m is not None and type(v) is int:
-                    put((m, v), seq, h)
+                    put((m, v), seq, h, signer)
         self._policy = policy
         self.events += len(seqs)
 
+    def _keys_before(self, key: int, before: int) -> frozenset[tuple[int, bytes]]:
+        """The key events about ``key`` below seq ``before``, and (recursively) those of
+        the keys that signed them: what checking a signature by ``key`` needs."""
+        return self._closure(key, self._count_before(key, before))
+
+    def _count_before(self, key: int, before: int) -> int:
+        """How many of the key events about ``key`` lie below seq ``before``."""
+        log = self._keylog.get(key)
+        if not log:
+            return 0
+        return bisect.bisect_left(log, before, key=lambda e: e[0])
+
+    def _closure(self, key: int, n: int) -> frozenset[tuple[int, bytes]]:
+        """The first ``n`` key events about ``key`` and, recursively, what their signers
+        need."""
+        memo = self._closures.get((key, n))
+        if memo is None:
+            out: set[tuple[int, bytes]] = set()
+            for seq, h, signer in self._keylog.get(key, [])[:n]:
+                out.add((seq, h))
+                if signer != key:
+                    out |= self._keys_before(signer, seq)
+            memo = self._closures[(key, n)] = frozenset(out)
+        return memo
+
+    def _full(self, events: list[tuple[int, bytes, int]]) -> list[tuple[int, bytes]]:
+        """A story's events with the key events its signatures need, in seq order."""
+        last: dict[int, int] = {}
+        for seq, _, signer in events:
+            last[signer] = seq  # (a key's events before its last use cover the earlier)
+        bounds = tuple(sorted((k, self._count_before(k, seq)) for k, seq in last.items()))
+        keys = self._unions.get(bounds)
+        if keys is None:
+            found: set[tuple[int, bytes]] = set()
+            for k, n in bounds:
+                found |= self._closure(k, n)
+            keys = self._unions[bounds] = frozenset(found)
+        if not keys:
+            return [(seq, h) for seq, h, _ in events]
+        return sorted({(seq, h) for seq, h, _ in events} | keys)
+
+    def signer_keys(self, key_id: str, before: int) -> list[tuple[int, bytes]]:
+        """The key events that checking a signature by ``key_id`` at ``before`` needs."""
+        code = self._codes.get(key_id)
+        return [] if code is None else sorted(self._keys_before(code, before))
+
     def story(self, key: str) -> list[tuple[int, bytes]]:
-        """The story of ``version:MODEL:VERSION`` or ``keys`` (empty if it has none)."""
-        if key == KEYS:
-            return list(self.stories.get(KEYS, []))
+        """The story of ``version:MODEL:VERSION`` (empty if it has none)."""
         model, _, version = key[len("version:") :].rpartition(":")
-        return list(self.stories.get((model, int(version)), []))
+        return self._full(self.stories.get((model, int(version)), []))
 
     def leaves(self) -> dict[bytes, bytes]:
         """SHA-256(key) -> value, for every key with a story."""
-        out = {}
-        for k, story in self.stories.items():
-            name = KEYS if k == KEYS else version_key(*k)  # type: ignore[misc]
-            out[key_hash(name)] = value_hash(story)
-        return out
+        return {
+            key_hash(version_key(*k)): value_hash(self._full(story))
+            for k, story in self.stories.items()
+        }
 
     def root(self) -> bytes:
         return root(self.leaves())
@@ -210,9 +275,10 @@ def _parse(payload: str) -> dict[str, object]:
 
 
 def stories(
-    rows: Iterable[tuple[int, str, str | None, int | None, bytes, str]],
+    rows: Iterable[tuple[int, str, str | None, int | None, bytes, str, str]],
 ) -> Stories:
-    """The stories of events given as (seq, action, model, version, hash, payload): the
+    """The stories of events given as (seq, action, model, version, hash, payload,
+    key_id), one by one: the
     simple reference the column-wise path is held to."""
     s = Stories()
     for row in rows:
@@ -234,15 +300,20 @@ def _subtree(items: Sequence[tuple[bytes, bytes]], lo: int, hi: int, depth: int)
         return EMPTY
     if hi - lo == 1:
         return leaf_hash(*items[lo])
-    # Keys are sorted, so the keys with bit ``depth`` 0 come first: find the split.
-    a, b = lo, hi
-    while a < b:
-        mid = (a + b) // 2
-        if _bit(items[mid][0], depth):
-            b = mid
-        else:
-            a = mid + 1
+    a = _split(items, lo, hi, depth)
     return node_hash(_subtree(items, lo, a, depth + 1), _subtree(items, a, hi, depth + 1))
+
+
+def _split(items: Sequence[tuple[bytes, bytes]], lo: int, hi: int, depth: int) -> int:
+    """Where the keys of ``items[lo:hi]`` with bit ``depth`` set begin (keys are sorted,
+    so those with the bit clear come first)."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _bit(items[mid][0], depth):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def prove(leaves: dict[bytes, bytes], key: str) -> list[bytes]:
@@ -254,13 +325,7 @@ def prove(leaves: dict[bytes, bytes], key: str) -> list[bytes]:
     lo, hi, depth = 0, len(items), 0
     path: list[bytes] = []
     while hi - lo > 1:
-        a, b = lo, hi
-        while a < b:
-            mid = (a + b) // 2
-            if _bit(items[mid][0], depth):
-                b = mid
-            else:
-                a = mid + 1
+        a = _split(items, lo, hi, depth)
         if _bit(khash, depth):
             path.append(_subtree(items, lo, a, depth + 1))
             lo = a

@@ -39,11 +39,12 @@ def test_evidence_round_trip(bundle, invoke):
     r = invoke(["evidence", f"{XGB}:1", "--out", str(t.bundle)], env=t.env())
     assert (r.exit_code, r.stdout) == (
         0,
-        f"wrote {t.bundle}: the complete story of {XGB}:1 (5 events) and 6 key-registry events,"
-        " proved against the checkpoint of size 13\n",
+        f"wrote {t.bundle}: the complete story of {XGB}:1, 5 events and the 4 key-registry"
+        " events its signatures need, proved against the checkpoint of size 13\n",
     )
     doc = json.loads(t.bundle.read_bytes())
-    assert len(doc["events"]) == 5 + 6  # genesis, five key_adds
+    assert len(doc["events"]) == 5 + 4  # genesis, the key_adds of alice, bob and carol
+    assert len(doc["signer_keys"]) == 1  # cp's key_add: the checkpoint's signer
     led = t.ledger
     cp = f"cp (key {t.keys['cp'].key_id})"
     story = (

@@ -62,8 +62,10 @@ def story(team, tmp_path, invoke):
     return t
 
 
-STORY = [7, 8, 9, 10, 11, 12, 15, 16, 17, 18]
-KEYS = [0, 1, 2, 3, 4, 5]
+# The events of xgb:1, the policy in force, the grant, the deploy that ended its
+# production deployment, and the key events its signers need: genesis (admin, who
+# signed the policy and the grant), alice's, bob's and carol's key_add (not dave's or cp's).
+STORY = [0, 1, 2, 3, 7, 8, 9, 10, 11, 12, 15, 16, 17, 18]
 
 
 def _doc(path: Path) -> dict[str, Any]:
@@ -86,9 +88,10 @@ def _verify(invoke, t, path: Path | None = None) -> tuple[int, str]:
 def test_the_bundle_holds_the_whole_story_and_names_the_override(story, invoke):
     t = story
     doc = _doc(t.bundle)
-    assert [_seq(e) for e in doc["events"]] == sorted(KEYS + STORY)
+    assert [_seq(e) for e in doc["events"]] == STORY
     assert [s for s, _ in doc["story"]["events"]] == STORY
-    assert [s for s, _ in doc["keys"]["events"]] == KEYS
+    assert set(doc) == {"checkpoint", "events", "format", "model", "origin", "signer_keys",
+                        "story", "version"}  # fmt: skip
     code, out = _verify(invoke, t)
     assert code == 0, out
     assert out.startswith(f"OK: {XGB}:1 registered by alice at ")
@@ -107,44 +110,41 @@ def _ts(t, seq: int) -> str:
 
 # Each attack removes one kind of event from the bundle (and only from its events).
 REMOVALS = [
-    ("undeploy_hidden", 16, "story"),
-    ("rejection_hidden", 17, "story"),
-    ("deprecation_hidden", 18, "story"),
-    ("replacing_deploy_hidden", 15, "story"),
-    ("break_glass_grant_hidden", 11, "story"),
-    ("policy_in_force_hidden", 8, "story"),
-    ("approval_hidden", 9, "story"),
-    ("key_event_hidden", 3, "keys"),
+    ("undeploy_hidden", 16),
+    ("rejection_hidden", 17),
+    ("deprecation_hidden", 18),
+    ("replacing_deploy_hidden", 15),
+    ("break_glass_grant_hidden", 11),
+    ("policy_in_force_hidden", 8),
+    ("approval_hidden", 9),
+    ("signer_key_event_hidden", 3),
 ]
 
 
-@pytest.mark.parametrize(("attack", "seq", "part"), REMOVALS, ids=[a[0] for a in REMOVALS])
-def test_an_event_removed_from_the_bundle_is_incomplete(story, invoke, attack, seq, part):
+@pytest.mark.parametrize(("attack", "seq"), REMOVALS, ids=[a[0] for a in REMOVALS])
+def test_an_event_removed_from_the_bundle_is_incomplete(story, invoke, attack, seq):
     t = story
     doc = _doc(t.bundle)
     doc["events"] = [e for e in doc["events"] if _seq(e) != seq]
     _write(t.bundle, doc)
-    what = f"the story of {XGB}:1" if part == "story" else "the key registry"
     assert _verify(invoke, t) == (
         1,
-        f"FAIL: incomplete: seq {seq} of {what} missing from the bundle (events removed)\n",
+        f"FAIL: incomplete: seq {seq} of the story of {XGB}:1 missing from the bundle (events"
+        " removed)\n",
     )
 
 
-@pytest.mark.parametrize(("attack", "seq", "part"), REMOVALS, ids=[a[0] for a in REMOVALS])
-def test_an_event_removed_from_the_bundle_and_its_list_is_incomplete(
-    story, invoke, attack, seq, part
-):
+@pytest.mark.parametrize(("attack", "seq"), REMOVALS, ids=[a[0] for a in REMOVALS])
+def test_an_event_removed_from_the_bundle_and_its_list_is_incomplete(story, invoke, attack, seq):
     t = story
     doc = _doc(t.bundle)
     doc["events"] = [e for e in doc["events"] if _seq(e) != seq]
-    doc[part]["events"] = [x for x in doc[part]["events"] if x[0] != seq]
+    doc["story"]["events"] = [x for x in doc["story"]["events"] if x[0] != seq]
     _write(t.bundle, doc)
-    what = f"the story of {XGB}:1" if part == "story" else "the key registry"
     assert _verify(invoke, t) == (
         1,
-        f"FAIL: incomplete: the bundle's list of {what} is not the one the checkpoint's story"
-        " map commits to (events removed from it or added)\n",
+        f"FAIL: incomplete: the bundle's list of the story of {XGB}:1 is not the one the"
+        " checkpoint's story map commits to (events removed from it or added)\n",
     )
 
 
@@ -257,10 +257,7 @@ def _reference(rows: list[tuple[Any, ...]]) -> dict[object, list[int]]:
     """Each story by docs/FORMAT.md's definition, event by event (quadratic)."""
     parsed = [json.loads(r[5]) for r in rows]
     out: dict[object, set[int]] = {}
-    keys = [r[0] for r in rows if r[1] in E.KEY_ACTIONS]
-    if keys:
-        out[storymap.KEYS] = set(keys)
-    for i, (seq, action, model, version, _h, _p) in enumerate(rows):
+    for i, (seq, action, model, version, _h, _p, _k) in enumerate(rows):
         if model is None or version is None:
             continue
         s = out.setdefault((model, version), set())
@@ -291,16 +288,28 @@ def _reference(rows: list[tuple[Any, ...]]) -> dict[object, list[int]]:
             and type(p.get("version")) is int
         ):
             out.setdefault((p["model"], p["version"]), set()).add(r[0])
+
+    def needs(key_id: str, before: int) -> set[int]:
+        found = set()
+        for j, r in enumerate(rows[:before]):
+            if r[1] in E.KEY_ACTIONS and parsed[j].get("key_id") == key_id:
+                found |= {r[0]} | needs(r[6], r[0])
+        return found
+
+    for s in out.values():
+        for seq in list(s):
+            s |= needs(rows[seq][6], seq)
     return {k: sorted(v) for k, v in out.items()}
 
 
 step = st.tuples(
     st.sampled_from(["register", "approve", "deploy", "deploy", "undeploy", "reject",
-                     "policy_set", "break_glass", "key_add"]),
+                     "policy_set", "break_glass", "key_add", "key_revoke"]),
     st.integers(0, 2),  # model
     st.integers(1, 3),  # version
     st.sampled_from(["staging", "production"]),
     st.integers(0, 30),  # a grant cited (by seq), if any
+    st.sampled_from(["k0", "k1", "k2", "k3"]),  # the signer; the key a key event is about
 )  # fmt: skip
 
 
@@ -310,7 +319,7 @@ def test_the_column_wise_stories_equal_the_definition(steps):
     import pyarrow as pa
 
     rows = []
-    for seq, (action, m, v, env, g) in enumerate(steps):
+    for seq, (action, m, v, env, g, signer) in enumerate(steps):
         model, payload = f"m{m}", {}
         if action in (E.APPROVE, E.DEPLOY, E.UNDEPLOY):
             payload["env"] = env
@@ -320,15 +329,19 @@ def test_the_column_wise_stories_equal_the_definition(steps):
             payload = {"action": "deploy", "model": model, "rule": "approvals"}
             if g % 2:
                 payload["version"] = v
-        keyless = action in (E.POLICY_SET, E.BREAK_GLASS, E.KEY_ADD)
+        if action in E.KEY_ACTIONS:
+            payload = {"key_id": f"k{g % 4}"}
+        keyless = action in (E.POLICY_SET, E.BREAK_GLASS, *E.KEY_ACTIONS)
         text = json.dumps(payload, separators=(",", ":"), sort_keys=True)
         h = hashlib.sha256(f"{seq}{action}".encode()).digest()
-        rows.append((seq, action, None if keyless else model, None if keyless else v, h, text))
+        rows.append(
+            (seq, action, None if keyless else model, None if keyless else v, h, text, signer)
+        )
     table = pa.table(
         {name: [r[i] for r in rows] for i, name in enumerate(C.STORY_COLUMNS)},
         schema=pa.schema([("seq", pa.int64()), ("action", pa.string()), ("model", pa.string()),
                           ("version", pa.int64()), ("hash", pa.binary(32)),
-                          ("payload", pa.string())]),
+                          ("payload", pa.string()), ("key_id", pa.string())]),
     )  # fmt: skip
     fast = storymap.Stories()
     if rows:
@@ -336,7 +349,8 @@ def test_the_column_wise_stories_equal_the_definition(steps):
         fast.add_columns(*C._story_columns(table.slice(0, cut)))
         fast.add_columns(*C._story_columns(table.slice(cut)))
     ref = _reference(rows)
-    assert {k: [s for s, _ in v] for k, v in fast.stories.items() if v} == ref
+    got = {k: [s for s, _ in fast._full(v)] for k, v in fast.stories.items() if v}
+    assert got == ref
     assert fast.root() == storymap.stories(rows).root()
 
 
@@ -380,3 +394,33 @@ def test_the_map_root_by_hand():
         storymap.value_hash([(5, b"\x33" * 32)])
         == hashlib.sha256(b"ledger-story/1\n" + (5).to_bytes(8, "big") + b"\x33" * 32).digest()
     )
+
+
+def test_the_checkpoint_signers_key_events_ride_beside_the_story(story, invoke):
+    t = story
+    doc = _doc(t.bundle)
+    assert [_seq(e) for e in doc["signer_keys"]] == [5]  # cp's key_add
+    r = invoke(["verify-evidence", str(t.bundle)])  # no --trusted-key: the bundle's registry
+    assert r.exit_code == 0 and "a checkpointer key registered by the bundle's own" in r.stdout
+    doc["signer_keys"] = []
+    _write(t.bundle, doc)
+    r = invoke(["verify-evidence", str(t.bundle)])
+    assert (r.exit_code, r.stdout) == (
+        1,
+        "FAIL: the bundle's checkpoint is not signed by a checkpointer key of this ledger\n",
+    )
+    assert _verify(invoke, t)[0] == 0  # a trusted key needs none of them
+    doc["signer_keys"] = [e for e in _doc_of(invoke, t) if _seq(e) == 19]
+    _write(t.bundle, doc)
+    code, out = _verify(invoke, t)
+    assert (code, out) == (
+        1,
+        "FAIL: evidence bundle is invalid: seq 19: signer_keys may hold key events only\n",
+    )
+
+
+def _doc_of(invoke, t) -> list[dict[str, Any]]:
+    """The events of base:1's bundle (seq 19 among them, with its inclusion proof)."""
+    other = t.bundle.with_name("base1.json")
+    assert invoke(["evidence", f"{BASE}:1", "--out", str(other)], env=t.env()).exit_code == 0
+    return _doc(other)["events"]

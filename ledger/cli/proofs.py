@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from pathlib import Path
@@ -168,10 +169,12 @@ def evidence(ref: str, out_path: str, checkpoint_path: str | None, ledger_path: 
     bundle = _open(ledger_path).evidence(model, version, checkpoint_path)
     _write(out_path, dumps(bundle))
     size = bundle["checkpoint"].split("\n")[1]
-    story, keys = len(bundle["story"]["events"]), len(bundle["keys"]["events"])
+    events = [json.loads(base64.b64decode(e["envelope"]["payload"])) for e in bundle["events"]]
+    keys = sum(e["action"] in E.KEY_ACTIONS for e in events)
     click.echo(
-        f"wrote {out_path}: the complete story of {ref} ({story} events) and {keys}"
-        f" key-registry events, proved against the checkpoint of size {size}"
+        f"wrote {out_path}: the complete story of {ref}, {len(events) - keys} events and the"
+        f" {keys} key-registry events its signatures need, proved against the checkpoint of"
+        f" size {size}"
     )
 
 
