@@ -518,7 +518,7 @@ class Ledger:
         as_of: int | str | None = None,
         at_seq: int | None = None,
     ) -> pa.Table:
-        """Run the named audit query ``name`` (``queries/NAME.sql``) with ``params``."""
+        """Run the named audit query ``name`` (``ledger/queries/NAME.sql``) with ``params``."""
         from .query import named
 
         return named(self.store, name, params, as_of, at_seq)[0]

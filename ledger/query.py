@@ -30,7 +30,8 @@ from .events import parse_instant
 from .store import Store
 
 #: Where the named audit queries live: one ``NAME.sql`` file each.
-QUERIES_DIR = Path(__file__).resolve().parents[1] / "queries"
+#: The audit-query library, shipped inside the package (so a wheel install has it).
+QUERIES_DIR = Path(__file__).resolve().parent / "queries"
 
 # --- the views: the ledger's state defined once, in SQL ------------------------------------
 # {source} is the events relation (read_parquet of the live segments, cut off at a seq);
@@ -261,7 +262,7 @@ class Param:
 
 @dataclass(frozen=True)
 class NamedQuery:
-    """One audit query from ``queries/NAME.sql``."""
+    """One audit query from ``ledger/queries/NAME.sql``."""
 
     name: str
     description: str

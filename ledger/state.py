@@ -3,7 +3,7 @@
 This is the single definition of what an event may do. The write path replays the
 relevant events, calls ``State.step`` on the proposed event and appends only if it
 passes; ``verify`` replays every event through the same ``step``. The DuckDB views in
-``queries/`` rebuild the same state, and a property test checks they agree.
+``ledger/queries/`` rebuild the same state, and a property test checks they agree.
 """
 
 from __future__ import annotations
