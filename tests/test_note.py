@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from ledger import merkle, note
 from ledger.note import Checkpoint, NoteError
 
-VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
+#: Published test vectors, copied from ../shared/vectors with their sources (tests/vectors/README.md).
+VECTORS = Path(__file__).resolve().parent / "vectors"
 
 
 def _load(name: str) -> dict:
