@@ -43,6 +43,7 @@ from .errors import (
     NotFoundError,
     StorageError,
 )
+from .gcpause import collector_paused
 from .keys import SigningKey, VerifierKey, as_verifier_key
 from .keys import key_id as ledger_key_id
 from .state import KeyRecord
@@ -114,13 +115,28 @@ def stories_at(store: Any, sizes: Sequence[int]) -> dict[int, bytes]:
     st = storymap.Stories()
     out: dict[int, bytes] = {}
     at = 0
-    for n in wanted:
-        if n > table.num_rows:
-            out[n] = b""
+    with collector_paused():  # (millions of acyclic tuples: the cyclic GC finds nothing)
+        for n in wanted:
+            if n > table.num_rows:
+                out[n] = b""
+                continue
+            st.add_columns(*_story_columns(table.slice(at, n - at)))
+            at = n
+            out[n] = st.root()
+    return out
+
+
+def _hashes(column: Any) -> list[bytes]:
+    """A fixed_size_binary(32) column as bytes objects, sliced from its buffer (ten
+    times faster than ``to_pylist`` for a million hashes)."""
+    out: list[bytes] = []
+    for chunk in column.chunks:
+        if chunk.null_count:
+            out.extend(chunk.to_pylist())
             continue
-        st.add_columns(*_story_columns(table.slice(at, n - at)))
-        at = n
-        out[n] = st.root()
+        raw = chunk.buffers()[1].to_pybytes()
+        start = chunk.offset * 32
+        out.extend(raw[i : i + 32] for i in range(start, start + 32 * len(chunk), 32))
     return out
 
 
@@ -163,7 +179,7 @@ def _story_columns(table: Any) -> tuple[Any, ...]:
         action.to_pylist(),
         table["model"].to_pylist(),
         table["version"].to_pylist(),
-        table["hash"].to_pylist(),
+        _hashes(table["hash"]),
         table["key_id"].to_pylist(),
         envs,
         parsed,

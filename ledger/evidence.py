@@ -30,6 +30,7 @@ from . import events as E
 from . import merkle, note, storymap
 from .canonical import canonicalize
 from .errors import CorruptLedgerError, InputError, KeyProblem, NotFoundError
+from .gcpause import collector_paused
 from .keys import PAYLOAD_TYPE, VerifierKey, key_id, pae, verify_signature
 from .state import State, _public_key
 
@@ -71,7 +72,9 @@ def build(
     table = led.events(columns=[*C.STORY_COLUMNS, "sig", "canonical"])
     table = table.slice(0, cp.size)
     st = storymap.Stories()
-    st.add_columns(*C._story_columns(table.select(C.STORY_COLUMNS)))
+    with collector_paused():  # (as in checkpoint.stories_at)
+        st.add_columns(*C._story_columns(table.select(C.STORY_COLUMNS)))
+        leaves = st.leaves()
     vkey = storymap.version_key(model, version)
     story = st.story(vkey)
     seqs = {s for s, _ in story}
@@ -80,7 +83,6 @@ def build(
         raise NotFoundError(
             f"{model}:{version} is not registered in the {cp.describe()}", kind="unknown_version"
         )
-    leaves = st.leaves()
     if storymap.root(leaves) != committed:
         raise CorruptLedgerError(
             f"the story map of the {cp.describe()} does not match the events (run ledger verify)"

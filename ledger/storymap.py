@@ -27,6 +27,7 @@ import bisect
 import hashlib
 import json
 import re
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -36,6 +37,7 @@ from . import events as E
 EXTENSION = "ledger-story/1"
 EMPTY = bytes(32)
 _VALUE_TAG = b"ledger-story/1\n"
+_SEQ = struct.Struct(">Q")
 _EXT_RE = re.compile(r"ledger-story/1 ([A-Za-z0-9+/]{43}=)")
 _ENV_ONLY = re.compile(r'\{"env":"([a-z][a-z0-9_-]{0,31})"\}')
 
@@ -50,8 +52,9 @@ def version_key(model: str, version: int) -> str:
 
 def value_hash(story: Iterable[tuple[int, bytes]]) -> bytes:
     """The leaf value committing to a story: its ``(seq, event hash)`` list, in seq order."""
-    body = b"".join(seq.to_bytes(8, "big") + ev_hash for seq, ev_hash in story)
-    return hashlib.sha256(_VALUE_TAG + body).digest()
+    h = hashlib.sha256(_VALUE_TAG)
+    h.update(b"".join([_SEQ.pack(seq) + ev_hash for seq, ev_hash in story]))
+    return h.digest()
 
 
 def key_hash(key: str) -> bytes:
@@ -86,7 +89,9 @@ class Stories:
     #: key id -> its code (the signer of each story event is kept as a small int)
     _codes: dict[str, int] = field(default_factory=dict)
     _closures: dict[tuple[int, int], frozenset[tuple[int, bytes]]] = field(default_factory=dict)
-    _unions: dict[tuple[tuple[int, int], ...], frozenset[tuple[int, bytes]]] = field(
+    _keyseqs: dict[int, list[int]] = field(default_factory=dict)
+    #: the sorted key events of a set of (signer, count) bounds
+    _unions: dict[tuple[tuple[int, int], ...], list[tuple[int, bytes]]] = field(
         default_factory=dict
     )
     #: (model, env) -> the version live there, as the deploys and undeploys left it
@@ -192,6 +197,7 @@ class Stories:
             elif action in key_actions:
                 about = self._code(parsed.get(i, {}).get("key_id"))
                 self._keylog.setdefault(about, []).append((seq, h, signer))
+                self._keyseqs.setdefault(about, []).append(seq)
             elif action == E.POLICY_SET:
                 policy = (seq, h, signer)
             elif action == E.BREAK_GLASS:
@@ -211,10 +217,8 @@ class Stories:
 
     def _count_before(self, key: int, before: int) -> int:
         """How many of the key events about ``key`` lie below seq ``before``."""
-        log = self._keylog.get(key)
-        if not log:
-            return 0
-        return bisect.bisect_left(log, before, key=lambda e: e[0])
+        seqs = self._keyseqs.get(key)
+        return bisect.bisect_left(seqs, before) if seqs else 0
 
     def _closure(self, key: int, n: int) -> frozenset[tuple[int, bytes]]:
         """The first ``n`` key events about ``key`` and, recursively, what their signers
@@ -234,16 +238,20 @@ class Stories:
         last: dict[int, int] = {}
         for seq, _, signer in events:
             last[signer] = seq  # (a key's events before its last use cover the earlier)
-        bounds = tuple(sorted((k, self._count_before(k, seq)) for k, seq in last.items()))
+        count = self._count_before
+        bounds = tuple(sorted((k, count(k, seq)) for k, seq in last.items()))
         keys = self._unions.get(bounds)
         if keys is None:
             found: set[tuple[int, bytes]] = set()
             for k, n in bounds:
                 found |= self._closure(k, n)
-            keys = self._unions[bounds] = frozenset(found)
+            keys = self._unions[bounds] = sorted(found)
+        own = [(seq, h) for seq, h, _ in events]
         if not keys:
-            return [(seq, h) for seq, h, _ in events]
-        return sorted({(seq, h) for seq, h, _ in events} | keys)
+            return own
+        if not own or keys[-1][0] < own[0][0]:  # (the usual case: keys registered first)
+            return keys + own
+        return sorted({*own, *keys})
 
     def signer_keys(self, key_id: str, before: int) -> list[tuple[int, bytes]]:
         """The key events that checking a signature by ``key_id`` at ``before`` needs."""
