@@ -30,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ledger import Ledger, SigningKey, storymap
-from ledger import checkpoint as C
+from ledger import storyread as S
 from ledger.evidence import dumps
 
 CACHE = Path("/tmp/ledger-bench-cache")
@@ -50,10 +50,10 @@ def main(argv: list[str] | None = None) -> None:
 
     led = Ledger.open(a.ledger)
     n = led.store.tail()[0]  # (the number of events)
-    t_read, table = _time(lambda: led.store.read(C.STORY_COLUMNS))
-    t_full, roots = _time(lambda: C.stories_at(led.store, [n]))
+    t_read, table = _time(lambda: led.store.read(S.STORY_COLUMNS))
+    t_full, roots = _time(lambda: S.stories_at(led.store, [n]))
     st = storymap.Stories()
-    st.add_columns(*C._story_columns(table))
+    st.add_columns(*S.story_columns(table))
     keys = len(st.stories)
 
     def floor() -> None:
@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> None:
         small.add_key(cp_key.public_key, "bench-cp", "checkpointer", key=admin)
         t_cp, _ = _time(lambda: small.checkpoint(cp_key))
         with small.store.reading():
-            table = small.store.read(C.STORY_COLUMNS)
+            table = small.store.read(S.STORY_COLUMNS)
         st = storymap.Stories()
-        st.add_columns(*C._story_columns(table))
+        st.add_columns(*S.story_columns(table))
         best = max(
             (k for k in st.stories if len(st._full(st.stories[k])) <= 20),
             key=lambda k: len(st._full(st.stories[k])),

@@ -16,25 +16,24 @@ an explicitly trusted public key (a PEM key, which signs under the origin, or a 
 verifier key, which signs under its own name). Other signature lines (cosignatures)
 and extension lines after the root are accepted and ignored.
 
-A checkpoint from anywhere, a transparency log's or a ledger's, is checked on its own by
-:func:`check` / :func:`verify_file` (``ledger verify-checkpoint``): syntax, origin, at
-least k of the given keys, and optionally that a ledger extends it.
+Checkpoints issued here carry one extension line, ``ledger-story/1 <root>``, committing
+to the story map (:mod:`ledger.storymap`). A checkpoint from anywhere is checked on its
+own by :mod:`ledger.checkpointcheck` (``ledger verify-checkpoint``).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import dataclasses
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import events as E
-from . import merkle, note, storymap
+from . import merkle, note, storymap, storyread
 from .errors import (
     CorruptLedgerError,
     InputError,
@@ -43,7 +42,6 @@ from .errors import (
     NotFoundError,
     StorageError,
 )
-from .gcpause import collector_paused
 from .keys import SigningKey, VerifierKey, as_verifier_key
 from .keys import key_id as ledger_key_id
 from .state import KeyRecord
@@ -101,91 +99,6 @@ def sign(
     )
 
 
-STORY_COLUMNS = ["seq", "action", "model", "version", "hash", "payload", "key_id"]
-
-
-def stories_at(store: Any, sizes: Sequence[int]) -> dict[int, bytes]:
-    """The story-map root of the first ``n`` events for each ``n`` in ``sizes``, in one
-    pass over the events (docs/FORMAT.md, "Story map"); ``b""`` for a size beyond the
-    events."""
-    wanted = sorted(set(sizes))
-    if not wanted:
-        return {}
-    table = store.read(STORY_COLUMNS).slice(0, wanted[-1])
-    st = storymap.Stories()
-    out: dict[int, bytes] = {}
-    at = 0
-    with collector_paused():  # (millions of acyclic tuples: the cyclic GC finds nothing)
-        for n in wanted:
-            if n > table.num_rows:
-                out[n] = b""
-                continue
-            st.add_columns(*_story_columns(table.slice(at, n - at)))
-            at = n
-            out[n] = st.root()
-    return out
-
-
-def _hashes(column: Any) -> list[bytes]:
-    """A fixed_size_binary(32) column as bytes objects, sliced from its buffer (ten
-    times faster than ``to_pylist`` for a million hashes)."""
-    out: list[bytes] = []
-    for chunk in column.chunks:
-        if chunk.null_count:
-            out.extend(chunk.to_pylist())
-            continue
-        raw = chunk.buffers()[1].to_pybytes()
-        start = chunk.offset * 32
-        out.extend(raw[i : i + 32] for i in range(start, start + 32 * len(chunk), 32))
-    return out
-
-
-def _story_columns(table: Any) -> tuple[Any, ...]:
-    """The columns :meth:`ledger.storymap.Stories.add_columns` takes: the environments
-    matched in Arrow, JSON parsed only for key events, grants and the events citing one."""
-    import json
-
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from .eventindex import _ENV_ONLY_ANCHORED
-
-    payload, action = table["payload"], table["action"]
-    moves = pc.is_in(action, pa.array([E.DEPLOY, E.UNDEPLOY]))
-    found = pc.extract_regex(payload, _ENV_ONLY_ANCHORED)
-    envs = pc.if_else(
-        pc.and_(moves, found.is_valid()), pc.struct_field(found, [0]), pa.scalar(None, pa.string())
-    ).to_pylist()
-    odd = set(pc.indices_nonzero(pc.and_(moves, pc.invert(found.is_valid()))).to_pylist())
-    special = pc.or_(
-        pc.is_in(action, pa.array([E.BREAK_GLASS, *sorted(E.KEY_ACTIONS)])),
-        pc.match_substring(payload, '"break_glass"'),
-    )
-    cites = set(pc.indices_nonzero(special).to_pylist())
-    parsed: dict[int, dict[str, Any]] = {}
-    for i in sorted(odd | cites):
-        try:
-            p = json.loads(payload[i].as_py())
-        except (TypeError, ValueError, RecursionError):
-            p = None
-        p = p if isinstance(p, dict) else {}
-        if i in odd:
-            env = p.get("env")
-            envs[i] = env if isinstance(env, str) else None
-        if i in cites:
-            parsed[i] = p
-    return (
-        table["seq"].to_pylist(),
-        action.to_pylist(),
-        table["model"].to_pylist(),
-        table["version"].to_pylist(),
-        _hashes(table["hash"]),
-        table["key_id"].to_pylist(),
-        envs,
-        parsed,
-    )
-
-
 def vkey(origin: str, public_key: bytes) -> str:
     """The C2SP verifier key string for a checkpointer key of ledger ``origin``."""
     return note.vkey(origin, public_key)
@@ -238,7 +151,7 @@ def open_checkpoint(
     """
     trusted = [as_verifier_key(k) for k in trusted]
     records = [k for k in keys if E.CHECKPOINTER in k.roles]
-    cp = _parse_body(text, where)
+    cp = parse_body(text, where)
     if cp.origin != origin:
         raise InputError(
             f"{where} is a checkpoint of ledger {cp.origin!r}, not of this one ({origin!r})"
@@ -273,209 +186,13 @@ def open_checkpoint(
     )
 
 
-def _parse_body(text: str, where: str) -> note.Checkpoint:
+def parse_body(text: str, where: str) -> note.Checkpoint:
+    """The checkpoint body of a signed note (InputError naming ``where`` if malformed)."""
     try:
         body_text = text[: text.rfind("\n\n") + 1] if "\n\n" in text else text
         return note.parse_checkpoint(body_text)
     except note.NoteError as exc:
         raise InputError(f"{where} is not a checkpoint: {exc}") from None
-
-
-# --- checking a checkpoint from anywhere (verify-checkpoint) --------------------------------
-
-
-@dataclass(frozen=True)
-class CheckpointCheck:
-    """What :func:`check` found; truthy when the checkpoint holds. ``problem`` says what
-    failed and ``kind`` names it (``bad_signature``, ``too_few_signatures``, ``origin``,
-    ``truncated``, ``forked``)."""
-
-    where: str
-    origin: str
-    size: int
-    root: bytes
-    extensions: tuple[str, ...] = ()
-    #: ``name+<note key id>`` of each given key that signed, in the order given
-    signed_by: tuple[str, ...] = ()
-    keys: int = 0
-    required: int = 1
-    #: with a ledger: its path and how many events it holds
-    ledger: str | None = None
-    ledger_size: int | None = None
-    problem: str | None = None
-    kind: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.problem is None
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-    @property
-    def root_b64(self) -> str:
-        return base64.b64encode(self.root).decode()
-
-    def summary(self) -> str:
-        """One line: ``OK: checkpoint of …`` or ``FAIL: <file>: <what>``."""
-        if not self.ok:
-            return f"FAIL: {self.where}: {self.problem}"
-        line = (
-            f"OK: checkpoint of {self.origin}, {self.size} entries, root {self.root_b64},"
-            f" signed by {', '.join(self.signed_by)} ({len(self.signed_by)} of"
-            f" {_keys(self.keys)}, {self.required} required)"
-        )
-        if self.ledger is not None:
-            line += f"; ledger {self.ledger} extends it ({self.ledger_size} events)"
-        return line
-
-
-def _keys(n: int) -> str:
-    return f"{n} key" if n == 1 else f"{n} keys"
-
-
-def check(
-    text: str,
-    keys: Iterable[bytes | VerifierKey],
-    *,
-    min_signatures: int = 1,
-    origin: str | None = None,
-    where: str = "checkpoint",
-) -> CheckpointCheck:
-    """Check a checkpoint on its own (no ledger): C2SP signed-note and tlog-checkpoint
-    syntax, the origin (``origin`` if given, and the name of every C2SP verifier key),
-    and that at least ``min_signatures`` distinct ``keys`` signed it, none of them badly.
-
-    A malformed note, or a ``min_signatures`` that the keys cannot reach, raises
-    InputError; a checkpoint that does not hold is a failed :class:`CheckpointCheck`.
-    """
-    wanted = [as_verifier_key(k) for k in keys]
-    if not wanted:
-        raise InputError("give at least one key (--key) to check the checkpoint's signature")
-    if type(min_signatures) is not int or min_signatures < 1:
-        raise InputError(f"--min-signatures must be a positive integer, got {min_signatures!r}")
-    cp = _parse_body(text, where)
-    # Distinct keys: a PEM key and the vkey of the same key under the origin are one.
-    given: list[VerifierKey] = []
-    seen: set[tuple[str, bytes]] = set()
-    for k in wanted:
-        if (k.note_name(cp.origin), k.public_key) not in seen:
-            seen.add((k.note_name(cp.origin), k.public_key))
-            given.append(k)
-    if min_signatures > len(given):
-        raise InputError(
-            f"--min-signatures {min_signatures} cannot be met: only {_keys(len(given))}"
-            " given (a key given twice counts once)"
-        )
-    # A key without a name signs under the origin, which may not be a valid signer name:
-    # then it matches no signature line.
-    names = [k.note_name(cp.origin) for k in given]
-    usable = [i for i, k in enumerate(given) if _signs_under(names[i], k.public_key)]
-    try:
-        found = note.verify_note(text, [(names[i], given[i].public_key) for i in usable])
-    except note.NoteError as exc:
-        raise InputError(f"{where} is not a signed note: {exc}") from None
-    labels = [k.label(cp.origin) for k in given]
-    signed = tuple(labels[i] for i in sorted(usable[j] for j in found.verified))
-    result = CheckpointCheck(
-        where, cp.origin, cp.size, cp.root, cp.extensions, signed, len(given), min_signatures
-    )
-
-    def fail(kind: str, problem: str) -> CheckpointCheck:
-        return dataclasses.replace(result, problem=problem, kind=kind)
-
-    if origin is not None and cp.origin != origin:
-        return fail("origin", f"the checkpoint's origin is {cp.origin!r}, not {origin!r}")
-    for k, label in zip(given, labels, strict=True):
-        if k.name is not None and k.name != cp.origin:
-            return fail(
-                "origin",
-                f"the checkpoint's origin {cp.origin!r} is not the name of verifier key {label}"
-                " (a C2SP key verifies checkpoints of the log it names)",
-            )
-    if found.invalid:
-        name, kid = found.invalid[0]
-        return fail("bad_signature", f"invalid signature by {name}+{kid}")
-    if len(signed) < min_signatures:
-        missing = [label for label in labels if label not in signed]
-        if not signed:
-            return fail(
-                "too_few_signatures",
-                f"not signed by the {_keys(len(given))} given (signed by:"
-                f" {', '.join(found.signers)})",
-            )
-        return fail(
-            "too_few_signatures",
-            f"signed by {_keys(len(signed))} ({', '.join(signed)}), {min_signatures} required;"
-            f" not by {', '.join(missing)}",
-        )
-    return result
-
-
-def _signs_under(name: str, public_key: bytes) -> bool:
-    try:
-        note.key_id(name, public_key)
-    except note.NoteError:
-        return False
-    return True
-
-
-def check_extends(store: Any, origin: str, result: CheckpointCheck, name: str) -> CheckpointCheck:
-    """``result`` (a checkpoint that held) checked against the ledger in ``store`` of
-    ``origin``: same origin, and the first ``size`` events hash to the checkpoint's root
-    (else ``truncated`` or ``forked``). Rehashes those events: the block-root cache is
-    not trusted for a verdict."""
-    from .tree import Tree
-
-    if not result.ok:
-        return result
-    segments = store.segments()
-    n = segments[-1].last + 1 if segments else 0
-
-    def fail(kind: str, problem: str) -> CheckpointCheck:
-        return dataclasses.replace(result, ledger=name, ledger_size=n, problem=problem, kind=kind)
-
-    if result.origin != origin:
-        return fail(
-            "origin", f"the checkpoint's origin is {result.origin!r}, ledger {name}'s {origin!r}"
-        )
-    if result.size > n:
-        return fail(
-            "truncated",
-            f"the checkpoint vouches for {result.size} events but ledger {name} holds {n}:"
-            f" events {n}..{result.size - 1} were removed (truncated tail / rollback)",
-        )
-    tree = Tree(store, result.size, segments=segments, use_cache=False)
-    if tree.root() != result.root:
-        return fail(
-            "forked",
-            f"the first {result.size} events of ledger {name} do not hash to the checkpoint's"
-            " root (history rewritten: forked)",
-        )
-    return dataclasses.replace(result, ledger=name, ledger_size=n)
-
-
-def verify_file(
-    path: str | os.PathLike[str],
-    keys: Iterable[bytes | VerifierKey],
-    *,
-    min_signatures: int = 1,
-    origin: str | None = None,
-    ledger: str | os.PathLike[str] | None = None,
-) -> CheckpointCheck:
-    """Check the checkpoint file ``path`` (see :func:`check`) and, given a ``ledger``
-    folder, that the ledger extends it (see :func:`check_extends`)."""
-    result = check(
-        read_note(path), keys, min_signatures=min_signatures, origin=origin, where=str(path)
-    )
-    if ledger is None or not result.ok:
-        return result
-    from .store import Store
-
-    store = Store(ledger)
-    identity = store.read_identity()
-    with store.reading():
-        return check_extends(store, identity["origin"], result, str(ledger))
 
 
 def file_name(size: int, root: bytes, text: str) -> str:
@@ -557,7 +274,7 @@ def issue(led: Any, key: SigningKey) -> SignedCheckpoint:
                 f"the ledger does not verify ({report.summary()}); no checkpoint issued"
             )
         n, root = report.events, bytes.fromhex(report.root or "") if report.events else EMPTY
-        story = stories_at(led.store, [n])[n]
+        story = storyread.stories_at(led.store, [n])[n]
         text = sign(led.origin, n, root, key, story)
         d = led.path / CHECKPOINT_DIR
         with contextlib.suppress(FileExistsError):

@@ -27,7 +27,7 @@ from typing import Any
 
 from . import checkpoint as C
 from . import events as E
-from . import merkle, note, storymap
+from . import merkle, note, storymap, storyread
 from .canonical import canonicalize
 from .errors import CorruptLedgerError, InputError, KeyProblem, NotFoundError
 from .gcpause import collector_paused
@@ -69,11 +69,10 @@ def build(
             " bundle against it could not prove it is complete; issue a new checkpoint"
             " (ledger checkpoint) and build the bundle against that"
         )
-    table = led.events(columns=[*C.STORY_COLUMNS, "sig", "canonical"])
+    table = led.events(columns=[*storyread.STORY_COLUMNS, "sig", "canonical"])
     table = table.slice(0, cp.size)
-    st = storymap.Stories()
-    with collector_paused():  # (as in checkpoint.stories_at)
-        st.add_columns(*C._story_columns(table.select(C.STORY_COLUMNS)))
+    st = storyread.stories_of(table)
+    with collector_paused():
         leaves = st.leaves()
     vkey = storymap.version_key(model, version)
     story = st.story(vkey)

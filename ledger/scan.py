@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import checkpoint as C
-from . import eventindex, merkle
+from . import eventindex, merkle, storyread
 from . import events as E
 from . import tree as T
 from .errors import CorruptLedgerError, LedgerError
@@ -647,7 +647,7 @@ def check_story_maps(led: Ledger, v: Verifier, since: int = 0) -> None:
             committed.append((cp.size, story, f"checkpoints/{path.name}"))
     if not committed:
         return
-    roots = C.stories_at(led.store, [size for size, _, _ in committed])
+    roots = storyread.stories_at(led.store, [size for size, _, _ in committed])
     for size, story, where in sorted(committed):
         if roots.get(size) != story:
             v.fail(

@@ -11,6 +11,7 @@ import pytest
 
 from ledger import Ledger, SigningKey, merkle, note, storymap
 from ledger import checkpoint as C
+from ledger import storyread as S
 from ledger.errors import InputError, KeyProblem
 from ledger.store import segment_name
 from tests.conftest import vectors
@@ -62,8 +63,8 @@ def test_checkpoint_command_writes_a_c2sp_note(ck, invoke, tmp_path):
 
 def _story_root(led) -> bytes:
     """The story-map root of the whole ledger, by the row-wise reference."""
-    t = led.events(columns=C.STORY_COLUMNS)
-    return storymap.stories(zip(*(t[c].to_pylist() for c in C.STORY_COLUMNS), strict=True)).root()
+    t = led.events(columns=S.STORY_COLUMNS)
+    return storymap.stories(zip(*(t[c].to_pylist() for c in S.STORY_COLUMNS), strict=True)).root()
 
 
 def test_every_checkpoint_is_kept(ck, invoke):

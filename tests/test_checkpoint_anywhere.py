@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ledger import Ledger, SigningKey, merkle, note
+from ledger import Ledger, SigningKey, checkpointcheck, merkle, note
 from ledger import checkpoint as C
 from ledger.keys import VerifierKey, public_key_pem, write_key_files
 
@@ -314,7 +314,7 @@ def test_extension_lines_and_foreign_signature_lines(invoke, tmp_path):
         f"OK: checkpoint of example.org/log, 3 entries, root {root}, signed by"
         f" {vkey[:24]} (1 of 1 key, 1 required)\n",
     )
-    res = C.verify_file(tmp_path / "ext.cp", [note.parse_vkey(vkey)[2]])
+    res = checkpointcheck.verify_file(tmp_path / "ext.cp", [note.parse_vkey(vkey)[2]])
     assert res.ok and res.extensions == ("ext: one", "two") and bool(res)
 
 
@@ -384,7 +384,9 @@ def test_forked_ledger(ck, invoke, tmp_path):
         f"FAIL: {tmp_path / 'mine.cp'}: the first 12 events of ledger {tmp_path / 'twin'} do not"
         " hash to the checkpoint's root (history rewritten: forked)\n",
     )
-    res = C.verify_file(tmp_path / "mine.cp", [ck.keys["cp"].public_key], ledger=tmp_path / "twin")
+    res = checkpointcheck.verify_file(
+        tmp_path / "mine.cp", [ck.keys["cp"].public_key], ledger=tmp_path / "twin"
+    )
     assert (res.ok, res.kind, res.ledger_size) == (False, "forked", 15)
 
 

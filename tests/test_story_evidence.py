@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from ledger import SigningKey, note, storymap
 from ledger import checkpoint as C
 from ledger import events as E
+from ledger import storyread as S
 from ledger.canonical import canonicalize
 from ledger.keys import public_key_pem, write_key_files
 
@@ -338,7 +339,7 @@ def test_the_column_wise_stories_equal_the_definition(steps):
             (seq, action, None if keyless else model, None if keyless else v, h, text, signer)
         )
     table = pa.table(
-        {name: [r[i] for r in rows] for i, name in enumerate(C.STORY_COLUMNS)},
+        {name: [r[i] for r in rows] for i, name in enumerate(S.STORY_COLUMNS)},
         schema=pa.schema([("seq", pa.int64()), ("action", pa.string()), ("model", pa.string()),
                           ("version", pa.int64()), ("hash", pa.binary(32)),
                           ("payload", pa.string()), ("key_id", pa.string())]),
@@ -346,8 +347,8 @@ def test_the_column_wise_stories_equal_the_definition(steps):
     fast = storymap.Stories()
     if rows:
         cut = len(rows) // 2  # (in two parts, as a checkpoint after another would)
-        fast.add_columns(*C._story_columns(table.slice(0, cut)))
-        fast.add_columns(*C._story_columns(table.slice(cut)))
+        fast.add_columns(*S.story_columns(table.slice(0, cut)))
+        fast.add_columns(*S.story_columns(table.slice(cut)))
     ref = _reference(rows)
     got = {k: [s for s, _ in fast._full(v)] for k, v in fast.stories.items() if v}
     assert got == ref

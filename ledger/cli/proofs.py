@@ -87,7 +87,7 @@ def verify_checkpoint(
 ) -> None:
     """Check a C2SP checkpoint from anywhere: syntax, signatures (K of the given keys),
     origin, and with --ledger that the ledger extends it. Print OK or FAIL. Exit 0 / 1."""
-    from ..checkpoint import verify_file
+    from ..checkpointcheck import verify_file
 
     result = verify_file(
         path,
