@@ -27,15 +27,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import checkpoint as C
-from . import eventindex, merkle, storyread
 from . import events as E
+from . import merkle
 from . import tree as T
-from .errors import CorruptLedgerError, LedgerError
+from .derived import (
+    Vanished,
+    against,
+    check_index,
+    check_story_maps,
+    check_tree,
+    read_listed,
+    why_unreadable,
+)
+from .errors import CorruptLedgerError
 from .gcpause import collector_paused
 from .keys import PAYLOAD_TYPE
 from .procs import can_start_processes, main_module_hidden
 from .store import COLUMNS, SCHEMA, STATE_COLUMNS, Segment, Store, micros, pylist, replay
-from .tree import LeafTree, Tree, read_cache
+from .tree import LeafTree, Tree
 from .verify import FAST_COLUMNS, Clean, Failed, Problem, Verifier, VerifyReport
 
 if TYPE_CHECKING:
@@ -281,29 +290,8 @@ def key_map(store: Store, segments: Sequence[Segment]) -> dict[str, bytes]:
     return keys
 
 
-def _why(seg: Segment, exc: BaseException) -> str:
-    """pyarrow's reason, without the path the line already names, not cut short."""
-    text = str(exc)
-    try:
-        pq.read_metadata(seg.path)
-    except Exception as again:
-        text = str(again)
-    text = re.sub(r"^.*?is unreadable: |Could not open Parquet input source '[^']*': ", "", text)
-    lines = text.strip().splitlines()
-    return lines[0][:300] if lines else type(exc).__name__
-
-
 #: A payload column value that is exactly ``{"env":"<env>"}``, the env a valid name.
 _ENV_ONLY = r'^\{"env":"(?P<env>[a-z][a-z0-9_-]{0,31})"\}$'
-
-
-class _Vanished(Exception):
-    """A segment listed when the check began is gone: a compaction merged it since (or
-    somebody deleted it). The check starts over from a fresh listing."""
-
-    def __init__(self, problem: Problem) -> None:
-        super().__init__(problem.message)
-        self.problem = problem
 
 
 #: How many times a verify starts over when segments vanish under it (a compaction
@@ -312,25 +300,14 @@ ATTEMPTS = 3
 
 
 def _retrying(check: Callable[[bool], VerifyReport]) -> VerifyReport:
-    """``check(last)``, started over while segments vanish under it (:class:`_Vanished`);
+    """``check(last)``, started over while segments vanish under it (:class:`Vanished`);
     on the ``last`` attempt a vanished segment is reported as ``unreadable``."""
     for _ in range(ATTEMPTS - 1):
         try:
             return check(False)
-        except _Vanished:
+        except Vanished:
             continue
     return check(True)
-
-
-def _read_listed(
-    store: Store, seg: Segment, names: Sequence[str], dictionary: bool = False
-) -> pa.Table:
-    """``store.read_segment`` of a segment listed earlier; gone, it raises :class:`_Vanished`."""
-    try:
-        return store.read_segment(seg, names, dictionary=dictionary)
-    except FileNotFoundError as exc:
-        why = f"segment is unreadable: {_why(seg, exc)}"
-        raise _Vanished(Problem("unreadable", why, seg.first, seg.name)) from None
 
 
 def _columns(
@@ -339,9 +316,11 @@ def _columns(
     """A segment's columns as Python lists (``ts`` in µs), failing ``unreadable``; with
     ``env``, also the ``env`` list of :data:`~ledger.verify.FAST_COLUMNS`."""
     try:
-        table = _read_listed(store, seg, names, dictionary=env)
+        table = read_listed(store, seg, names, dictionary=env)
     except CorruptLedgerError as exc:
-        v.fail("unreadable", f"segment is unreadable: {_why(seg, exc)}", seg.first, seg.name)
+        v.fail(
+            "unreadable", f"segment is unreadable: {why_unreadable(seg, exc)}", seg.first, seg.name
+        )
     for name in names:
         want = SCHEMA.field(name).type
         if name not in table.column_names:
@@ -373,7 +352,9 @@ def _columns(
         if "ts" in names:
             out["ts"] = micros(table.column("ts"))
     except (ValueError, pa.ArrowException) as exc:  # e.g. a string column that is not UTF-8
-        v.fail("unreadable", f"segment is unreadable: {_why(seg, exc)}", seg.first, seg.name)
+        v.fail(
+            "unreadable", f"segment is unreadable: {why_unreadable(seg, exc)}", seg.first, seg.name
+        )
     return out
 
 
@@ -537,7 +518,7 @@ def verify_segments(
             continue
         try:
             cols = _columns(v, store, leftover, ["seq", "hash"])
-        except _Vanished:  # the compaction that superseded it has removed it since
+        except Vanished:  # the compaction that superseded it has removed it since
             continue
         if cols["seq"] != list(range(leftover.first, leftover.last + 1)):
             v.fail(
@@ -554,145 +535,6 @@ def verify_segments(
                     s if isinstance(s, int) else leftover.first,
                     leftover.name,
                 )
-
-
-# --- the event index -----------------------------------------------------------------
-
-
-def check_index(led: Ledger, v: Verifier, since: int = 0) -> None:
-    """After the segments verified: every index bundle a reader would take (docs/FORMAT.md
-    §5.3) is exactly the one its segment's events give. The bundles are an untrusted
-    cache, but ``lineage``, ``impact`` and ``status`` answer from them, so a verdict of
-    OK must cover them."""
-    store = led.store
-    for seg in store.segments():
-        if seg.last < since:
-            continue
-        path = index_mismatch(store, seg)
-        if path is not None:
-            v.fail(
-                "index_cache",
-                f"index/{path.name} does not match the events of {seg.name} (index"
-                f" altered; delete index/{seg.name.removesuffix('.parquet')}.* to rebuild it)",
-                seg.first,
-                f"index/{path.name}",
-            )
-
-
-def index_mismatch(store: Store, seg: Segment) -> Any:
-    """The file of ``seg``'s index bundle that is not what its events give, if readers
-    would take the bundle; None when it matches or readers derive the index instead."""
-    stored = store.index_tables(seg)
-    if stored is None:  # missing or not for this segment: readers derive it instead
-        return None
-    rows = _read_listed(store, seg, eventindex.SOURCE_COLUMNS)
-    want = eventindex.bundle_tables(eventindex.derive(rows))
-    for have, expected, path in zip(stored, want, store.index_files(seg), strict=True):
-        if not have.equals(expected, check_metadata=True):
-            return path
-    return None
-
-
-# --- trees and checkpoints -------------------------------------------------------------
-
-
-def check_tree(led: Ledger, v: Verifier) -> None:
-    """After a full verify: the root, the untrusted block-root cache, stored checkpoints."""
-    leaves = LeafTree(v.leaves, _block_roots(v.roots, len(v.leaves)))
-    for (s, e), r in v.roots.items():
-        leaves._memo[(s, e)] = r
-    n = len(v.leaves)
-    v.report.root = merkle.root_from(n, leaves.subtree_root).hex() if n else None
-    cache = read_cache(led.store)
-    for b, r in enumerate(cache):
-        if (b + 1) * T.BLOCK > n:
-            v.fail(
-                "tree_cache",
-                f"the block-root cache has an entry for events {b * T.BLOCK}..{(b + 1) * T.BLOCK - 1}"
-                f" but the ledger holds {n} events (tail truncated?)",
-                min(n, b * T.BLOCK),
-                "tree/blocks",
-            )
-        if leaves.subtree_root(b * T.BLOCK, (b + 1) * T.BLOCK) != r:
-            v.fail(
-                "tree_cache",
-                f"the block-root cache entry for events {b * T.BLOCK}..{(b + 1) * T.BLOCK - 1}"
-                " does not match the events (cache altered; delete tree/blocks to rebuild it)",
-                b * T.BLOCK,
-                "tree/blocks",
-            )
-    keys = list(v.state.keys.values())
-    for path in C.stored_paths(led.path):
-        where = f"checkpoints/{path.name}"
-        try:
-            cp = C.open_checkpoint(C.read_note(path), led.origin, keys, where=where)
-        except LedgerError as exc:
-            v.fail("checkpoint_invalid", str(exc), None, where)
-        _against(v, cp, n, lambda m: merkle.root_from(m, leaves.subtree_root), where)
-
-
-def check_story_maps(led: Ledger, v: Verifier, since: int = 0) -> None:
-    """The story-map root of every stored checkpoint beyond ``since`` events is the one
-    the events give (docs/FORMAT.md, "Story map"): a forged map would let a bundle leave
-    events out. One pass over the events for all of them."""
-    keys = list(v.state.keys.values())
-    committed: list[tuple[int, bytes, str]] = []
-    for path in C.stored_paths(led.path):
-        try:
-            cp = C.open_checkpoint(C.read_note(path), led.origin, keys)
-        except LedgerError:
-            continue  # (check_tree reported it)
-        story = cp.story_root
-        if story is not None and cp.size > since:
-            committed.append((cp.size, story, f"checkpoints/{path.name}"))
-    if not committed:
-        return
-    roots = storyread.stories_at(led.store, [size for size, _, _ in committed])
-    for size, story, where in sorted(committed):
-        if roots.get(size) != story:
-            v.fail(
-                "story_map",
-                f"the story map this checkpoint commits to is not the one its {size} events"
-                " give (forged: evidence bundles against it could leave events out)",
-                size - 1,
-                where,
-            )
-
-
-def _block_roots(roots: dict[tuple[int, int], bytes], n: int) -> dict[int, bytes]:
-    """Roots of the full blocks that the workers' subtree roots tile (a block of equal,
-    aligned power-of-two subtrees has the root of their roots), so that the main process
-    does not hash those blocks' leaves again."""
-    out: dict[int, bytes] = {}
-    for b in range(n // T.BLOCK):
-        lo, hi = b * T.BLOCK, (b + 1) * T.BLOCK
-        parts = sorted((s, e) for s, e in roots if lo <= s and e <= hi)
-        size = parts[0][1] - parts[0][0] if parts else 0
-        if size and parts == [(s, s + size) for s in range(lo, hi, size)]:
-            out[b] = merkle.root([roots[p] for p in parts])
-    return out
-
-
-def _against(
-    v: Verifier, cp: C.SignedCheckpoint, n: int, root_at: Callable[[int], bytes], where: str
-) -> None:
-    """Fail ``truncated`` or ``forked`` if the ledger's tree does not extend ``cp``."""
-    if cp.size > n:
-        v.fail(
-            "truncated",
-            f"{cp.describe()} vouches for {cp.size} events but the ledger holds {n}:"
-            f" events {n}..{cp.size - 1} were removed (truncated tail / rollback)",
-            n,
-            where,
-        )
-    if cp.size and root_at(cp.size) != cp.root:
-        v.fail(
-            "forked",
-            f"the first {cp.size} events no longer hash to the root of {cp.describe()}"
-            " (history rewritten: forked)",
-            cp.size - 1,
-            where,
-        )
 
 
 def trusted_state(led: Ledger, size: int) -> Any:
@@ -718,6 +560,20 @@ def verify_since(
     return _retrying(lambda last: _verify_since(led, cp, progress, jobs, last))
 
 
+@contextlib.contextmanager
+def _stopping(v: Verifier, last: bool) -> Iterator[None]:
+    """Make the first problem (:class:`Failed`) the report's verdict. A segment that
+    vanished under a compaction is raised for a retry, unless this is the last attempt."""
+    try:
+        yield
+    except Failed as f:
+        v.report.problems.append(f.problem)
+    except Vanished as gone:
+        if not last:
+            raise
+        v.report.problems.append(gone.problem)
+
+
 def _verify_since(
     led: Ledger,
     cp: C.SignedCheckpoint,
@@ -729,10 +585,10 @@ def _verify_since(
     v = Verifier(led.origin, led.identity["genesis_hash"], since=m)
     v.report.checkpoint = {"size": cp.size, "root": cp.root_hex, "signer": cp.signer}
     where = cp.path.name if cp.path else "trusted checkpoint"
-    try:
+    with _stopping(v, last):
         n = led.store.tail()[0] if led.store.layout().live else 0
         if m > n:
-            _against(v, cp, n, lambda _m: b"", where)
+            against(v, cp, n, lambda _m: b"", where)
         state = trusted_state(led, m)
         prev = _hash_at(led.store, m - 1).hex() if m else E.GENESIS_PREV_HASH
         v.resume(state, prev, m)
@@ -749,15 +605,9 @@ def _verify_since(
                 # The cache may be what is wrong: decide on events alone.
                 tree = Tree(led.store, n, use_cache=False)
                 root = tree.root()
-                _against(v, cp, n, tree.root, where)
+                against(v, cp, n, tree.root, where)
         check_story_maps(led, v, since=m)
         v.report.root = root.hex()
-    except Failed as f:
-        v.report.problems.append(f.problem)
-    except _Vanished as gone:
-        if not last:
-            raise
-        v.report.problems.append(gone.problem)
     return v.finish()
 
 
@@ -772,16 +622,10 @@ def verify_after(led: Ledger, size: int, head: str) -> VerifyReport:
 
 def _verify_after(led: Ledger, size: int, head: str, last: bool) -> VerifyReport:
     v = Verifier(led.origin, led.identity["genesis_hash"], since=size)
-    try:
+    with _stopping(v, last):
         v.resume(trusted_state(led, size), head, size)
         verify_segments(led, v, None, jobs=1, since=size)
         check_index(led, v, since=size)
-    except Failed as f:
-        v.report.problems.append(f.problem)
-    except _Vanished as gone:
-        if not last:
-            raise
-        v.report.problems.append(gone.problem)
     return v.finish()
 
 
@@ -817,7 +661,7 @@ def _verify_full(
     last: bool,
 ) -> VerifyReport:
     v = Verifier(led.origin, led.identity["genesis_hash"])
-    try:
+    with _stopping(v, last):
         verify_segments(led, v, progress, jobs)
         check_index(led, v)
         check_tree(led, v)
@@ -829,19 +673,13 @@ def _verify_full(
                 "signer": trusted.signer,
             }
             lt = LeafTree(v.leaves, {})
-            _against(
+            against(
                 v,
                 trusted,
                 len(v.leaves),
                 lambda m: merkle.root_from(m, lt.subtree_root),
                 trusted.path.name if trusted.path else "trusted checkpoint",
             )
-    except Failed as f:
-        v.report.problems.append(f.problem)
-    except _Vanished as gone:
-        if not last:
-            raise
-        v.report.problems.append(gone.problem)
     return v.finish()
 
 
@@ -877,7 +715,7 @@ def models_after(led: Ledger, since: int) -> set[str]:
     for seg in led.store.segments():
         if seg.last < since:
             continue
-        t = _read_listed(led.store, seg, ["model", "payload", "action"])
+        t = read_listed(led.store, seg, ["model", "payload", "action"])
         t = t.slice(max(0, since - seg.first))  # (rows are in seq order)
         for m, p, a in zip(
             t["model"].to_pylist(), t["payload"].to_pylist(), t["action"].to_pylist(), strict=True

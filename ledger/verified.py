@@ -440,10 +440,10 @@ def _hash_at(entry: Entry, parts: list[Entry], seq: int) -> str:
 
 
 def _index_problem(store: Store, seg: Segment) -> bool:
-    from . import scan
+    from . import derived
 
     try:
-        return scan.index_mismatch(store, seg) is not None
+        return derived.index_mismatch(store, seg) is not None
     except (LedgerError, OSError, pa.ArrowException, ValueError, KeyError):
         return True
 

@@ -7,7 +7,10 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PURE = ["canonical", "events", "keys", "state", "verify", "merkle", "note", "policy", "errors"]
+PURE = [
+    "canonical", "events", "keys", "state", "verify", "merkle", "note", "policy", "errors",
+    "compaction", "storymap",
+]  # fmt: skip
 
 
 def readme() -> str:

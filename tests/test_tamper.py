@@ -511,19 +511,19 @@ def test_unsafe_text_in_a_typed_column_gets_the_reference_verdict(victim, monkey
 def test_block_roots_from_the_workers_subtree_roots():
     import hashlib
 
-    from ledger import merkle, scan, tree
+    from ledger import derived, merkle, tree
 
     b = tree.BLOCK
     leaves = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(2 * b + 5)]
     q = b // 4
     roots = {(s, s + q): merkle.root(leaves[s : s + q]) for s in range(0, b, q)}
     roots[(b, 2 * b)] = merkle.root(leaves[b : 2 * b])
-    assert scan._block_roots(roots, len(leaves)) == {
+    assert derived.block_roots(roots, len(leaves)) == {
         0: merkle.root(leaves[:b]),
         1: merkle.root(leaves[b : 2 * b]),
     }
     del roots[(q, 2 * q)]  # a hole: that block is left to be hashed from its leaves
-    assert scan._block_roots(roots, len(leaves)) == {1: merkle.root(leaves[b : 2 * b])}
+    assert derived.block_roots(roots, len(leaves)) == {1: merkle.root(leaves[b : 2 * b])}
 
 
 # --- verify while a compaction swaps segments -----------------------------------------------

@@ -1,0 +1,196 @@
+"""Checks of what verify reads besides the events, and of what is derived from them:
+reading a listed segment (a vanished one restarts the check), the index bundles
+(``index_cache``), the block-root cache (``tree_cache``), the stored checkpoints
+(``checkpoint_invalid``, ``truncated``, ``forked``) and their story maps (``story_map``).
+:mod:`ledger.scan` calls them after the events verified."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import checkpoint as C
+from . import eventindex, merkle, storyread
+from . import tree as T
+from .errors import LedgerError
+from .store import Segment, Store
+from .tree import LeafTree, read_cache
+from .verify import Problem, Verifier
+
+if TYPE_CHECKING:
+    from .ledger import Ledger
+
+
+def why_unreadable(seg: Segment, exc: BaseException) -> str:
+    """pyarrow's reason, without the path the line already names, not cut short."""
+    text = str(exc)
+    try:
+        pq.read_metadata(seg.path)
+    except Exception as again:
+        text = str(again)
+    text = re.sub(r"^.*?is unreadable: |Could not open Parquet input source '[^']*': ", "", text)
+    lines = text.strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__
+
+
+class Vanished(Exception):
+    """A segment listed when the check began is gone: a compaction merged it since (or
+    somebody deleted it). The check starts over from a fresh listing."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+def read_listed(
+    store: Store, seg: Segment, names: Sequence[str], dictionary: bool = False
+) -> pa.Table:
+    """``store.read_segment`` of a segment listed earlier; gone, it raises :class:`Vanished`."""
+    try:
+        return store.read_segment(seg, names, dictionary=dictionary)
+    except FileNotFoundError as exc:
+        why = f"segment is unreadable: {why_unreadable(seg, exc)}"
+        raise Vanished(Problem("unreadable", why, seg.first, seg.name)) from None
+
+
+# --- the event index -----------------------------------------------------------------
+
+
+def check_index(led: Ledger, v: Verifier, since: int = 0) -> None:
+    """After the segments verified: every index bundle a reader would take (docs/FORMAT.md
+    §5.3) is exactly the one its segment's events give. The bundles are an untrusted
+    cache, but ``lineage``, ``impact`` and ``status`` answer from them, so a verdict of
+    OK must cover them."""
+    store = led.store
+    for seg in store.segments():
+        if seg.last < since:
+            continue
+        path = index_mismatch(store, seg)
+        if path is not None:
+            v.fail(
+                "index_cache",
+                f"index/{path.name} does not match the events of {seg.name} (index"
+                f" altered; delete index/{seg.name.removesuffix('.parquet')}.* to rebuild it)",
+                seg.first,
+                f"index/{path.name}",
+            )
+
+
+def index_mismatch(store: Store, seg: Segment) -> Any:
+    """The file of ``seg``'s index bundle that is not what its events give, if readers
+    would take the bundle; None when it matches or readers derive the index instead."""
+    stored = store.index_tables(seg)
+    if stored is None:  # missing or not for this segment: readers derive it instead
+        return None
+    rows = read_listed(store, seg, eventindex.SOURCE_COLUMNS)
+    want = eventindex.bundle_tables(eventindex.derive(rows))
+    for have, expected, path in zip(stored, want, store.index_files(seg), strict=True):
+        if not have.equals(expected, check_metadata=True):
+            return path
+    return None
+
+
+# --- trees and checkpoints -------------------------------------------------------------
+
+
+def check_tree(led: Ledger, v: Verifier) -> None:
+    """After a full verify: the root, the untrusted block-root cache, stored checkpoints."""
+    leaves = LeafTree(v.leaves, block_roots(v.roots, len(v.leaves)))
+    for (s, e), r in v.roots.items():
+        leaves._memo[(s, e)] = r
+    n = len(v.leaves)
+    v.report.root = merkle.root_from(n, leaves.subtree_root).hex() if n else None
+    cache = read_cache(led.store)
+    for b, r in enumerate(cache):
+        if (b + 1) * T.BLOCK > n:
+            v.fail(
+                "tree_cache",
+                f"the block-root cache has an entry for events {b * T.BLOCK}..{(b + 1) * T.BLOCK - 1}"
+                f" but the ledger holds {n} events (tail truncated?)",
+                min(n, b * T.BLOCK),
+                "tree/blocks",
+            )
+        if leaves.subtree_root(b * T.BLOCK, (b + 1) * T.BLOCK) != r:
+            v.fail(
+                "tree_cache",
+                f"the block-root cache entry for events {b * T.BLOCK}..{(b + 1) * T.BLOCK - 1}"
+                " does not match the events (cache altered; delete tree/blocks to rebuild it)",
+                b * T.BLOCK,
+                "tree/blocks",
+            )
+    keys = list(v.state.keys.values())
+    for path in C.stored_paths(led.path):
+        where = f"checkpoints/{path.name}"
+        try:
+            cp = C.open_checkpoint(C.read_note(path), led.origin, keys, where=where)
+        except LedgerError as exc:
+            v.fail("checkpoint_invalid", str(exc), None, where)
+        against(v, cp, n, lambda m: merkle.root_from(m, leaves.subtree_root), where)
+
+
+def check_story_maps(led: Ledger, v: Verifier, since: int = 0) -> None:
+    """The story-map root of every stored checkpoint beyond ``since`` events is the one
+    the events give (docs/FORMAT.md, "Story map"): a forged map would let a bundle leave
+    events out. One pass over the events for all of them."""
+    keys = list(v.state.keys.values())
+    committed: list[tuple[int, bytes, str]] = []
+    for path in C.stored_paths(led.path):
+        try:
+            cp = C.open_checkpoint(C.read_note(path), led.origin, keys)
+        except LedgerError:
+            continue  # (check_tree reported it)
+        story = cp.story_root
+        if story is not None and cp.size > since:
+            committed.append((cp.size, story, f"checkpoints/{path.name}"))
+    if not committed:
+        return
+    roots = storyread.stories_at(led.store, [size for size, _, _ in committed])
+    for size, story, where in sorted(committed):
+        if roots.get(size) != story:
+            v.fail(
+                "story_map",
+                f"the story map this checkpoint commits to is not the one its {size} events"
+                " give (forged: evidence bundles against it could leave events out)",
+                size - 1,
+                where,
+            )
+
+
+def block_roots(roots: dict[tuple[int, int], bytes], n: int) -> dict[int, bytes]:
+    """Roots of the full blocks that the workers' subtree roots tile (a block of equal,
+    aligned power-of-two subtrees has the root of their roots), so that the main process
+    does not hash those blocks' leaves again."""
+    out: dict[int, bytes] = {}
+    for b in range(n // T.BLOCK):
+        lo, hi = b * T.BLOCK, (b + 1) * T.BLOCK
+        parts = sorted((s, e) for s, e in roots if lo <= s and e <= hi)
+        size = parts[0][1] - parts[0][0] if parts else 0
+        if size and parts == [(s, s + size) for s in range(lo, hi, size)]:
+            out[b] = merkle.root([roots[p] for p in parts])
+    return out
+
+
+def against(
+    v: Verifier, cp: C.SignedCheckpoint, n: int, root_at: Callable[[int], bytes], where: str
+) -> None:
+    """Fail ``truncated`` or ``forked`` if the ledger's tree does not extend ``cp``."""
+    if cp.size > n:
+        v.fail(
+            "truncated",
+            f"{cp.describe()} vouches for {cp.size} events but the ledger holds {n}:"
+            f" events {n}..{cp.size - 1} were removed (truncated tail / rollback)",
+            n,
+            where,
+        )
+    if cp.size and root_at(cp.size) != cp.root:
+        v.fail(
+            "forked",
+            f"the first {cp.size} events no longer hash to the root of {cp.describe()}"
+            " (history rewritten: forked)",
+            cp.size - 1,
+            where,
+        )
