@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from . import events as E
-from .eventindex import Bundle, rows_in_order
+from .bundles import Bundle, rows_in_order
 
 Version = tuple[str, int]
 

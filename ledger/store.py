@@ -40,7 +40,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import compaction, eventindex
+from . import bundles, compaction, eventindex
 from . import events as E
 from .errors import CorruptLedgerError, InputError, NotFoundError, StorageError
 from .events import FORMAT
@@ -710,14 +710,14 @@ class Store:
                     tmp.unlink()
 
     # --- the event index (ledger/eventindex.py) ----------------------------------------
-    def read_index(self, seg: Segment) -> eventindex.SortedBundle | None:
+    def read_index(self, seg: Segment) -> bundles.SortedBundle | None:
         """The index bundle beside ``seg`` (memory-mapped), or None if it is missing or
         does not fit it."""
         tables = self.index_tables(seg)
         if tables is None:
             return None
         try:
-            return eventindex.SortedBundle(*tables)
+            return bundles.SortedBundle(*tables)
         except (pa.ArrowException, ValueError, KeyError):
             return None
 
@@ -731,7 +731,7 @@ class Store:
                 pa.ipc.open_file(pa.memory_map(str(p))).read_all()
                 for p in _bundle_paths(self.index_dir, seg.name)
             )
-            if not eventindex.SortedBundle.fits(events, edges, seg.first, seg.last):
+            if not bundles.SortedBundle.fits(events, edges, seg.first, seg.last):
                 return None
             return events, edges
         except (OSError, pa.ArrowException, ValueError, KeyError):
@@ -741,7 +741,7 @@ class Store:
         """Where the bundle of ``seg`` lives (events table, edges table)."""
         return _bundle_paths(self.index_dir, seg.name)
 
-    def bundles(self, since: int = 0) -> list[eventindex.Bundle]:
+    def bundles(self, since: int = 0) -> list[bundles.Bundle]:
         """The index of every live segment (holding events from ``since`` on), in seq
         order: the bundle beside it, or one derived from the segment where that is
         missing or does not fit. Hold :meth:`reading` while using them."""
@@ -754,14 +754,14 @@ class Store:
                     raise CorruptLedgerError("segments kept disappearing while reading") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _bundle(self, seg: Segment) -> eventindex.Bundle:
+    def _bundle(self, seg: Segment) -> bundles.Bundle:
         bundle = self.read_index(seg)
         if bundle is None:
             kept = self._kept(seg)
             index = kept[1] if kept is not None else None
             if index is None:
                 index = eventindex.derive(self.read_segment(seg, eventindex.SOURCE_COLUMNS))
-            return eventindex.RowBundle(index)
+            return bundles.RowBundle(index)
         return bundle
 
     def _index_of(self, seg: Segment, rows: pa.Table) -> pa.Table:

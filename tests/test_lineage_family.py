@@ -20,8 +20,9 @@ from ledger import LedgerError
 from ledger import events as E
 from ledger import family as F
 from ledger import lineage as L
+from ledger.bundles import RowBundle, SortedBundle
 from ledger.eventindex import SCHEMA as INDEX_SCHEMA
-from ledger.eventindex import RowBundle, SortedBundle, bundle_tables, derive
+from ledger.eventindex import bundle_tables, derive
 from ledger.store import SCHEMA
 
 MODELS = ["m.a", "m.b", "m.c", "n.x", "n.y", "p.q", "p.r"]
