@@ -169,11 +169,12 @@ def _check(value: Any, depth: int, where: str) -> bool:
 def _cut(text: str, limit: int = 80) -> str:
     """A JSON path or key for a one-line error message: cut short (keys may be megabytes
     long), and any unprintable character (a newline in a key, say) shown escaped."""
+    text = text[: limit + 1]  # escaping grows a character to at most 10; cut again after
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     if len(text) > limit:
         text = f"{text[: limit - 1]}…"
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text
 
 
 def _check_str(s: str, where: str) -> None:
