@@ -274,8 +274,9 @@ def issue(led: Any, key: SigningKey) -> SignedCheckpoint:
                 f"the ledger does not verify ({report.summary()}); no checkpoint issued"
             )
         n, root = report.events, bytes.fromhex(report.root or "") if report.events else EMPTY
-        story = storyread.stories_at(led.store, [n])[n]
-        text = sign(led.origin, n, root, key, story)
+        trusted = [(c.size, r) for c in cps if (r := c.story_root) is not None]
+        story = storyread.map_of(led.store, n, trusted)
+        text = sign(led.origin, n, root, key, story.root())
         d = led.path / CHECKPOINT_DIR
         with contextlib.suppress(FileExistsError):
             d.mkdir()
@@ -285,6 +286,7 @@ def issue(led: Any, key: SigningKey) -> SignedCheckpoint:
         roots = Tree(led.store, n, fresh_from=prev.size if prev else 0).full_block_roots()
         if roots != read_cache(led.store):
             write_cache(led.store, roots)
+        storyread.keep_cache(led.store, story)
         return SignedCheckpoint(
             text, led.origin, n, root, rec.key_id, f"{rec.actor} (key {rec.key_id})", path
         )

@@ -1,7 +1,8 @@
 """Checks of what verify reads besides the events, and of what is derived from them:
 reading a listed segment (a vanished one restarts the check), the index bundles
 (``index_cache``), the block-root cache (``tree_cache``), the stored checkpoints
-(``checkpoint_invalid``, ``truncated``, ``forked``) and their story maps (``story_map``).
+(``checkpoint_invalid``, ``truncated``, ``forked``), their story maps (``story_map``) and
+the story-map caches (``story_cache``).
 :mod:`ledger.scan` calls them after the events verified."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import checkpoint as C
-from . import eventindex, merkle, storyread
+from . import eventindex, merkle, storymap, storyread
 from . import tree as T
 from .errors import LedgerError
 from .store import Segment, Store
@@ -132,10 +133,16 @@ def check_tree(led: Ledger, v: Verifier) -> None:
         against(v, cp, n, lambda m: merkle.root_from(m, leaves.subtree_root), where)
 
 
-def check_story_maps(led: Ledger, v: Verifier, since: int = 0) -> None:
+def check_story_maps(
+    led: Ledger, v: Verifier, since: int = 0, trusted: bytes | None = None
+) -> None:
     """The story-map root of every stored checkpoint beyond ``since`` events is the one
     the events give (docs/FORMAT.md, "Story map"): a forged map would let a bundle leave
-    events out. One pass over the events for all of them."""
+    events out. A full check (``since`` 0) builds the maps in one pass over the events
+    and also holds the story-map caches (``tree/story-N``) to them; ``verify --since``
+    starts from the cached map of its trusted checkpoint (``trusted``: that checkpoint's
+    story root, which the cache must match) and rebuilds only the stories the newer
+    events touch."""
     keys = list(v.state.keys.values())
     committed: list[tuple[int, bytes, str]] = []
     for path in C.stored_paths(led.path):
@@ -146,17 +153,46 @@ def check_story_maps(led: Ledger, v: Verifier, since: int = 0) -> None:
         story = cp.story_root
         if story is not None and cp.size > since:
             committed.append((cp.size, story, f"checkpoints/{path.name}"))
-    if not committed:
+    committed.sort()
+    # (A cache beyond the events outlived a rollback: the checkpoints decide on that.)
+    caches = [
+        (name, int(x))
+        for name in ([] if since else led.store.cached_names("story-"))
+        if (x := name.removeprefix("story-")).isdigit() and int(x) <= len(v.leaves)
+    ]
+    if not committed and not caches:
         return
-    roots = storyread.stories_at(led.store, [size for size, _, _ in committed])
-    for size, story, where in sorted(committed):
-        if roots.get(size) != story:
+    maps: dict[int, storymap.MapCache | None] = {}
+    start = storyread.cached_map(led.store, since, trusted) if since and trusted else None
+    if start is not None:
+        try:
+            for size, _, _ in committed:
+                maps[size] = start = storyread.advance(led.store, start, size)
+        except storymap.StoryMapError:
+            maps = {}  # (an altered cache, or events missing: decide on all the events)
+    if not maps:
+        sizes = [size for size, _, _ in committed]
+        sizes += [size for _, size in caches]
+        maps = storyread.maps_at(led.store, sizes)
+    for size, story, where in committed:
+        built = maps.get(size)
+        if built is None or built.root() != story:
             v.fail(
                 "story_map",
                 f"the story map this checkpoint commits to is not the one its {size} events"
                 " give (forged: evidence bundles against it could leave events out)",
                 size - 1,
                 where,
+            )
+    for name, size in caches:
+        built = maps.get(size)
+        if built is None or led.store.read_cached(name) != built.to_bytes():
+            v.fail(
+                "story_cache",
+                f"tree/{name} is not the story map of the first {size} events (cache"
+                f" altered; delete tree/{name} to rebuild it)",
+                max(size - 1, 0),
+                f"tree/{name}",
             )
 
 

@@ -51,6 +51,8 @@ EVENTS = "events"
 LOCK = ".lock"
 READERS = ".readers"
 INDEX = "index"
+#: The folder of caches derived from the events (tree block roots, story maps).
+CACHE_DIR = "tree"
 SEGMENT_RE = re.compile(r"(\d{12})-(\d{12})\.parquet")
 #: Compaction builds segments of this many events aligned on multiples of it, so each
 #: full segment is a complete Merkle subtree.
@@ -644,6 +646,37 @@ class Store:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+
+    # --- caches derived from the events (``tree/``): untrusted, checked on use ---------
+
+    def read_cached(self, name: str) -> bytes | None:
+        """The bytes of cache file ``tree/NAME``, or None if it cannot be read."""
+        try:
+            return (self.root / CACHE_DIR / name).read_bytes()
+        except OSError:
+            return None
+
+    def cached_names(self, prefix: str = "") -> list[str]:
+        """The cache files in ``tree/`` whose names start with ``prefix``, sorted."""
+        try:
+            names = os.listdir(self.root / CACHE_DIR)
+        except OSError:
+            return []
+        return sorted(n for n in names if n.startswith(prefix) and not n.startswith(".tmp-"))
+
+    def write_cached(self, name: str, data: bytes) -> None:
+        """Replace cache file ``tree/NAME`` atomically (caller holds the lock)."""
+        self._require_lock()
+        folder = self.root / CACHE_DIR
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir()
+        self._write_atomic(folder / name, data)
+
+    def drop_cached(self, name: str) -> None:
+        """Delete cache file ``tree/NAME`` if it is there (caller holds the lock)."""
+        self._require_lock()
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / CACHE_DIR / name).unlink()
 
     def write_segment(self, table: pa.Table, index: pa.Table | None = None) -> Segment:
         """Durably add a segment, then (a cache: not fsynced, and a failure to write it

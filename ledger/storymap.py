@@ -356,6 +356,152 @@ def verify(map_root: bytes, key: str, value: bytes, path: Sequence[bytes]) -> No
         raise StoryMapError(f"the story map does not hold this story of {key}")
 
 
+# --- the map in buckets: a cache for building the next map incrementally -----------------
+
+#: Keys are bucketed by the first DEPTH bits of SHA-256(key); a bucket's hash is the
+#: subtree root at that depth, so the map root follows from the buckets alone.
+DEPTH = 12
+BUCKETS = 1 << DEPTH
+_CACHE_MAGIC = b"ledger-story-cache/1\n"
+_HEAD = struct.Struct(">QQ")
+_COUNTS = struct.Struct(f">{BUCKETS}I")
+
+
+def _bucket(khash: bytes) -> int:
+    return int.from_bytes(khash[:2], "big") >> (16 - DEPTH)
+
+
+class MapCache:
+    """The story map of a ledger's first ``size`` events as buckets of sorted leaves,
+    each with its subtree hash. Serialized beside the checkpoints (``tree/story-N``), it
+    lets the next map be built from the keys the new events touch: :meth:`updated`
+    rehashes only their buckets. It is an untrusted cache: whoever loads it checks
+    :meth:`root` against a signed checkpoint's story root, and :meth:`updated` checks
+    every bucket it opens against that bucket's hash (docs/proofs.md)."""
+
+    def __init__(
+        self,
+        size: int,
+        counts: list[int],
+        hashes: list[bytes],
+        buckets: dict[int, list[tuple[bytes, bytes]]],
+        raw: bytes | memoryview = b"",
+        offsets: list[int] | None = None,
+    ) -> None:
+        self.size = size
+        self.counts = counts
+        self.hashes = hashes
+        self._buckets = buckets  # bucket -> its leaves, for those read or changed
+        self._raw = memoryview(raw)
+        self._offsets = offsets
+
+    @classmethod
+    def build(cls, size: int, leaves: dict[bytes, bytes]) -> MapCache:
+        """The buckets of ``SHA-256(key) -> value`` leaves."""
+        buckets: dict[int, list[tuple[bytes, bytes]]] = {}
+        for item in sorted(leaves.items()):
+            buckets.setdefault(_bucket(item[0]), []).append(item)
+        counts = [0] * BUCKETS
+        hashes = [EMPTY] * BUCKETS
+        for b, items in buckets.items():
+            counts[b] = len(items)
+            hashes[b] = _subtree(items, 0, len(items), DEPTH)
+        return cls(size, counts, hashes, buckets)
+
+    def root(self) -> bytes:
+        """The map root, from the bucket hashes alone."""
+        sums = [0]
+        for c in self.counts:
+            sums.append(sums[-1] + c)
+        return self._top(sums, 0, BUCKETS)
+
+    def _top(self, sums: list[int], lo: int, hi: int) -> bytes:
+        total = sums[hi] - sums[lo]
+        if total == 0:
+            return EMPTY
+        if total == 1 or hi - lo == 1:  # (one key: its leaf, at whatever depth)
+            if hi - lo > 1:
+                lo = bisect.bisect_right(sums, sums[lo]) - 1
+            return self.hashes[lo]
+        mid = (lo + hi) // 2
+        return node_hash(self._top(sums, lo, mid), self._top(sums, mid, hi))
+
+    def items(self, b: int) -> list[tuple[bytes, bytes]]:
+        """Bucket ``b``'s leaves, sorted by key hash."""
+        found = self._buckets.get(b)
+        if found is None:
+            found = []
+            if self._offsets is not None and self.counts[b]:
+                raw, at = self._raw, self._offsets[b]
+                for i in range(at, at + 64 * self.counts[b], 64):
+                    found.append((bytes(raw[i : i + 32]), bytes(raw[i + 32 : i + 64])))
+            self._buckets[b] = found
+        return found
+
+    def leaves(self) -> dict[bytes, bytes]:
+        return {k: v for b in range(BUCKETS) if self.counts[b] for k, v in self.items(b)}
+
+    def updated(self, size: int, changes: dict[bytes, bytes]) -> MapCache:
+        """The map of ``size`` events: this one with the ``SHA-256(key) -> value``
+        ``changes`` (new keys or new values). Raises StoryMapError if a bucket it opens
+        does not hash to the bucket's recorded hash (the cache was altered)."""
+        if size < self.size:
+            raise StoryMapError(f"a story-map cache of {self.size} events cannot give {size}")
+        counts, hashes = list(self.counts), list(self.hashes)
+        buckets = dict(self._buckets)
+        by_bucket: dict[int, dict[bytes, bytes]] = {}
+        for k, v in changes.items():
+            by_bucket.setdefault(_bucket(k), {})[k] = v
+        for b, new in by_bucket.items():
+            items = self.items(b)
+            if _subtree(items, 0, len(items), DEPTH) != self.hashes[b]:
+                raise StoryMapError(f"the story-map cache's bucket {b} does not match its hash")
+            merged = dict(items) | new
+            items = sorted(merged.items())
+            buckets[b] = items
+            counts[b] = len(items)
+            hashes[b] = _subtree(items, 0, len(items), DEPTH)
+        return MapCache(size, counts, hashes, buckets, self._raw, self._offsets)
+
+    def to_bytes(self) -> bytes:
+        """``magic ‖ size ‖ keys (8-byte big-endian each) ‖ counts (4 bytes per bucket)
+        ‖ bucket hashes ‖ the leaves (key hash ‖ value), sorted``."""
+        body = b"".join(k + v for b in range(BUCKETS) if self.counts[b] for k, v in self.items(b))
+        head = _CACHE_MAGIC + _HEAD.pack(self.size, sum(self.counts))
+        return head + _COUNTS.pack(*self.counts) + b"".join(self.hashes) + body
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> MapCache:
+        """Raises StoryMapError for bytes that are not a story-map cache."""
+        n = len(_CACHE_MAGIC)
+        fixed = n + _HEAD.size + _COUNTS.size + 32 * BUCKETS
+        if data[:n] != _CACHE_MAGIC or len(data) < fixed:
+            raise StoryMapError("not a story-map cache")
+        size, keys = _HEAD.unpack_from(data, n)
+        counts = list(_COUNTS.unpack_from(data, n + _HEAD.size))
+        if sum(counts) != keys or len(data) != fixed + 64 * keys:
+            raise StoryMapError("a story-map cache of the wrong length")
+        at = n + _HEAD.size + _COUNTS.size
+        hashes = [data[at + 32 * b : at + 32 * b + 32] for b in range(BUCKETS)]
+        offsets, pos = [], fixed
+        for c in counts:
+            offsets.append(pos)
+            pos += 64 * c
+        return cls(size, counts, hashes, {}, data, offsets)
+
+
+def changed(st: Stories, touched: frozenset[str] | set[str], since: int) -> dict[bytes, bytes]:
+    """The leaves that events from seq ``since`` on changed, from stories fed every key,
+    policy and break-glass event and every event of the ``touched`` models (those of the
+    new events and the grants among them): a version's story depends only on these, and
+    a story that changed gained an event at ``since`` or later."""
+    return {
+        key_hash(version_key(*k)): value_hash(st._full(story))
+        for k, story in st.stories.items()
+        if k[0] in touched and story and story[-1][0] >= since
+    }
+
+
 # --- the checkpoint extension -------------------------------------------------------------
 
 

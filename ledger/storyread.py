@@ -4,6 +4,7 @@ as little per-event Python as possible (docs/FORMAT.md, "Story map")."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,22 +19,110 @@ def stories_at(store: Any, sizes: Sequence[int]) -> dict[int, bytes]:
     """The story-map root of the first ``n`` events for each ``n`` in ``sizes``, in one
     pass over the events (docs/FORMAT.md, "Story map"); ``b""`` for a size beyond the
     events."""
+    return {n: m.root() if m else b"" for n, m in maps_at(store, sizes).items()}
+
+
+def maps_at(store: Any, sizes: Sequence[int]) -> dict[int, storymap.MapCache | None]:
+    """The story map of the first ``n`` events for each ``n`` in ``sizes``, built from
+    every event in one pass; None for a size beyond the events."""
     wanted = sorted(set(sizes))
     if not wanted:
         return {}
     table = store.read(STORY_COLUMNS).slice(0, wanted[-1])
     st = storymap.Stories()
-    out: dict[int, bytes] = {}
+    out: dict[int, storymap.MapCache | None] = {}
     at = 0
     with collector_paused():  # (millions of acyclic tuples: the cyclic GC finds nothing)
         for n in wanted:
             if n > table.num_rows:
-                out[n] = b""
+                out[n] = None
                 continue
             st.add_columns(*story_columns(table.slice(at, n - at)))
             at = n
-            out[n] = st.root()
+            out[n] = storymap.MapCache.build(n, st.leaves())
     return out
+
+
+def advance(store: Any, cache: storymap.MapCache, n: int) -> storymap.MapCache:
+    """The story map of the first ``n`` events from ``cache`` (the map of fewer): the
+    stories are rebuilt only for the models the new events touch, from their events and
+    the key, policy and break-glass events (:func:`ledger.storymap.changed`). Raises
+    StoryMapError if a bucket it opens was altered."""
+    import json
+
+    from .tree import read_rows
+
+    m = cache.size
+    if n == m:
+        return cache
+    segs = store.segments()
+    actions = read_rows(segs, m, n, "action")
+    if len(actions) != n - m:
+        raise storymap.StoryMapError(f"the ledger holds fewer than {n} events")
+    touched = {x for x in read_rows(segs, m, n, "model") if x is not None}
+    if E.BREAK_GLASS in actions:  # (a grant names a model in its payload)
+        for action, payload in zip(actions, read_rows(segs, m, n, "payload"), strict=True):
+            if action == E.BREAK_GLASS:
+                with contextlib.suppress(TypeError, ValueError, RecursionError):
+                    named = json.loads(payload).get("model")
+                    if isinstance(named, str):
+                        touched.add(named)
+    special = {*E.KEY_ACTIONS, E.POLICY_SET, E.BREAK_GLASS}
+    table = store.read_where(STORY_COLUMNS, special, touched, before=n)
+    st = storymap.Stories()
+    with collector_paused():
+        st.add_columns(*story_columns(table))
+    return cache.updated(n, storymap.changed(st, touched, m))
+
+
+#: Story-map caches kept in ``tree/`` (those of the newest checkpoints).
+KEEP_CACHES = 3
+_CACHE_PREFIX = "story-"
+
+
+def cache_name(size: int) -> str:
+    return f"{_CACHE_PREFIX}{size:012d}"
+
+
+def cached_map(store: Any, size: int, root: bytes) -> storymap.MapCache | None:
+    """The cached story map of ``size`` events if its root is ``root`` (taken from a
+    signed checkpoint: the cache itself is not trusted), else None."""
+    data = store.read_cached(cache_name(size))
+    if data is None:
+        return None
+    try:
+        cache = storymap.MapCache.from_bytes(data)
+    except storymap.StoryMapError:
+        return None
+    return cache if cache.size == size and cache.root() == root else None
+
+
+def map_of(store: Any, n: int, trusted: Sequence[tuple[int, bytes]]) -> storymap.MapCache:
+    """The story map of the first ``n`` events: from the newest cache at a size in
+    ``trusted`` (size, story root of a checkpoint whose signature verified) when there
+    is one, else from every event."""
+    for size, root in sorted(trusted, reverse=True):
+        if size > n:
+            continue
+        cache = cached_map(store, size, root)
+        if cache is not None:
+            try:
+                return advance(store, cache, n)
+            except storymap.StoryMapError:
+                break  # (an altered cache: build from the events instead)
+    built = maps_at(store, [n])[n]
+    if built is None:
+        raise storymap.StoryMapError(f"the ledger holds fewer than {n} events")
+    return built
+
+
+def keep_cache(store: Any, cache: storymap.MapCache) -> None:
+    """Write ``cache`` to ``tree/`` and drop all but the newest :data:`KEEP_CACHES`
+    (caller holds the lock). A cache: failing to write it fails nothing."""
+    with contextlib.suppress(OSError):
+        store.write_cached(cache_name(cache.size), cache.to_bytes())
+        for name in store.cached_names(_CACHE_PREFIX)[:-KEEP_CACHES]:
+            store.drop_cached(name)
 
 
 def _hashes(column: Any) -> list[bytes]:

@@ -42,20 +42,14 @@ def cache_path(store: Store) -> Path:
 
 def read_cache(store: Store) -> list[bytes]:
     """Block roots from the cache (possibly empty, possibly wrong: see module docstring)."""
-    try:
-        data = cache_path(store).read_bytes()
-    except OSError:
-        return []
+    data = store.read_cached(CACHE_FILE) or b""
     n = len(data) // merkle.HASH_SIZE
     return [data[i * 32 : i * 32 + 32] for i in range(n)]
 
 
 def write_cache(store: Store, roots: Sequence[bytes]) -> None:
     """Replace the cache with ``roots`` (caller holds the ledger lock)."""
-    path = cache_path(store)
-    with contextlib.suppress(FileExistsError):
-        path.parent.mkdir()
-    store._write_atomic(path, b"".join(roots))
+    store.write_cached(CACHE_FILE, b"".join(roots))
 
 
 def read_rows(segments: Sequence[Segment], lo: int, hi: int, column: str) -> list:

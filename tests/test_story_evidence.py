@@ -314,11 +314,8 @@ step = st.tuples(
 )  # fmt: skip
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(step, max_size=40))
-def test_the_column_wise_stories_equal_the_definition(steps):
-    import pyarrow as pa
-
+def story_rows(steps: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Events (as :data:`ledger.storyread.STORY_COLUMNS`) from Hypothesis ``step``s."""
     rows = []
     for seq, (action, m, v, env, g, signer) in enumerate(steps):
         model, payload = f"m{m}", {}
@@ -338,12 +335,25 @@ def test_the_column_wise_stories_equal_the_definition(steps):
         rows.append(
             (seq, action, None if keyless else model, None if keyless else v, h, text, signer)
         )
-    table = pa.table(
+    return rows
+
+
+def story_table(rows: list[tuple[Any, ...]]) -> Any:
+    import pyarrow as pa
+
+    return pa.table(
         {name: [r[i] for r in rows] for i, name in enumerate(S.STORY_COLUMNS)},
         schema=pa.schema([("seq", pa.int64()), ("action", pa.string()), ("model", pa.string()),
                           ("version", pa.int64()), ("hash", pa.binary(32)),
                           ("payload", pa.string()), ("key_id", pa.string())]),
     )  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(step, max_size=40))
+def test_the_column_wise_stories_equal_the_definition(steps):
+    rows = story_rows(steps)
+    table = story_table(rows)
     fast = storymap.Stories()
     if rows:
         cut = len(rows) // 2  # (in two parts, as a checkpoint after another would)
