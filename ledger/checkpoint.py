@@ -16,7 +16,7 @@ an explicitly trusted public key (a PEM key, which signs under the origin, or a 
 verifier key, which signs under its own name). Other signature lines (cosignatures)
 and extension lines after the root are accepted and ignored.
 
-Checkpoints issued here carry one extension line, ``ledger-story/1 <root>``, committing
+Checkpoints issued here carry one extension line, ``ledger-story/2 <root>``, committing
 to the story map (:mod:`ledger.storymap`). A checkpoint from anywhere is checked on its
 own by :mod:`ledger.checkpointcheck` (``ledger verify-checkpoint``).
 """
@@ -74,9 +74,19 @@ class SignedCheckpoint:
     def story_root(self) -> bytes | None:
         """The story-map root the checkpoint commits to (``ledger.storymap``), or None
         for a checkpoint without one (issued before story maps, or by another log)."""
+        line = self._story_line()
+        return line[1] if line else None
+
+    @property
+    def story_format(self) -> int | None:
+        """2 for a map with deployment histories, 1 for one of versions only, or None."""
+        line = self._story_line()
+        return line[0] if line else None
+
+    def _story_line(self) -> tuple[int, bytes] | None:
         body = self.note[: self.note.rfind("\n\n") + 1]
         try:
-            return storymap.root_from_extensions(note.parse_checkpoint(body).extensions)
+            return storymap.story_line(note.parse_checkpoint(body).extensions)
         except (note.NoteError, storymap.StoryMapError):
             return None
 
@@ -274,7 +284,8 @@ def issue(led: Any, key: SigningKey) -> SignedCheckpoint:
                 f"the ledger does not verify ({report.summary()}); no checkpoint issued"
             )
         n, root = report.events, bytes.fromhex(report.root or "") if report.events else EMPTY
-        trusted = [(c.size, r) for c in cps if (r := c.story_root) is not None]
+        # (caches hold ledger-story/2 maps: only those checkpoints can vouch for one)
+        trusted = [(c.size, r) for c in cps if c.story_format == 2 and (r := c.story_root)]
         story = storyread.map_of(led.store, n, trusted)
         text = sign(led.origin, n, root, key, story.root())
         d = led.path / CHECKPOINT_DIR

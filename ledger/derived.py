@@ -144,7 +144,7 @@ def check_story_maps(
     story root, which the cache must match) and rebuilds only the stories the newer
     events touch."""
     keys = list(v.state.keys.values())
-    committed: list[tuple[int, bytes, str]] = []
+    committed: list[tuple[int, bytes, str, int | None]] = []
     for path in C.stored_paths(led.path):
         try:
             cp = C.open_checkpoint(C.read_note(path), led.origin, keys)
@@ -152,7 +152,7 @@ def check_story_maps(
             continue  # (check_tree reported it)
         story = cp.story_root
         if story is not None and cp.size > since:
-            committed.append((cp.size, story, f"checkpoints/{path.name}"))
+            committed.append((cp.size, story, f"checkpoints/{path.name}", cp.story_format))
     committed.sort()
     # (A cache beyond the events outlived a rollback: the checkpoints decide on that.)
     caches = [
@@ -162,21 +162,24 @@ def check_story_maps(
     ]
     if not committed and not caches:
         return
+    current = [size for size, _, _, fmt in committed if fmt == 2]
     maps: dict[int, storymap.MapCache | None] = {}
     start = storyread.cached_map(led.store, since, trusted) if since and trusted else None
     if start is not None:
         try:
-            for size, _, _ in committed:
+            for size in current:
                 maps[size] = start = storyread.advance(led.store, start, size)
         except storymap.StoryMapError:
             maps = {}  # (an altered cache, or events missing: decide on all the events)
-    if not maps:
-        sizes = [size for size, _, _ in committed]
-        sizes += [size for _, size in caches]
-        maps = storyread.maps_at(led.store, sizes)
-    for size, story, where in committed:
+    if not maps and (current or caches):
+        maps = storyread.maps_at(led.store, current + [size for _, size in caches])
+    # (checkpoints issued before deployment histories commit to version keys only)
+    legacy = [size for size, _, _, fmt in committed if fmt == 1]
+    v1 = storyread.stories_at(led.store, legacy, envs=False) if legacy else {}
+    for size, story, where, fmt in committed:
         built = maps.get(size)
-        if built is None or built.root() != story:
+        got = v1.get(size) if fmt == 1 else built.root() if built else None
+        if got != story:
             v.fail(
                 "story_map",
                 f"the story map this checkpoint commits to is not the one its {size} events"

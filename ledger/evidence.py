@@ -1,17 +1,16 @@
-"""Evidence bundles: one model version's history, checkable offline by an auditor.
+"""Evidence bundles: one model version's story, or one model's deployment history in
+one environment, checkable offline by an auditor.
 
 A bundle (docs/FORMAT.md, "Evidence bundle") is one RFC 8785 canonical JSON object
-followed by a newline. It holds a signed checkpoint, the version's lifecycle events
-(register, approve, reject, deploy, undeploy, deprecate) and every key-registry event
-(genesis, key_add, key_revoke) up to the checkpoint, each as a DSSE envelope with its
-RFC 6962 inclusion proof against the checkpoint. :func:`check` needs nothing else: it
-verifies the canonical form (so no byte can change unnoticed), every inclusion proof,
-the checkpoint's signature, and each event's signature under the key the bundle's key
-events registered, active and holding the right role at that seq.
-
-What a bundle cannot show: that no *other* event exists (e.g. a later undeploy), since
-inclusion proofs prove presence, not absence. It states what happened up to its
-checkpoint, which the auditor can compare with a checkpoint obtained independently.
+followed by a newline. It holds a signed checkpoint, the events of one story of the
+checkpoint's story map (``version:MODEL:VERSION``, or ``env:MODEL:ENV``) with the key
+events their signatures need, each as a DSSE envelope with its RFC 6962 inclusion proof
+against the checkpoint, and the story map's proof that these are *all* of that story's
+events. :func:`check` needs nothing else: it verifies the canonical form (so no byte can
+change unnoticed), every inclusion proof, the story-map proof, the checkpoint's
+signature, and each event's signature under the key the bundle's key events registered,
+active and holding the right role at that seq. A bundle speaks for the checkpoint's
+events: what happened after it needs a newer checkpoint.
 """
 
 from __future__ import annotations
@@ -58,9 +57,53 @@ def build(
     """The bundle for ``model:version`` against a checkpoint file (default: latest):
     every event of the version's story among the checkpoint's events, every key event,
     each with its inclusion proof, and the story map's proofs that these are all."""
+    E.check_model_name(model)
+    vkey = storymap.version_key(model, version)
+
+    def found(cp: C.SignedCheckpoint, table: Any, story: list[tuple[int, bytes]]) -> None:
+        if not any(table["action"][s].as_py() == E.REGISTER
+                   and table["model"][s].as_py() == model for s, _ in story):  # fmt: skip
+            raise NotFoundError(
+                f"{model}:{version} is not registered in the {cp.describe()}",
+                kind="unknown_version",
+            )
+
+    return _bundle(led, vkey, checkpoint, found) | {"model": model, "version": version}
+
+
+def build_deployments(
+    led: Any, model: str, env: str, checkpoint: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """The bundle for the deployment history of ``model`` in ``env`` against a checkpoint
+    file (default: latest): every deploy and undeploy of its versions there among the
+    checkpoint's events, with the grants, policies and key events they need, and the
+    story map's proof that these are all (what was live there at any instant)."""
+    E.check_model_name(model)
+    E.check_env(env)
+
+    def found(cp: C.SignedCheckpoint, table: Any, story: list[tuple[int, bytes]]) -> None:
+        if not story:
+            raise NotFoundError(
+                f"no version of {model} was ever deployed to {env} in the {cp.describe()}",
+                kind="unknown_model",
+            )
+
+    return _bundle(led, storymap.env_key(model, env), checkpoint, found) | {
+        "env": env,
+        "model": model,
+    }
+
+
+def _bundle(
+    led: Any,
+    key: str,
+    checkpoint: str | os.PathLike[str] | None,
+    found: Any,
+) -> dict[str, Any]:
+    """The members every bundle has, for the story ``key``; ``found(cp, table, story)``
+    raises if there is nothing to prove."""
     from .tree import Tree
 
-    E.check_model_name(model)
     cp = led.open_checkpoint(checkpoint) if checkpoint is not None else C.latest(led)
     committed = cp.story_root
     if committed is None:
@@ -69,19 +112,20 @@ def build(
             " bundle against it could not prove it is complete; issue a new checkpoint"
             " (ledger checkpoint) and build the bundle against that"
         )
+    if key.startswith("env:") and cp.story_format == 1:
+        raise InputError(
+            f"the {cp.describe()} commits to a {storymap.EXTENSION_V1} map, which has no"
+            " deployment histories; issue a new checkpoint (ledger checkpoint) and build the"
+            " bundle against that"
+        )
     table = led.events(columns=[*storyread.STORY_COLUMNS, "sig", "canonical"])
     table = table.slice(0, cp.size)
     st = storyread.stories_of(table)
     with collector_paused():
-        leaves = st.leaves()
-    vkey = storymap.version_key(model, version)
-    story = st.story(vkey)
+        leaves = st.leaves(envs=cp.story_format != 1)
+    story = st.story(key)
+    found(cp, table, story)
     seqs = {s for s, _ in story}
-    if not any(table["action"][s].as_py() == E.REGISTER and table["model"][s].as_py() == model
-               for s in seqs):  # fmt: skip
-        raise NotFoundError(
-            f"{model}:{version} is not registered in the {cp.describe()}", kind="unknown_version"
-        )
     if storymap.root(leaves) != committed:
         raise CorruptLedgerError(
             f"the story map of the {cp.describe()} does not match the events (run ledger verify)"
@@ -129,11 +173,9 @@ def build(
         "checkpoint": cp.note,
         "events": out,
         "format": FORMAT,
-        "model": model,
         "origin": led.origin,
         "signer_keys": extra,
-        "story": part(vkey, story),
-        "version": version,
+        "story": part(key, story),
     }
 
 
@@ -147,10 +189,11 @@ def dumps(bundle: dict[str, Any]) -> bytes:
 
 @dataclass
 class Verdict:
-    """What a bundle proves; ``lines()`` says it in plain words."""
+    """What a bundle proves; :meth:`summary` says it in plain words."""
 
     model: str
-    version: int
+    #: the version a version bundle is about (None for a deployment history)
+    version: int | None
     origin: str
     tree_size: int
     signer: str
@@ -161,6 +204,10 @@ class Verdict:
     #: the story map proved the bundle complete (a ledger-evidence/2 bundle)
     complete: bool = False
     policies: list[int] = field(default_factory=list)
+    #: the environment a deployment-history bundle is about
+    env: str | None = None
+    #: a deployment history: (from seq, from ts, until ts or None, version) per stay
+    live: list[tuple[int, str, str | None, int]] = field(default_factory=list)
 
     def summary(self) -> str:
         steps = ", ".join(self.steps)
@@ -170,23 +217,44 @@ class Verdict:
             else ", a checkpointer key registered by the bundle's own key events"
             " (pass --trusted-key to anchor trust)"
         )
-        if self.complete:
-            rules = (
-                f", policy seq {', '.join(map(str, self.policies))} in force"
-                if self.policies
-                else ", no policy in force"
+        rules = (
+            f", policy seq {', '.join(map(str, self.policies))} in force"
+            if self.policies
+            else ", no policy in force"
+        )
+        signed = (
+            f"all signatures valid, included in checkpoint of size {self.tree_size} of"
+            f" {self.origin} signed by {self.signer}{trust}"
+        )
+        if self.env is not None:
+            return (
+                f"{self.model} in {self.env}: {steps}; {self.live_now()}; the complete"
+                f" deployment history ({self.events} events{rules}), {signed}"
             )
+        if self.complete:
             whole = f"; the complete story ({self.events} events{rules})"
         else:
             whole = (
                 f"; {self.events} events (a {FORMAT_V1} bundle: it proves these happened,"
                 " not that nothing else did)"
             )
-        return (
-            f"{self.model}:{self.version} {steps}{whole}, all signatures valid,"
-            f" included in checkpoint of size {self.tree_size} of {self.origin} signed by"
-            f" {self.signer}{trust}"
-        )
+        return f"{self.model}:{self.version} {steps}{whole}, {signed}"
+
+    def live_now(self) -> str:
+        now = [v for _, _, until, v in self.live if until is None]
+        if not now:
+            return f"nothing live in {self.env} at the checkpoint"
+        return f"live in {self.env} at the checkpoint: version {now[0]}"
+
+    def live_at(self, ts: str) -> int | None:
+        """The version live in the environment at ``ts`` (an RFC 3339 time in the
+        ledger's spelling, compared as text: fixed width, UTC), by a deployment-history
+        bundle; None if none was."""
+        at = None
+        for _, since, until, v in self.live:
+            if since <= ts and (until is None or ts < until):
+                at = v
+        return at
 
 
 def _bad(msg: str) -> InputError:
@@ -222,6 +290,8 @@ def load(data: bytes) -> dict[str, Any]:
     members = {"checkpoint", "events", "format", "model", "origin", "version"}
     if doc.get("format") == FORMAT:
         members |= {"signer_keys", "story"}
+        if "env" in doc:  # (a deployment history)
+            members = members - {"version"} | {"env"}
     elif doc.get("format") != FORMAT_V1:
         raise _bad(f"format is {doc.get('format')!r}, expected {FORMAT!r}")
     if set(doc) != members:
@@ -286,9 +356,15 @@ def _complete(what: str, committed: list[tuple[int, bytes]], held: dict[int, byt
 def check(data: bytes, trusted_keys: Sequence[bytes | VerifierKey] = ()) -> Verdict:
     """Verify a bundle's bytes offline; raise InputError / KeyProblem at the first flaw."""
     doc = load(data)
-    model, version, origin = doc["model"], doc["version"], doc["origin"]
-    if not isinstance(model, str) or type(version) is not int or not isinstance(origin, str):
-        raise _bad("model, version or origin has the wrong type")
+    model, version, origin = doc["model"], doc.get("version"), doc["origin"]
+    env = doc.get("env")
+    if env is not None:
+        if not isinstance(env, str) or not E.ENV_RE.fullmatch(env):
+            raise _bad("env is not an environment name")
+    elif type(version) is not int:
+        raise _bad("version has the wrong type")
+    if not isinstance(model, str) or not isinstance(origin, str):
+        raise _bad("model or origin has the wrong type")
     if not isinstance(doc["checkpoint"], str) or not isinstance(doc["events"], list):
         raise _bad("checkpoint or events has the wrong type")
     text = doc["checkpoint"]
@@ -314,17 +390,21 @@ def check(data: bytes, trusted_keys: Sequence[bytes | VerifierKey] = ()) -> Verd
         where = f"event {n}" if into is decoded else f"signer key event {n}"
         if not isinstance(item, dict) or set(item) != {"envelope", "proof"}:
             raise _bad(f"{where} needs exactly 'envelope' and 'proof'")
-        env, proof = item["envelope"], item["proof"]
-        if not isinstance(env, dict) or set(env) != {"payload", "payloadType", "signatures"}:
+        envelope, proof = item["envelope"], item["proof"]
+        if not isinstance(envelope, dict) or set(envelope) != {
+            "payload",
+            "payloadType",
+            "signatures",
+        }:
             raise _bad(f"{where}: the envelope needs payload, payloadType and signatures")
-        if env["payloadType"] != PAYLOAD_TYPE:
+        if envelope["payloadType"] != PAYLOAD_TYPE:
             raise _bad(f"{where}: payloadType is not {PAYLOAD_TYPE}")
-        sigs = env["signatures"]
+        sigs = envelope["signatures"]
         if not isinstance(sigs, list) or len(sigs) != 1 or not isinstance(sigs[0], dict):
             raise _bad(f"{where}: the envelope must carry exactly one signature")
         if set(sigs[0]) != {"keyid", "sig"}:
             raise _bad(f"{where}: a signature needs exactly keyid and sig")
-        canon = _b64(env["payload"], f"{where} payload")
+        canon = _b64(envelope["payload"], f"{where} payload")
         sig = _b64(sigs[0]["sig"], f"{where} signature")
         try:
             ev = E.event_from_document(json.loads(canon))
@@ -363,7 +443,11 @@ def check(data: bytes, trusted_keys: Sequence[bytes | VerifierKey] = ()) -> Verd
         into.append((ev, canon, sig))
 
     if v2:
-        _check_story(doc, body, model, version, decoded)
+        if env is not None:
+            key, what = storymap.env_key(model, env), f"the deployment history of {model} in {env}"
+        else:
+            key, what = storymap.version_key(model, version), f"the story of {model}:{version}"
+        _check_story(doc, body, key, what, decoded)
     # The checkpoint signer's key events (outside the story) join the registry replay.
     if {ev.seq for ev, _, _ in decoded} & {ev.seq for ev, _, _ in signer_keys}:
         raise _bad("signer_keys repeats an event of events")
@@ -376,6 +460,7 @@ def check(data: bytes, trusted_keys: Sequence[bytes | VerifierKey] = ()) -> Verd
     n_keys = 0
     grants: dict[int, str] = {}
     policies: list[int] = []
+    history = _History(model, env) if env is not None else None
     for ev, canon, sig in decoded:
         try:
             rec = state.authorize(ev)
@@ -402,6 +487,9 @@ def check(data: bytes, trusted_keys: Sequence[bytes | VerifierKey] = ()) -> Verd
         if ev.action == E.POLICY_SET:
             policies.append(ev.seq)
             continue
+        if history is not None:
+            history.step(ev, _overrides(ev, grants))
+            continue
         if ev.model != model or ev.version != version:  # (v2: it ended a deployment)
             steps.append(
                 f"replaced in {ev.payload.get('env', '?')} by {ev.model}:{ev.version}"
@@ -413,7 +501,7 @@ def check(data: bytes, trusted_keys: Sequence[bytes | VerifierKey] = ()) -> Verd
         elif not registered:
             raise _bad(f"seq {ev.seq}: {ev.action} before the version was registered")
         steps.append(_step(ev) + _overrides(ev, grants))
-    if not registered:
+    if history is None and not registered:
         raise _bad(f"the bundle holds no register event of {model}:{version}")
 
     # Finally the checkpoint: signed by a trusted key, or by a checkpointer of the bundle.
@@ -430,13 +518,50 @@ def check(data: bytes, trusted_keys: Sequence[bytes | VerifierKey] = ()) -> Verd
         origin,
         size,
         cp.signer,
-        steps,
+        history.steps if history else steps,
         len(decoded) - n_keys,
         n_keys,
         anchored=bool(trusted_keys),
         complete=v2,
         policies=policies,
+        env=env,
+        live=history.live if history else [],
     )
+
+
+class _History:
+    """A model's deployment history in one environment, replayed from its deploys and
+    undeploys in seq order."""
+
+    def __init__(self, model: str, env: str) -> None:
+        self.model, self.env = model, env
+        self.steps: list[str] = []
+        self.live: list[tuple[int, str, str | None, int]] = []
+
+    def step(self, ev: E.Event, overrides: str) -> None:
+        if (
+            ev.model != self.model
+            or ev.action not in (E.DEPLOY, E.UNDEPLOY)
+            or ev.payload.get("env") != self.env
+        ):
+            raise _bad(f"seq {ev.seq} is not a deploy or undeploy of {self.model} to {self.env}")
+        ts = E.format_ts(ev.ts)
+        now = self.live[-1] if self.live and self.live[-1][2] is None else None
+        who = f"by {ev.actor} at {ts}{overrides}"
+        if ev.action == E.DEPLOY:
+            if now is not None and now[3] == ev.version:
+                self.steps.append(f"version {ev.version} deployed again {who}")
+                return
+            if now is not None:
+                self.live[-1] = (*now[:2], ts, now[3])
+            self.live.append((ev.seq, ts, None, ev.version))
+            replacing = f" (replacing version {now[3]})" if now is not None else ""
+            self.steps.append(f"version {ev.version} deployed {who}{replacing}")
+        elif now is not None and now[3] == ev.version:
+            self.live[-1] = (*now[:2], ts, now[3])
+            self.steps.append(f"version {ev.version} undeployed {who}")
+        else:
+            self.steps.append(f"version {ev.version} undeployed {who} (it was not live)")
 
 
 def _overrides(ev: E.Event, grants: dict[int, str]) -> str:
@@ -452,26 +577,26 @@ def _overrides(ev: E.Event, grants: dict[int, str]) -> str:
 def _check_story(
     doc: dict[str, Any],
     body: note.Checkpoint,
-    model: str,
-    version: int,
+    key: str,
+    what: str,
     decoded: list[tuple[E.Event, bytes, bytes]],
 ) -> None:
-    """The bundle holds exactly the story of ``model:version`` (its key events included)
-    that the checkpoint's story map commits to (docs/proofs.md, "Complete evidence")."""
+    """The bundle holds exactly the story ``key`` (its key events included) that the
+    checkpoint's story map commits to (docs/proofs.md, "Complete evidence")."""
     import hashlib
 
     try:
-        map_root = storymap.root_from_extensions(body.extensions)
+        line = storymap.story_line(body.extensions)
     except storymap.StoryMapError as exc:
         raise _bad(f"the checkpoint's story map line is malformed: {exc}") from None
-    if map_root is None:
+    if line is None:
         raise _bad(f"the checkpoint commits to no story map ({storymap.EXTENSION} line)")
-    what = f"the story of {model}:{version}"
+    if key.startswith("env:") and line[0] == 1:
+        raise _bad(f"the checkpoint's {storymap.EXTENSION_V1} map holds no deployment histories")
+    map_root = line[1]
     committed, proof = _story_part(doc, "story")
     try:
-        storymap.verify(
-            map_root, storymap.version_key(model, version), storymap.value_hash(committed), proof
-        )
+        storymap.verify(map_root, key, storymap.value_hash(committed), proof)
     except storymap.StoryMapError:
         raise Incomplete(
             f"incomplete: the bundle's list of {what} is not the one the checkpoint's story"

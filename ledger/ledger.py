@@ -459,6 +459,16 @@ class Ledger:
 
         return evidence.build(self, model, version, checkpoint)
 
+    @_checked
+    def deployment_evidence(
+        self, model: str, env: str, checkpoint: str | os.PathLike[str] | None = None
+    ) -> dict[str, Any]:
+        """An offline evidence bundle for ``model``'s whole deployment history in ``env``
+        (what was live there at any instant up to the checkpoint; ledger/evidence.py)."""
+        from . import evidence
+
+        return evidence.build_deployments(self, model, env, checkpoint)
+
     # --- state views, as-of state and audit queries (issue 4) -------------------------------
     # Each returns an Arrow table. ``as_of`` (µs or a timestamp string) answers as the
     # ledger stood after every event with ts <= as_of; ``at_seq`` after event N.

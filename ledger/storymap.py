@@ -11,14 +11,19 @@ maps each key to the list of ``(seq, event hash)`` of the events of that key's s
   deployment), every break-glass grant naming the version or cited by one of its
   events, the policy in force at each of its events (the last ``policy_set`` before
   it), and the key events its signatures need (each signer's key events before it,
-  back to genesis).
+  back to genesis);
+* ``env:MODEL:ENV`` — the deployment history of a model in one environment: every
+  deploy and undeploy of any of its versions there, with the break-glass grants they
+  cite, the policy in force at each and the key events their signatures need. It proves
+  what was live there between any two instants.
 
 The map is a sparse Merkle tree over SHA-256(key) with shortcut leaves (a subtree that
 holds one key is that key's leaf), the construction of Diem's Jellyfish Merkle tree and
 of AKD: ``leaf = SHA-256(0x00 || SHA-256(key) || value)``, ``node = SHA-256(0x01 || left
 || right)``, an empty subtree is 32 zero bytes, ``value = SHA-256("ledger-story/1\\n" ||
 for each event: seq as 8 bytes big-endian || its 32-byte hash)``. A checkpoint commits
-to the root with the extension line ``ledger-story/1 <base64 root>``.
+to the root with the extension line ``ledger-story/2 <base64 root>`` (``ledger-story/1``: a map of version keys only,
+issued before deployment histories).
 """
 
 from __future__ import annotations
@@ -33,12 +38,15 @@ from dataclasses import dataclass, field
 
 from . import events as E
 
-#: The checkpoint extension line's first word.
-EXTENSION = "ledger-story/1"
+#: The checkpoint extension line's first word: a map of version and deployment-history
+#: keys. ``ledger-story/1`` maps (version keys only, the first checkpoints that had a
+#: map) are still read and verified.
+EXTENSION = "ledger-story/2"
+EXTENSION_V1 = "ledger-story/1"
 EMPTY = bytes(32)
 _VALUE_TAG = b"ledger-story/1\n"
 _SEQ = struct.Struct(">Q")
-_EXT_RE = re.compile(r"ledger-story/1 ([A-Za-z0-9+/]{43}=)")
+_EXT_RE = re.compile(r"ledger-story/([12]) ([A-Za-z0-9+/]{43}=)")
 _ENV_ONLY = re.compile(r'\{"env":"([a-z][a-z0-9_-]{0,31})"\}')
 
 
@@ -48,6 +56,15 @@ class StoryMapError(ValueError):
 
 def version_key(model: str, version: int) -> str:
     return f"version:{model}:{version}"
+
+
+def env_key(model: str, env: str) -> str:
+    return f"env:{model}:{env}"
+
+
+def _key_of(k: tuple[str, int | str]) -> str:
+    """The map key of a story's ``(model, version)`` or ``(model, env)``."""
+    return env_key(k[0], k[1]) if isinstance(k[1], str) else version_key(k[0], k[1])
 
 
 def value_hash(story: Iterable[tuple[int, bytes]]) -> bytes:
@@ -82,8 +99,9 @@ class Stories:
     :meth:`add_columns` for many at once)."""
 
     #: (model, version) -> its events' (seq, event hash, signer) in seq order, key
-    #: events not yet included (:meth:`story` adds those its signatures need)
-    stories: dict[tuple[str, int], list[tuple[int, bytes, int]]] = field(default_factory=dict)
+    #: events not yet included (:meth:`story` adds those its signatures need); and
+    #: (model, env) -> the deployment history's, likewise
+    stories: dict[tuple[str, int | str], list[tuple[int, bytes, int]]] = field(default_factory=dict)
     #: a key (by code) -> the key events about it: (seq, hash, signer's code)
     _keylog: dict[int, list[tuple[int, bytes, int]]] = field(default_factory=dict)
     #: key id -> its code (the signer of each story event is kept as a small int)
@@ -99,11 +117,11 @@ class Stories:
     #: grant seq -> its hash and the model it names
     _grants: dict[int, tuple[bytes, str | None, int]] = field(default_factory=dict)
     _policy: tuple[int, bytes, int] | None = None
-    #: (model, version) -> seq of the last policy put in its story
-    _policy_of: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: (model, version) or (model, env) -> seq of the last policy put in its story
+    _policy_of: dict[tuple[str, int | str], int] = field(default_factory=dict)
     events: int = 0
 
-    def _put(self, key: tuple[str, int], seq: int, ev_hash: bytes, signer: int) -> None:
+    def _put(self, key: tuple[str, int | str], seq: int, ev_hash: bytes, signer: int) -> None:
         story = self.stories.setdefault(key, [])
         if not story or story[-1][0] < seq:
             story.append((seq, ev_hash, signer))
@@ -173,12 +191,14 @@ class Stories:
                 if policy is not None and pol.get(key) != policy[0]:
                     pol[key] = policy[0]  # (the policy in force at this event)
                     put(key, *policy)
+                used: list[int] = []
                 if i in parsed:
                     cited = parsed[i].get("break_glass")
                     for g in cited if isinstance(cited, list) else ():
                         grant = grants.get(g) if type(g) is int else None
                         if grant is not None and grant[1] == model:
                             put(key, g, grant[0], grant[2])
+                            used.append(g)
                 if story and story[-1][0] >= seq:
                     put(key, seq, h, signer)
                 else:
@@ -187,6 +207,14 @@ class Stories:
                     env = envs[i]
                     if env is None:
                         continue
+                    history = (model, env)  # (its deployment history there)
+                    if policy is not None and pol.get(history) != policy[0]:
+                        pol[history] = policy[0]
+                        put(history, *policy)
+                    for g in used:
+                        grant = grants[g]
+                        put(history, g, grant[0], grant[2])
+                    put(history, seq, h, signer)
                     was = live.get((model, env))
                     if action == deploy:
                         if was is not None and was != version:
@@ -259,19 +287,24 @@ class Stories:
         return [] if code is None else sorted(self._keys_before(code, before))
 
     def story(self, key: str) -> list[tuple[int, bytes]]:
-        """The story of ``version:MODEL:VERSION`` (empty if it has none)."""
-        model, _, version = key[len("version:") :].rpartition(":")
-        return self._full(self.stories.get((model, int(version)), []))
+        """The story of ``version:MODEL:VERSION`` or ``env:MODEL:ENV`` (empty if it has
+        none)."""
+        kind, _, rest = key.partition(":")
+        model, _, last = rest.rpartition(":")
+        k: tuple[str, int | str] = (model, int(last) if kind == "version" else last)
+        return self._full(self.stories.get(k, []))
 
-    def leaves(self) -> dict[bytes, bytes]:
-        """SHA-256(key) -> value, for every key with a story."""
+    def leaves(self, envs: bool = True) -> dict[bytes, bytes]:
+        """SHA-256(key) -> value, for every key with a story (without the deployment
+        histories if not ``envs``: a ``ledger-story/1`` map)."""
         return {
-            key_hash(version_key(*k)): value_hash(self._full(story))
+            key_hash(_key_of(k)): value_hash(self._full(story))
             for k, story in self.stories.items()
+            if envs or not isinstance(k[1], str)
         }
 
-    def root(self) -> bytes:
-        return root(self.leaves())
+    def root(self, envs: bool = True) -> bytes:
+        return root(self.leaves(envs))
 
 
 def _parse(payload: str) -> dict[str, object]:
@@ -496,7 +529,7 @@ def changed(st: Stories, touched: frozenset[str] | set[str], since: int) -> dict
     new events and the grants among them): a version's story depends only on these, and
     a story that changed gained an event at ``since`` or later."""
     return {
-        key_hash(version_key(*k)): value_hash(st._full(story))
+        key_hash(_key_of(k)): value_hash(st._full(story))
         for k, story in st.stories.items()
         if k[0] in touched and story and story[-1][0] >= since
     }
@@ -511,17 +544,24 @@ def extension(map_root: bytes) -> str:
     return f"{EXTENSION} {base64.b64encode(map_root).decode()}"
 
 
-def root_from_extensions(extensions: Sequence[str]) -> bytes | None:
-    """The story-map root a checkpoint commits to, or None if it commits to none.
-    Raises StoryMapError for a malformed or repeated ``ledger-story/1`` line."""
+def story_line(extensions: Sequence[str]) -> tuple[int, bytes] | None:
+    """The story map a checkpoint commits to, as (format: 2, or 1 for a map of version
+    keys only; its root), or None if it commits to none. Raises StoryMapError for a
+    malformed line or more than one."""
     import base64
 
-    found = [x for x in extensions if x.split(" ", 1)[0] == EXTENSION]
+    found = [x for x in extensions if x.split(" ", 1)[0] in (EXTENSION, EXTENSION_V1)]
     if not found:
         return None
     if len(found) > 1:
-        raise StoryMapError(f"the checkpoint has {len(found)} {EXTENSION} lines")
+        raise StoryMapError(f"the checkpoint has {len(found)} ledger-story lines")
     m = _EXT_RE.fullmatch(found[0])
     if not m:
-        raise StoryMapError(f"malformed {EXTENSION} line {found[0][:80]!r}")
-    return base64.b64decode(m[1])
+        raise StoryMapError(f"malformed {found[0].split(' ', 1)[0]} line {found[0][:80]!r}")
+    return int(m[1]), base64.b64decode(m[2])
+
+
+def root_from_extensions(extensions: Sequence[str]) -> bytes | None:
+    """The story-map root a checkpoint commits to (:func:`story_line`), or None."""
+    line = story_line(extensions)
+    return line[1] if line else None

@@ -15,14 +15,16 @@ from .gcpause import collector_paused
 STORY_COLUMNS = ["seq", "action", "model", "version", "hash", "payload", "key_id"]
 
 
-def stories_at(store: Any, sizes: Sequence[int]) -> dict[int, bytes]:
+def stories_at(store: Any, sizes: Sequence[int], envs: bool = True) -> dict[int, bytes]:
     """The story-map root of the first ``n`` events for each ``n`` in ``sizes``, in one
     pass over the events (docs/FORMAT.md, "Story map"); ``b""`` for a size beyond the
-    events."""
-    return {n: m.root() if m else b"" for n, m in maps_at(store, sizes).items()}
+    events. Without ``envs``, the ``ledger-story/1`` map (version keys only)."""
+    return {n: m.root() if m else b"" for n, m in maps_at(store, sizes, envs).items()}
 
 
-def maps_at(store: Any, sizes: Sequence[int]) -> dict[int, storymap.MapCache | None]:
+def maps_at(
+    store: Any, sizes: Sequence[int], envs: bool = True
+) -> dict[int, storymap.MapCache | None]:
     """The story map of the first ``n`` events for each ``n`` in ``sizes``, built from
     every event in one pass; None for a size beyond the events."""
     wanted = sorted(set(sizes))
@@ -39,7 +41,7 @@ def maps_at(store: Any, sizes: Sequence[int]) -> dict[int, storymap.MapCache | N
                 continue
             st.add_columns(*story_columns(table.slice(at, n - at)))
             at = n
-            out[n] = storymap.MapCache.build(n, st.leaves())
+            out[n] = storymap.MapCache.build(n, st.leaves(envs))
     return out
 
 

@@ -40,7 +40,7 @@ def test_prove_seq_verifies_independently(ck, invoke):
     root = base64.b64decode(doc["root"])
     merkle.verify_inclusion(7, 12, leaf, [bytes.fromhex(h) for h in doc["hashes"]], root)
     assert json.loads(doc["event"])["seq"] == 7
-    assert doc["checkpoint"].startswith(f"{ck.ledger.origin}\n12\n{doc['root']}\nledger-story/1 ")
+    assert doc["checkpoint"].startswith(f"{ck.ledger.origin}\n12\n{doc['root']}\nledger-story/2 ")
 
 
 def test_prove_against_an_older_checkpoint_and_consistency(ck, invoke, tmp_path):

@@ -145,7 +145,7 @@ def prove(
 
 
 @cli.command()
-@click.argument("ref", metavar="MODEL:VERSION")
+@click.argument("ref", metavar="MODEL:VERSION | MODEL --env ENV")
 @click.option(
     "--out",
     "out_path",
@@ -154,27 +154,40 @@ def prove(
     help="Bundle file to write (JSON).",
 )
 @click.option(
+    "--env",
+    help="Prove MODEL's whole deployment history in this environment instead (what was"
+    " live there at any instant).",
+)
+@click.option(
     "--checkpoint",
     "checkpoint_path",
     type=click.Path(dir_okay=False),
     help="Checkpoint file to prove against (default: the latest stored checkpoint).",
 )
 @read_options
-def evidence(ref: str, out_path: str, checkpoint_path: str | None, ledger_path: str) -> None:
+def evidence(
+    ref: str, out_path: str, env: str | None, checkpoint_path: str | None, ledger_path: str
+) -> None:
     """Write an evidence bundle an auditor can check offline with verify-evidence."""
     from .. import events as E
     from ..evidence import dumps
 
-    model, version = E.parse_model_ref(ref)
-    bundle = _open(ledger_path).evidence(model, version, checkpoint_path)
+    if env is not None:
+        if ":" in ref:
+            raise InputError(f"with --env, give a model name, not {ref!r} (MODEL --env ENV)")
+        bundle = _open(ledger_path).deployment_evidence(ref, env, checkpoint_path)
+        what = f"the complete deployment history of {ref} in {env}"
+    else:
+        model, version = E.parse_model_ref(ref)
+        bundle = _open(ledger_path).evidence(model, version, checkpoint_path)
+        what = f"the complete story of {ref}"
     _write(out_path, dumps(bundle))
     size = bundle["checkpoint"].split("\n")[1]
     events = [json.loads(base64.b64decode(e["envelope"]["payload"])) for e in bundle["events"]]
     keys = sum(e["action"] in E.KEY_ACTIONS for e in events)
     click.echo(
-        f"wrote {out_path}: the complete story of {ref}, {len(events) - keys} events and the"
-        f" {keys} key-registry events its signatures need, proved against the checkpoint of"
-        f" size {size}"
+        f"wrote {out_path}: {what}, {len(events) - keys} events and the {keys} key-registry"
+        f" events its signatures need, proved against the checkpoint of size {size}"
     )
 
 
