@@ -53,7 +53,7 @@ def _ledger(scale: str, ledger_path: str | None) -> Path:
 def _sample(path: Path, n: int = 2000) -> list[tuple[bytes, bytes, bytes]]:
     """Real (public key, message, signature) triples: DSSE PAE of events' bytes."""
     from ledger import Ledger
-    from ledger.checkpoint import registry
+    from ledger.checkpoints import registry
     from ledger.keys import pae
 
     led = Ledger.open(path)

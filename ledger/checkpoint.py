@@ -17,7 +17,9 @@ verifier key, which signs under its own name). Other signature lines (cosignatur
 and extension lines after the root are accepted and ignored.
 
 Checkpoints issued here carry one extension line, ``ledger-story/2 <root>``, committing
-to the story map (:mod:`ledger.storymap`). A checkpoint from anywhere is checked on its
+to the story map (:mod:`ledger.storymap`). This module is the pure part: the format,
+signing and opening a note (no I/O). Issuing, storing and proving against a ledger's
+checkpoints is :mod:`ledger.checkpoints`; a checkpoint from anywhere is checked on its
 own by :mod:`ledger.checkpointcheck` (``ledger verify-checkpoint``).
 """
 
@@ -25,22 +27,16 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from . import events as E
-from . import merkle, note, storymap, storyread
+from . import merkle, note, storymap
 from .errors import (
-    CorruptLedgerError,
     InputError,
     KeyProblem,
-    LedgerError,
-    NotFoundError,
-    StorageError,
 )
 from .keys import SigningKey, VerifierKey, as_verifier_key
 from .keys import key_id as ledger_key_id
@@ -125,24 +121,6 @@ def _note_key_ids(text: str) -> list[bytes]:
     return out
 
 
-def read_note(path: str | os.PathLike[str]) -> str:
-    """Read a checkpoint file given by the user (InputError if it is not one)."""
-    p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            data = f.read(MAX_FILE + 1)
-    except FileNotFoundError:
-        raise InputError(f"checkpoint file {p} does not exist") from None
-    except OSError as exc:
-        raise InputError(f"cannot read checkpoint file {p}: {exc.strerror}") from None
-    if len(data) > MAX_FILE:
-        raise InputError(f"{p} is not a checkpoint: larger than {MAX_FILE} bytes")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"{p} is not a checkpoint: not UTF-8 text") from None
-
-
 def open_checkpoint(
     text: str,
     origin: str,
@@ -208,221 +186,3 @@ def parse_body(text: str, where: str) -> note.Checkpoint:
 def file_name(size: int, root: bytes, text: str) -> str:
     kid = _note_key_ids(text)[0].hex()
     return f"{size:012d}-{root.hex()[:16]}-{kid}{SUFFIX}"
-
-
-def stored_paths(root: Path) -> list[Path]:
-    """Stored checkpoint files of the ledger at ``root``, smallest tree first."""
-    d = root / CHECKPOINT_DIR
-    try:
-        names = [p for p in d.iterdir() if _NAME_RE.fullmatch(p.name)]
-    except FileNotFoundError:
-        return []
-    return sorted(names, key=lambda p: p.name)
-
-
-# --- issuing, storing and proving (I/O through the Ledger and its Store) -------------------
-
-
-def stored(led: Any) -> list[SignedCheckpoint]:
-    """Every stored checkpoint that verifies, smallest tree first (bad ones are skipped
-    here; ``verify`` reports them)."""
-    keys = registry(led)
-    out = []
-    for p in stored_paths(led.path):
-        try:
-            cp = open_checkpoint(read_note(p), led.origin, keys, where=f"checkpoints/{p.name}")
-        except (InputError, KeyProblem):
-            continue
-        out.append(SignedCheckpoint(**{**cp.__dict__, "path": p}))
-    return out
-
-
-def registry(led: Any) -> list[KeyRecord]:
-    """Every key the ledger ever registered (read without replaying model events)."""
-    from .scan import partial_state
-
-    return list(partial_state(led).keys.values())
-
-
-def latest(led: Any) -> SignedCheckpoint:
-    cps = stored(led)
-    if not cps:
-        raise NotFoundError(
-            "no checkpoint has been issued for this ledger; run ledger checkpoint"
-            " (or pass --checkpoint FILE)"
-        )
-    return max(cps, key=lambda c: c.size)
-
-
-def issue(led: Any, key: SigningKey) -> SignedCheckpoint:
-    """Verify what is new since the last checkpoint, then sign and store a checkpoint."""
-    from .scan import verify_full, verify_since
-    from .tree import Tree, read_cache, write_cache
-
-    with led.store.lock():
-        rec = {k.key_id: k for k in registry(led)}.get(key.key_id)
-        if rec is None:
-            raise KeyProblem(
-                f"key {key.key_id} is not registered in this ledger", kind="unknown_key"
-            )
-        if not rec.active:
-            raise KeyProblem(
-                f"key {rec.key_id} ({rec.actor}) was revoked at seq {rec.revoked_seq}",
-                kind="revoked_key",
-            )
-        if E.CHECKPOINTER not in rec.roles:
-            raise KeyProblem(
-                f"key {rec.key_id} ({rec.actor}) lacks the 'checkpointer' role needed to sign"
-                " checkpoints",
-                kind="missing_role",
-            )
-        cps = stored(led)
-        prev = max(cps, key=lambda c: c.size) if cps else None
-        report = verify_since(led, prev) if prev else verify_full(led)
-        if not report.ok:
-            raise CorruptLedgerError(
-                f"the ledger does not verify ({report.summary()}); no checkpoint issued"
-            )
-        n, root = report.events, bytes.fromhex(report.root or "") if report.events else EMPTY
-        # (caches hold ledger-story/2 maps: only those checkpoints can vouch for one)
-        trusted = [(c.size, r) for c in cps if c.story_format == 2 and (r := c.story_root)]
-        story = storyread.map_of(led.store, n, trusted)
-        text = sign(led.origin, n, root, key, story.root())
-        d = led.path / CHECKPOINT_DIR
-        with contextlib.suppress(FileExistsError):
-            d.mkdir()
-        path = d / file_name(n, root, text)
-        if not path.exists():
-            led.store._write_atomic(path, text.encode())
-        roots = Tree(led.store, n, fresh_from=prev.size if prev else 0).full_block_roots()
-        if roots != read_cache(led.store):
-            write_cache(led.store, roots)
-        storyread.keep_cache(led.store, story)
-        return SignedCheckpoint(
-            text, led.origin, n, root, rec.key_id, f"{rec.actor} (key {rec.key_id})", path
-        )
-
-
-def _b64(h: bytes) -> str:
-    return base64.b64encode(h).decode()
-
-
-def inclusion(led: Any, seq: int, cp: SignedCheckpoint) -> dict[str, Any]:
-    """Inclusion proof of event ``seq`` in the tree of checkpoint ``cp``, self-checked."""
-    from .tree import Tree
-
-    if type(seq) is not int or seq < 0:
-        raise InputError(f"seq must be a non-negative integer, got {seq!r}")
-    if seq >= cp.size:
-        raise InputError(f"event seq {seq} is not covered by the {cp.describe()}")
-    for use_cache in (True, False):
-        tree = Tree(led.store, cp.size, use_cache=use_cache)
-        proof = tree.inclusion(seq)
-        leaf = tree.leaf(seq)
-        try:
-            merkle.verify_inclusion(seq, cp.size, leaf, proof, cp.root)
-            break
-        except merkle.MerkleProofError:
-            continue
-    else:
-        raise CorruptLedgerError(
-            f"event seq {seq} does not prove into the {cp.describe()}: the ledger differs from"
-            " the checkpoint (run ledger verify --trusted FILE)"
-        )
-    canon = _canonical_at(led, seq)
-    return {
-        "type": "inclusion",
-        "origin": led.origin,
-        "seq": seq,
-        "tree_size": cp.size,
-        "root": _b64(cp.root),
-        "leaf_hash": leaf.hex(),
-        "event": canon.decode("utf-8"),
-        "hashes": [h.hex() for h in proof],
-        "checkpoint": cp.note,
-    }
-
-
-def _canonical_at(led: Any, seq: int) -> bytes:
-    from .tree import read_rows
-
-    return read_rows(led.store.segments(), seq, seq + 1, "canonical")[0]
-
-
-def consistency(led: Any, old: SignedCheckpoint, new: SignedCheckpoint) -> dict[str, Any]:
-    """Consistency proof from checkpoint ``old`` to ``new``, built from this ledger."""
-    from .tree import Tree
-
-    if old.size > new.size:
-        raise InputError(
-            f"the old checkpoint (size {old.size}) is larger than the new one (size {new.size});"
-            " pass them as OLD NEW"
-        )
-    if old.size == 0:
-        raise InputError("a checkpoint of the empty tree is consistent with every tree")
-    for use_cache in (True, False):
-        tree = Tree(led.store, new.size, use_cache=use_cache)
-        if tree.root() != new.root:
-            continue
-        proof = tree.consistency(old.size)
-        try:
-            merkle.verify_consistency(old.size, new.size, proof, old.root, new.root)
-            break
-        except merkle.MerkleProofError:
-            continue
-    else:
-        raise CorruptLedgerError(
-            f"the ledger does not extend both checkpoints (sizes {old.size} and {new.size}):"
-            " they describe different histories (run ledger verify --trusted FILE)"
-        )
-    return {
-        "type": "consistency",
-        "origin": led.origin,
-        "old_size": old.size,
-        "old_root": _b64(old.root),
-        "new_size": new.size,
-        "new_root": _b64(new.root),
-        "hashes": [h.hex() for h in proof],
-        "old_checkpoint": old.note,
-        "new_checkpoint": new.note,
-    }
-
-
-def conflict_evidence(
-    led: Any,
-    report: Any,
-    trusted_path: str | os.PathLike[str] | None,
-    out_dir: str | os.PathLike[str],
-) -> list[Path]:
-    """After ``verify --trusted/--since`` found a rollback or fork, write the trusted
-    checkpoint and the ledger's own (its latest stored signed checkpoint, else the
-    unsigned checkpoint text of its current tree) into ``out_dir``; return the paths."""
-    from .tree import Tree
-
-    if trusted_path is None or report.ok:
-        return []
-    problem = report.problems[0]
-    if problem.kind not in ("truncated", "forked") or problem.segment != Path(trusted_path).name:
-        return []
-    trusted_text = read_note(trusted_path)
-    size = note.parse_checkpoint(trusted_text[: trusted_text.rfind("\n\n") + 1]).size
-    try:
-        cps = stored(led)
-    except LedgerError:
-        cps = []
-    if cps:
-        mine = max(cps, key=lambda c: c.size)
-        name, text = f"ledger-{mine.size}.checkpoint", mine.note
-    else:
-        tree = Tree(led.store, use_cache=False)
-        body = note.format_checkpoint(led.origin, tree.size, tree.root())
-        name, text = f"ledger-{tree.size}.unsigned-checkpoint", body
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        paths = [out / f"trusted-{size}.checkpoint", out / name]
-        paths[0].write_text(trusted_text, encoding="utf-8")
-        paths[1].write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise StorageError(f"cannot write evidence to {out}: {exc.strerror}") from None
-    return paths

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import note
-from .checkpoint import parse_body, read_note
+from .checkpoint import parse_body
+from .checkpoints import read_note
 from .errors import InputError
 from .keys import VerifierKey, as_verifier_key
 

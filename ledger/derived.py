@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import checkpoint as C
+from . import checkpoints as CS
 from . import eventindex, merkle, storymap, storyread
 from . import tree as T
 from .errors import LedgerError
@@ -23,7 +24,7 @@ from .tree import LeafTree, read_cache
 from .verify import Problem, Verifier
 
 if TYPE_CHECKING:
-    from .ledger import Ledger
+    from .opened import Opened
 
 
 def why_unreadable(seg: Segment, exc: BaseException) -> str:
@@ -61,7 +62,7 @@ def read_listed(
 # --- the event index -----------------------------------------------------------------
 
 
-def check_index(led: Ledger, v: Verifier, since: int = 0) -> None:
+def check_index(led: Opened, v: Verifier, since: int = 0) -> None:
     """After the segments verified: every index bundle a reader would take (docs/FORMAT.md
     §5.3) is exactly the one its segment's events give. The bundles are an untrusted
     cache, but ``lineage``, ``impact`` and ``status`` answer from them, so a verdict of
@@ -98,7 +99,7 @@ def index_mismatch(store: Store, seg: Segment) -> Any:
 # --- trees and checkpoints -------------------------------------------------------------
 
 
-def check_tree(led: Ledger, v: Verifier) -> None:
+def check_tree(led: Opened, v: Verifier) -> None:
     """After a full verify: the root, the untrusted block-root cache, stored checkpoints."""
     leaves = LeafTree(v.leaves, block_roots(v.roots, len(v.leaves)))
     for (s, e), r in v.roots.items():
@@ -124,17 +125,17 @@ def check_tree(led: Ledger, v: Verifier) -> None:
                 "tree/blocks",
             )
     keys = list(v.state.keys.values())
-    for path in C.stored_paths(led.path):
-        where = f"checkpoints/{path.name}"
+    for name in CS.stored_names(led):
+        where = f"checkpoints/{name}"
         try:
-            cp = C.open_checkpoint(C.read_note(path), led.origin, keys, where=where)
+            cp = C.open_checkpoint(CS.read_stored(led, name), led.origin, keys, where=where)
         except LedgerError as exc:
             v.fail("checkpoint_invalid", str(exc), None, where)
         against(v, cp, n, lambda m: merkle.root_from(m, leaves.subtree_root), where)
 
 
 def check_story_maps(
-    led: Ledger, v: Verifier, since: int = 0, trusted: bytes | None = None
+    led: Opened, v: Verifier, since: int = 0, trusted: bytes | None = None
 ) -> None:
     """The story-map root of every stored checkpoint beyond ``since`` events is the one
     the events give (docs/FORMAT.md, "Story map"): a forged map would let a bundle leave
@@ -145,14 +146,14 @@ def check_story_maps(
     events touch."""
     keys = list(v.state.keys.values())
     committed: list[tuple[int, bytes, str, int | None]] = []
-    for path in C.stored_paths(led.path):
+    for name in CS.stored_names(led):
         try:
-            cp = C.open_checkpoint(C.read_note(path), led.origin, keys)
+            cp = C.open_checkpoint(CS.read_stored(led, name), led.origin, keys)
         except LedgerError:
             continue  # (check_tree reported it)
         story = cp.story_root
         if story is not None and cp.size > since:
-            committed.append((cp.size, story, f"checkpoints/{path.name}", cp.story_format))
+            committed.append((cp.size, story, f"checkpoints/{name}", cp.story_format))
     committed.sort()
     # (A cache beyond the events outlived a rollback: the checkpoints decide on that.)
     caches = [

@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import checkpoint as C
+from . import checkpoints as CS
 from . import events as E
 from . import merkle, note, storymap, storyread
 from .canonical import canonicalize
 from .errors import CorruptLedgerError, InputError, KeyProblem, NotFoundError
 from .gcpause import collector_paused
 from .keys import PAYLOAD_TYPE, VerifierKey, key_id, pae, verify_signature
+from .opened import Opened
 from .state import State, _public_key
 
 FORMAT = "ledger-evidence/2"
@@ -52,7 +54,7 @@ def _envelope(canon: bytes, kid: str, sig: bytes) -> dict[str, Any]:
 
 
 def build(
-    led: Any, model: str, version: int, checkpoint: str | os.PathLike[str] | None = None
+    led: Opened, model: str, version: int, checkpoint: str | os.PathLike[str] | None = None
 ) -> dict[str, Any]:
     """The bundle for ``model:version`` against a checkpoint file (default: latest):
     every event of the version's story among the checkpoint's events, every key event,
@@ -72,7 +74,7 @@ def build(
 
 
 def build_deployments(
-    led: Any, model: str, env: str, checkpoint: str | os.PathLike[str] | None = None
+    led: Opened, model: str, env: str, checkpoint: str | os.PathLike[str] | None = None
 ) -> dict[str, Any]:
     """The bundle for the deployment history of ``model`` in ``env`` against a checkpoint
     file (default: latest): every deploy and undeploy of its versions there among the
@@ -95,7 +97,7 @@ def build_deployments(
 
 
 def _bundle(
-    led: Any,
+    led: Opened,
     key: str,
     checkpoint: str | os.PathLike[str] | None,
     found: Any,
@@ -104,7 +106,7 @@ def _bundle(
     raises if there is nothing to prove."""
     from .tree import Tree
 
-    cp = led.open_checkpoint(checkpoint) if checkpoint is not None else C.latest(led)
+    cp = CS.open_file(led, checkpoint) if checkpoint is not None else CS.latest(led)
     committed = cp.story_root
     if committed is None:
         raise InputError(
@@ -118,7 +120,7 @@ def _bundle(
             " deployment histories; issue a new checkpoint (ledger checkpoint) and build the"
             " bundle against that"
         )
-    table = led.events(columns=[*storyread.STORY_COLUMNS, "sig", "canonical"])
+    table = led.store.read([*storyread.STORY_COLUMNS, "sig", "canonical"])
     table = table.slice(0, cp.size)
     st = storyread.stories_of(table)
     with collector_paused():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import dataclasses
 import functools
 import json
 import os
@@ -21,6 +20,7 @@ from . import events as E
 from .errors import InputError, NotFoundError, RuleViolation
 from .gcpause import collector_paused
 from .keys import SigningKey, VerifierKey, key_id
+from .opened import Opened
 from .state import KeyRecord, State
 from .store import COLUMNS, STATE_COLUMNS, Store, replay, typed_events
 from .verify import Problem, VerifyReport
@@ -65,7 +65,7 @@ def _checked(method: Callable[..., _T]) -> Callable[..., _T]:
     return wrapper
 
 
-class Ledger:
+class Ledger(Opened):
     """A ledger folder. Create one with ``Ledger.init``, open one with ``Ledger.open``.
 
     Reads warn (``ledger.errors.UnverifiedWarning``) when they answer from events that
@@ -76,8 +76,7 @@ class Ledger:
     def __init__(
         self, store: Store, identity: dict[str, Any], *, require_verified: bool = False
     ) -> None:
-        self.store = store
-        self.identity = identity
+        super().__init__(store, identity)
         #: Reads raise UnverifiedError instead of warning.
         self.require_verified = require_verified
         self._writer = Writer(store, identity["origin"])
@@ -135,14 +134,6 @@ class Ledger:
         store = Store(path)
         store.create(identity, cols.table())
         return cls(store, identity)
-
-    @property
-    def path(self) -> Path:
-        return self.store.root
-
-    @property
-    def origin(self) -> str:
-        return self.identity["origin"]
 
     # --- appending -----------------------------------------------------------------------
     def append(self, draft: E.Draft, key: SigningKey) -> Receipt:
@@ -377,17 +368,17 @@ class Ledger:
     # --- Merkle tree, checkpoints, proofs, evidence (issue 3) -------------------------------
     def checkpoint(self, key: SigningKey) -> Any:
         """Verify what is new since the last checkpoint, then sign (with a key holding
-        ``checkpointer``) and store a checkpoint of the whole tree. See ledger/checkpoint.py."""
-        from . import checkpoint
+        ``checkpointer``) and store a checkpoint of the whole tree. See ledger/issue.py."""
+        from .issue import issue
 
-        return checkpoint.issue(self, key)
+        return issue(self, key)
 
     @_checked
     def checkpoints(self) -> list[Any]:
         """Every stored checkpoint that verifies, smallest tree first."""
-        from . import checkpoint
+        from . import checkpoints
 
-        return checkpoint.stored(self)
+        return checkpoints.stored(self)
 
     def open_checkpoint(
         self, path: str | os.PathLike[str], trusted_keys: Sequence[bytes | VerifierKey] = ()
@@ -395,18 +386,9 @@ class Ledger:
         """Read and verify a checkpoint file of this ledger (signed by one of its
         checkpointer keys, or by one of ``trusted_keys``: raw public keys or
         :class:`~ledger.keys.VerifierKey`, e.g. from C2SP verifier keys)."""
-        from . import checkpoint
-        from .errors import KeyProblem
+        from . import checkpoints
 
-        text = checkpoint.read_note(path)
-        if trusted_keys:  # signed by a key the caller trusts: the registry is not needed
-            with contextlib.suppress(KeyProblem):
-                cp = checkpoint.open_checkpoint(text, self.origin, (), trusted_keys, str(path))
-                return dataclasses.replace(cp, path=Path(path))
-        cp = checkpoint.open_checkpoint(
-            text, self.origin, checkpoint.registry(self), trusted_keys, str(path)
-        )
-        return dataclasses.replace(cp, path=Path(path))
+        return checkpoints.open_file(self, path, trusted_keys)
 
     @_checked
     def prove(
@@ -417,7 +399,7 @@ class Ledger:
     ) -> dict[str, Any]:
         """Inclusion proof of event ``seq`` against a checkpoint file (default: the
         latest stored checkpoint), as a JSON-ready dict."""
-        from . import checkpoint as C
+        from . import checkpoints as C
 
         cp = (
             self.open_checkpoint(checkpoint, trusted_keys)
@@ -435,7 +417,7 @@ class Ledger:
     ) -> dict[str, Any]:
         """Consistency proof between two checkpoint files of this ledger (each signed by
         one of its checkpointer keys, or by one of ``trusted_keys``)."""
-        from . import checkpoint as C
+        from . import checkpoints as C
 
         return C.consistency(
             self, self.open_checkpoint(old, trusted_keys), self.open_checkpoint(new, trusted_keys)
@@ -446,9 +428,9 @@ class Ledger:
     ) -> list[Path]:
         """After a rollback or fork verdict against ``trusted``, write both conflicting
         checkpoints into ``out_dir``; returns the files written (none otherwise)."""
-        from . import checkpoint
+        from . import checkpoints
 
-        return checkpoint.conflict_evidence(self, report, trusted, out_dir)
+        return checkpoints.conflict_evidence(self, report, trusted, out_dir)
 
     @_checked
     def evidence(

@@ -42,13 +42,14 @@ from .derived import (
 from .errors import CorruptLedgerError
 from .gcpause import collector_paused
 from .keys import PAYLOAD_TYPE
+from .opened import partial_state
 from .procs import can_start_processes, main_module_hidden
-from .store import COLUMNS, SCHEMA, STATE_COLUMNS, Segment, Store, micros, pylist, replay
+from .store import COLUMNS, SCHEMA, Segment, Store, micros, pylist
 from .tree import LeafTree, Tree
 from .verify import FAST_COLUMNS, Clean, Failed, Problem, Verifier, VerifyReport
 
 if TYPE_CHECKING:
-    from .ledger import Ledger
+    from .opened import Opened
 
 _WORKER_COLUMNS = [
     "seq",
@@ -429,7 +430,7 @@ def default_jobs() -> int:
 
 @collector_paused()  # the State replay makes millions of acyclic objects
 def verify_segments(
-    led: Ledger,
+    led: Opened,
     v: Verifier,
     progress: Callable[[int, int], None] | None = None,
     jobs: int | None = None,
@@ -537,7 +538,7 @@ def verify_segments(
                 )
 
 
-def trusted_state(led: Ledger, size: int) -> Any:
+def trusted_state(led: Opened, size: int) -> Any:
     """What the events after ``size`` need of the state before them: the key registry,
     the policy, and the models they (and their parents) concern. Replayed from the typed
     columns, which the full verification the trusted checkpoint stands for covered."""
@@ -551,7 +552,7 @@ def trusted_state(led: Ledger, size: int) -> Any:
 
 
 def verify_since(
-    led: Ledger,
+    led: Opened,
     cp: C.SignedCheckpoint,
     progress: Callable[[int, int], None] | None = None,
     jobs: int | None = None,
@@ -575,7 +576,7 @@ def _stopping(v: Verifier, last: bool) -> Iterator[None]:
 
 
 def _verify_since(
-    led: Ledger,
+    led: Opened,
     cp: C.SignedCheckpoint,
     progress: Callable[[int, int], None] | None,
     jobs: int | None,
@@ -611,7 +612,7 @@ def _verify_since(
     return v.finish()
 
 
-def verify_after(led: Ledger, size: int, head: str) -> VerifyReport:
+def verify_after(led: Opened, size: int, head: str) -> VerifyReport:
     """Check the events from ``size`` on as ``verify --since`` does, the chain continuing
     from ``head`` (the hash of event ``size - 1``, accepted earlier), and the index
     bundles of the segments holding them; no tree, no checkpoint. The events before
@@ -620,7 +621,7 @@ def verify_after(led: Ledger, size: int, head: str) -> VerifyReport:
     return _retrying(lambda last: _verify_after(led, size, head, last))
 
 
-def _verify_after(led: Ledger, size: int, head: str, last: bool) -> VerifyReport:
+def _verify_after(led: Opened, size: int, head: str, last: bool) -> VerifyReport:
     v = Verifier(led.origin, led.identity["genesis_hash"], since=size)
     with _stopping(v, last):
         v.resume(trusted_state(led, size), head, size)
@@ -642,7 +643,7 @@ def _hash_at(store: Store, seq: int) -> bytes:
 
 
 def verify_full(
-    led: Ledger,
+    led: Opened,
     progress: Callable[[int, int], None] | None = None,
     jobs: int | None = None,
     trusted: C.SignedCheckpoint | None = None,
@@ -654,7 +655,7 @@ def verify_full(
 
 
 def _verify_full(
-    led: Ledger,
+    led: Opened,
     progress: Callable[[int, int], None] | None,
     jobs: int | None,
     trusted: C.SignedCheckpoint | None,
@@ -691,27 +692,7 @@ __all__ = ["Problem", "check_run", "default_jobs", "verify_after", "verify_full"
 # --- partial state replays (typed columns, only the rows a check needs) ---------------------
 
 
-def partial_state(
-    led: Ledger, upto: int | None = None, models: set[str] | frozenset[str] = frozenset()
-) -> Any:
-    """The State after replaying, from the typed columns, the events before ``upto``
-    that are key or policy events or concern one of ``models``.
-
-    The rows are selected column-wise (see :meth:`Store.read_where`) and only those are
-    turned into events, so the key registry of a million-event ledger loads in a
-    fraction of a second. The typed columns are trusted here, as by ``Ledger.state``:
-    callers replay only history that a verification already covered."""
-    from .state import State
-
-    actions = E.KEY_ACTIONS | E.POLICY_ACTIONS
-    table = led.store.read_where(STATE_COLUMNS, actions, models, before=upto)
-    state = replay(table, led.origin, State())
-    if upto is not None:
-        state.next_seq = upto
-    return state
-
-
-def models_after(led: Ledger, since: int) -> set[str]:
+def models_after(led: Opened, since: int) -> set[str]:
     """Models the events from ``since`` on concern, with the parents their registers name."""
     out: set[str] = set()
     for seg in led.store.segments():

@@ -18,8 +18,8 @@ from . import events as E
 from .errors import InputError, KeyProblem, NotFoundError, RuleViolation
 from .keys import key_id as derive_key_id
 
-if TYPE_CHECKING:  # ledger.policy is imported when a policy event is met (start-up time)
-    from . import policy as P
+if TYPE_CHECKING:  # ledger.policydoc is imported when a policy event is met (start-up time)
+    from . import policydoc as P
 
 
 @dataclass(slots=True)
@@ -95,7 +95,7 @@ class State:
         self.next_seq = 0
         self.last_ts = 0
         self.unknown_actions = 0
-        #: the governance policy in force (ledger/policy.py) and the seq that set it
+        #: the governance policy in force (ledger/policydoc.py) and the seq that set it
         self.policy: P.Policy | None = None
         self.policy_seq: int | None = None
         #: unused break-glass grants by seq; an event citing one in its payload uses it
@@ -188,11 +188,11 @@ class State:
             if E.ADMIN in rec.roles and len(self.admin_keys()) == 1:
                 raise RuleViolation(f"cannot revoke key {kid}: it is the last admin key")
         elif a == E.POLICY_SET:
-            from .policy import policy_from_payload
+            from .policydoc import policy_from_payload
 
             policy_from_payload(ev.payload)
         elif a == E.BREAK_GLASS:
-            from .policy import grant_from_event
+            from .policydoc import grant_from_event
 
             grant_from_event(ev)
         elif a == E.REGISTER:
@@ -256,15 +256,6 @@ class State:
             raise RuleViolation(f"key {kid} is already registered (actor {self.keys[kid].actor})")
         if ev.action == E.GENESIS and (kid != ev.key_id or actor != ev.actor):
             raise RuleViolation("genesis must be signed by the key it registers")
-
-    def check_policy(self, ev: E.Event) -> list[P.Violation]:
-        """The governance rules ``ev`` breaks under the policy in force (empty when none
-        is); violations covered by a break-glass grant the event cites carry
-        ``covered_by``. Separate from ``step``: history written before a policy existed
-        stays valid, and only the write path and ``verify --policy`` ask."""
-        from .policy import check
-
-        return check(self, ev)
 
     def savepoint(self, models: Iterable[str]) -> Callable[[], None]:
         """Remember what events of ``models`` (and key, policy and grant events) can
@@ -429,11 +420,11 @@ class State:
             elif a == E.DEPRECATE:
                 v.deprecated_seq = ev.seq
         elif a == E.POLICY_SET:
-            from .policy import policy_from_payload
+            from .policydoc import policy_from_payload
 
             self.policy, self.policy_seq = policy_from_payload(p), ev.seq
         elif a == E.BREAK_GLASS:
-            from .policy import grant_from_event
+            from .policydoc import grant_from_event
 
             self.grants[ev.seq] = grant_from_event(ev)
 

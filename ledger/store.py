@@ -53,6 +53,7 @@ READERS = ".readers"
 INDEX = "index"
 #: The folder of caches derived from the events (tree block roots, story maps).
 CACHE_DIR = "tree"
+CHECKPOINTS_DIR = "checkpoints"
 SEGMENT_RE = re.compile(r"(\d{12})-(\d{12})\.parquet")
 #: Compaction builds segments of this many events aligned on multiples of it, so each
 #: full segment is a complete Merkle subtree.
@@ -646,6 +647,38 @@ class Store:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+
+    # --- signed checkpoints (``checkpoints/``): kept forever, never rewritten -----------
+
+    def checkpoint_names(self) -> list[str]:
+        """The files in ``checkpoints/`` (temporaries left out), sorted by name."""
+        try:
+            names = os.listdir(self.root / CHECKPOINTS_DIR)
+        except OSError:
+            return []
+        return sorted(n for n in names if not n.startswith(".tmp-"))
+
+    def checkpoint_path(self, name: str) -> Path:
+        """Where ``checkpoints/NAME`` is (for messages and for ``SignedCheckpoint.path``)."""
+        return self.root / CHECKPOINTS_DIR / name
+
+    def read_checkpoint(self, name: str, limit: int) -> bytes:
+        """At most ``limit + 1`` bytes of ``checkpoints/NAME`` (OSError if unreadable)."""
+        with open(self.root / CHECKPOINTS_DIR / name, "rb") as f:
+            return f.read(limit + 1)
+
+    def write_checkpoint(self, name: str, data: bytes) -> None:
+        """Durably add ``checkpoints/NAME`` unless it is already there (caller holds the
+        lock): a checkpoint, once issued, is evidence and is never replaced."""
+        self._require_lock()
+        folder = self.root / CHECKPOINTS_DIR
+        try:
+            folder.mkdir()
+            _fsync_dir(self.root)
+        except FileExistsError:
+            pass
+        if not os.path.lexists(folder / name):
+            self._write_atomic(folder / name, data)
 
     # --- caches derived from the events (``tree/``): untrusted, checked on use ---------
 

@@ -46,7 +46,7 @@ from .errors import InputError, LedgerError
 from .store import INDEX_MIN_ROWS, Segment, Store
 
 if TYPE_CHECKING:
-    from .ledger import Ledger
+    from .opened import Opened
     from .verify import VerifyReport
 
 #: At most this many segments, and events, are verified on the fly by a read.
@@ -81,7 +81,7 @@ def record_dir() -> Path | None:
         return None
 
 
-def record_path(led: Ledger) -> Path | None:
+def record_path(led: Opened) -> Path | None:
     """The record of ``led``: named from its resolved path and genesis hash."""
     folder = record_dir()
     if folder is None:
@@ -205,7 +205,7 @@ class Record:
         return max((e.last + 1 for e in self.entries), default=0)
 
 
-def _load(led: Ledger) -> Record | None:
+def _load(led: Opened) -> Record | None:
     path = record_path(led)
     if path is None:
         return None
@@ -224,7 +224,7 @@ def _load(led: Ledger) -> Record | None:
         return None
 
 
-def _save(led: Ledger, record: Record) -> None:
+def _save(led: Opened, record: Record) -> None:
     """Write the record atomically (temp file + rename, 0600 in a 0700 folder); never
     inside the ledger folder; a failure is only a debug note."""
     path = record_path(led)
@@ -271,7 +271,7 @@ def listing(store: Store) -> dict[str, FileId | None]:
         return {}
 
 
-def accept(led: Ledger, report: VerifyReport, before: dict[str, FileId | None]) -> None:
+def accept(led: Opened, report: VerifyReport, before: dict[str, FileId | None]) -> None:
     """After ``verify``: record what it accepted (OK), or that it failed. Only segments
     whose identity is the same before and after the verify are recorded. Never raises."""
     try:
@@ -312,7 +312,7 @@ def _are(n: int) -> str:
     return "is" if n == 1 else "are"
 
 
-def check(led: Ledger) -> str | None:
+def check(led: Opened) -> str | None:
     """What is wrong with reading ``led`` now as verified data (one line, without the
     ``Warning:`` prefix), or None. Extends the record with what it verifies on the fly."""
     record = _load(led)
@@ -449,7 +449,7 @@ def _index_problem(store: Store, seg: Segment) -> bool:
 
 
 def _recheck(
-    led: Ledger, seg: Segment, file: FileId, parts: list[Entry], upto: int
+    led: Opened, seg: Segment, file: FileId, parts: list[Entry], upto: int
 ) -> Entry | None:
     """Accept ``seg`` (a merge of ``parts``, accepted, up to seq ``upto``) without checking
     signatures again: the rows of each part have its recorded hash/sig digest, every

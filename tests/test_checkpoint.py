@@ -11,6 +11,7 @@ import pytest
 
 from ledger import Ledger, SigningKey, merkle, note, storymap
 from ledger import checkpoint as C
+from ledger import checkpoints as CS
 from ledger import storyread as S
 from ledger.errors import InputError, KeyProblem
 from ledger.store import segment_name
@@ -43,7 +44,7 @@ def test_checkpoint_command_writes_a_c2sp_note(ck, invoke, tmp_path):
     kid = ck.keys["cp"].key_id
     r = invoke(["checkpoint", "--out", str(tmp_path / "mine.cp")], env=ck.env("cp"))
     assert r.exit_code == 0, r.stderr
-    (stored,) = C.stored_paths(ck.path)
+    (stored,) = [ck.path / "checkpoints" / n for n in CS.stored_names(ck.ledger)]
     assert r.stdout == (
         f"checkpoint: 12 events, root {root_b64(ck.ledger)}, signed by cp (key {kid})\n"
         f"stored in {stored}\n"
@@ -84,7 +85,7 @@ def test_checkpoint_needs_the_checkpointer_role(ck, invoke):
         f"Error: key {ck.keys['alice'].key_id} (alice) lacks the 'checkpointer' role needed"
         " to sign checkpoints\n",
     )
-    assert C.stored_paths(ck.path) == []
+    assert [ck.path / "checkpoints" / n for n in CS.stored_names(ck.ledger)] == []
 
 
 def test_checkpoint_refused_on_a_damaged_ledger(ck, invoke):
@@ -172,7 +173,7 @@ def test_rollback_is_named_and_evidence_written(ck, invoke, tmp_path):
     invoke(["checkpoint", "--out", str(tmp_path / "kept.cp")], env=ck.env("cp"))  # 13 events
     # The attacker removes the last event and the newest checkpoint.
     (ck.path / "events" / segment_name(12, 12)).unlink()
-    for p in C.stored_paths(ck.path):
+    for p in [ck.path / "checkpoints" / n for n in CS.stored_names(ck.ledger)]:
         if p.name.startswith("000000000013"):
             p.unlink()
     out = tmp_path / "ev"
@@ -248,7 +249,7 @@ def test_stored_checkpoint_catches_truncation_without_a_trusted_file(ck, invoke)
     ck.ledger.register(XGB, key=ck.keys["alice"])
     ck.ledger.checkpoint(ck.keys["cp"])
     (ck.path / "events" / segment_name(12, 12)).unlink()
-    (stored,) = C.stored_paths(ck.path)
+    (stored,) = [ck.path / "checkpoints" / n for n in CS.stored_names(ck.ledger)]
     r = invoke(["verify"], env=ck.env())
     assert r.exit_code == 1
     assert r.stdout.startswith(f"FAIL: seq 12 in checkpoints/{stored.name}: checkpoint of size 13")

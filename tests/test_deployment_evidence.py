@@ -185,11 +185,11 @@ def _legacy_checkpoint(t, forged: bool = False) -> str:
     deployment histories did, to the map of version keys only."""
     import base64
 
-    from ledger import checkpoint as C
+    from ledger import checkpoints as CS
     from ledger import note
     from ledger import storyread as S
 
-    led, real = t.ledger, C.latest(t.ledger)
+    led, real = t.ledger, CS.latest(t.ledger)
     root = S.stories_at(led.store, [real.size], envs=False)[real.size]
     if forged:
         root = bytes(32)
@@ -202,9 +202,10 @@ def _legacy_checkpoint(t, forged: bool = False) -> str:
 @pytest.mark.parametrize("forged", [False, True], ids=["honest", "forged"])
 def test_verify_holds_a_legacy_checkpoint_to_the_version_only_map(scripted, invoke, forged):
     from ledger import checkpoint as C
+    from ledger import checkpoints as CS
 
     t = scripted
-    real = C.latest(t.ledger)
+    real = CS.latest(t.ledger)
     text = _legacy_checkpoint(t, forged)
     for p in (t.path / "checkpoints").iterdir():
         p.unlink()

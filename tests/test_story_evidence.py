@@ -20,6 +20,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ledger import checkpoint as C
+from ledger import checkpoints as CS
 from ledger import events as E
 from ledger import note, storymap
 from ledger import storyread as S
@@ -168,13 +169,13 @@ def _forged_checkpoint(t, story_root: bytes) -> str:
     """A checkpoint of the whole ledger signed by the real checkpointer key, committing
     to ``story_root`` (an insider holding that key, forging the map)."""
     led = t.ledger
-    real = C.latest(led)
+    real = CS.latest(led)
     return C.sign(led.origin, real.size, real.root, t.keys["cp"], story_root)
 
 
 def test_verify_fails_a_checkpoint_whose_story_map_is_forged(story, invoke):
     t = story
-    real = C.latest(t.ledger)
+    real = CS.latest(t.ledger)
     text = _forged_checkpoint(t, hashlib.sha256(b"forged").digest())
     for p in (t.path / "checkpoints").iterdir():
         p.unlink()  # (replaced by the forged one)
@@ -193,7 +194,7 @@ def test_verify_fails_a_checkpoint_whose_story_map_is_forged(story, invoke):
 
 def test_evidence_needs_a_checkpoint_with_a_story_map(story, invoke, tmp_path):
     t = story
-    real = C.latest(t.ledger)
+    real = CS.latest(t.ledger)
     old = tmp_path / "old.cp"
     old.write_text(C.sign(t.ledger.origin, real.size, real.root, t.keys["cp"]))
     before = sorted(p.name for p in t.path.rglob("*"))
@@ -212,7 +213,7 @@ def test_evidence_needs_a_checkpoint_with_a_story_map(story, invoke, tmp_path):
 
 def test_a_standard_note_verifier_still_reads_the_checkpoint(story):
     t = story
-    cp = C.latest(t.ledger)
+    cp = CS.latest(t.ledger)
     name, _, pub = note.parse_vkey(C.vkey(t.ledger.origin, t.keys["cp"].public_key))
     body, _ = note.open_note(cp.note, [(name, pub)])
     lines = body.splitlines()

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from ledger import SigningKey, storymap
 from ledger import checkpoint as C
+from ledger import checkpoints as CS
 from ledger import events as E
 from ledger import storyread as S
 from ledger.keys import write_key_files
@@ -113,7 +114,7 @@ def two(team, tmp_path, invoke):
         led.deploy(model, 1, "staging", key=k["carol"])
     led.set_policy({"approvals": {"required": {"production": 1}}}, key=k["admin"])
     assert invoke(["checkpoint"], env=t.env("cp")).exit_code == 0
-    t.first = C.latest(led)
+    t.first = CS.latest(led)
     led.register(XGB, key=k["alice"])
     led.approve(XGB, 2, "staging", key=k["dave"])
     led.deploy(XGB, 2, "staging", key=k["carol"])  # (ends xgb:1 in staging)
@@ -138,7 +139,7 @@ def test_the_next_checkpoint_builds_its_map_from_the_cached_one(two, invoke, mon
     _no_full_build(monkeypatch)
     assert invoke(["checkpoint"], env=t.env("cp")).exit_code == 0
     monkeypatch.undo()
-    cp = C.latest(t.ledger)
+    cp = CS.latest(t.ledger)
     n = t.ledger.store.tail()[0]
     assert cp.size == n and cp.size > t.first.size
     assert cp.story_root == S.stories_at(t.ledger.store, [n])[n]
@@ -152,7 +153,7 @@ def test_only_the_newest_caches_are_kept(two, invoke):
         t.ledger.register(f"more.model.m{i}", key=t.keys["alice"])
         assert invoke(["checkpoint"], env=t.env("cp")).exit_code == 0
     names = t.ledger.store.cached_names("story-")
-    sizes = sorted(cp.size for cp in C.stored(t.ledger))
+    sizes = sorted(cp.size for cp in CS.stored(t.ledger))
     assert names == [S.cache_name(s) for s in sizes[-S.KEEP_CACHES :]]
 
 
@@ -168,7 +169,7 @@ def test_an_altered_cache_does_not_reach_the_next_checkpoint(two, invoke):
     t = two
     _forge_cache(t, t.first.size)
     assert invoke(["checkpoint"], env=t.env("cp")).exit_code == 0
-    cp = C.latest(t.ledger)
+    cp = CS.latest(t.ledger)
     assert cp.story_root == S.stories_at(t.ledger.store, [cp.size])[cp.size]
 
 
@@ -206,7 +207,7 @@ def test_verify_names_an_altered_cache(two, invoke, attack):
 
 def _checkpoint_later(t, invoke) -> C.SignedCheckpoint:
     assert invoke(["checkpoint"], env=t.env("cp")).exit_code == 0
-    return C.latest(t.ledger)
+    return CS.latest(t.ledger)
 
 
 def test_verify_since_checks_newer_maps_from_the_cache(two, invoke, monkeypatch, tmp_path):

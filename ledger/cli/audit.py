@@ -11,7 +11,7 @@ import click
 from .. import events as E
 from ..errors import InputError
 from ..output import OutputFormat, render, render_arrow
-from . import cli
+from .group import cli
 from .options import format_option, point_in_time, read_options
 from .options import open_ledger as _open
 

@@ -12,7 +12,7 @@ import click
 from .. import events as E
 from ..errors import CorruptLedgerError, InputError
 from ..output import OutputFormat, render
-from . import cli
+from .group import cli
 from .options import (
     format_option,
     key_option,

@@ -11,7 +11,7 @@ import click
 from .. import events as E
 from ..errors import InputError
 from ..output import OutputFormat, render
-from . import cli
+from .group import cli
 from .options import format_option, open_ledger, point_in_time, read_options
 
 # Kept here rather than imported from ledger.export, which imports networkx (slow start-up).

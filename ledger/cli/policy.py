@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from .. import events as E
-from . import cli
+from .group import cli
 from .options import key_option, ledger_option, load_key, point_in_time, read_options
 from .options import open_ledger as _open
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
-from . import cli
+from .group import cli
 from .options import (
     VERIFIER_KEY_HELP,
     key_option,
