@@ -12,14 +12,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from . import checkpoint as C
 from . import checkpoints as CS
 from . import eventindex, merkle, storymap, storyread
 from . import tree as T
 from .errors import LedgerError
-from .store import Segment, Store
+from .store import Segment, Store, open_parquet
 from .tree import LeafTree, read_cache
 from .verify import Problem, Verifier
 
@@ -31,7 +30,7 @@ def why_unreadable(seg: Segment, exc: BaseException) -> str:
     """pyarrow's reason, without the path the line already names, not cut short."""
     text = str(exc)
     try:
-        pq.read_metadata(seg.path)
+        open_parquet(seg.path)  # (opening reads the footer, where it fails)
     except Exception as again:
         text = str(again)
     text = re.sub(r"^.*?is unreadable: |Could not open Parquet input source '[^']*': ", "", text)

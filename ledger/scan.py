@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from . import checkpoint as C
 from . import events as E
@@ -44,7 +43,7 @@ from .gcpause import collector_paused
 from .keys import PAYLOAD_TYPE
 from .opened import partial_state
 from .procs import can_start_processes, main_module_hidden
-from .store import COLUMNS, SCHEMA, Segment, Store, micros, pylist
+from .store import COLUMNS, SCHEMA, Segment, Store, micros, open_parquet, pylist
 from .tree import LeafTree, Tree
 from .verify import FAST_COLUMNS, Clean, Failed, Problem, Verifier, VerifyReport
 
@@ -92,7 +91,7 @@ def check_run(task: Task) -> Clean:
     first ``skip`` (``verify --since`` starts inside a row group)."""
     path, rg, first, _count, skip = task
     try:
-        pf = pq.ParquetFile(path)
+        pf = open_parquet(path)
         if rg is None:
             t = pf.read(columns=_WORKER_COLUMNS, use_threads=False)
         else:
@@ -246,7 +245,7 @@ def _check_rows(
 def _runs(seg: Segment) -> list[tuple[str, int | None, int, int]]:
     """One task per row group of ``seg`` (the file's metadata gives their sizes)."""
     try:
-        md = pq.ParquetFile(seg.path).metadata
+        md = open_parquet(seg.path).metadata
         sizes = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
     except (OSError, pa.ArrowException):
         return [(str(seg.path), None, seg.first, seg.count)]
@@ -272,7 +271,7 @@ def key_map(store: Store, segments: Sequence[Segment]) -> dict[str, bytes]:
     wanted = pa.array(sorted(E.KEY_ACTIONS))
     for seg in segments:
         try:
-            pf = pq.ParquetFile(seg.path)
+            pf = open_parquet(seg.path)
             for rg in range(pf.metadata.num_row_groups):
                 act = pf.read_row_group(rg, columns=["action"]).column("action")
                 mask = pc.is_in(act, wanted)

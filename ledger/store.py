@@ -148,6 +148,24 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def open_parquet(path: str | os.PathLike[str]) -> pq.ParquetFile:
+    """Open a segment for reading its metadata and row groups: the one place a segment
+    file is opened for reading outside this class (verify's worker processes hold no
+    Store, so they are handed the path a Store listed)."""
+    return pq.ParquetFile(path)
+
+
+def file_id(path: str | os.PathLike[str]) -> tuple[int, int, int, int] | None:
+    """(size, inode, mtime ns, ctime ns) of a file a Store listed, without following a
+    symbolic link; None if it is gone. What tells a file that changed from one that did
+    not, short of reading it."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns
+
+
 class Store:
     """A ledger folder on disk."""
 

@@ -19,25 +19,17 @@ callers that must not depend on it (``verify --since``, ``checkpoint``) ask for
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from . import merkle
 from .errors import CorruptLedgerError
-from .store import ROW_GROUP, SEGMENT_EVENTS, Segment, Store
+from .store import ROW_GROUP, SEGMENT_EVENTS, Segment, Store, open_parquet
 
 #: Events per cached subtree root: one Parquet row group of an aligned segment, so a
 #: proof reads and hashes at most one row group of events besides the tail.
 BLOCK = ROW_GROUP
 assert SEGMENT_EVENTS % BLOCK == 0
-TREE_DIR = "tree"
 CACHE_FILE = "blocks"
-
-
-def cache_path(store: Store) -> Path:
-    return store.root / TREE_DIR / CACHE_FILE
 
 
 def read_cache(store: Store) -> list[bytes]:
@@ -56,14 +48,13 @@ def read_rows(segments: Sequence[Segment], lo: int, hi: int, column: str) -> lis
     """Values of ``column`` for events ``lo .. hi-1``, reading only the row groups that
     hold them (segments are named by their seq range; row groups are in order)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     out: list = []
     for seg in segments:
         if seg.last < lo or seg.first >= hi:
             continue
         try:
-            pf = pq.ParquetFile(seg.path)
+            pf = open_parquet(seg.path)
             md = pf.metadata
             start = seg.first
             for rg in range(md.num_row_groups):
@@ -206,8 +197,3 @@ class LeafTree:
 
     def root(self, n: int) -> bytes:
         return merkle.root_from(n, self.subtree_root)
-
-
-def remove_cache(store: Store) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(cache_path(store))

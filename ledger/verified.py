@@ -40,10 +40,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .errors import InputError, LedgerError
-from .store import INDEX_MIN_ROWS, Segment, Store
+from .store import INDEX_MIN_ROWS, Segment, Store, file_id, open_parquet
 
 if TYPE_CHECKING:
     from .opened import Opened
@@ -153,19 +152,11 @@ def _file_id(value: Any) -> FileId:
     return a, b, c, d
 
 
-def _stat(path: Path) -> FileId | None:
-    try:
-        st = os.stat(path, follow_symlinks=False)
-    except OSError:
-        return None
-    return st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns
-
-
 def _index_id(store: Store, seg: Segment) -> tuple[FileId, FileId] | None:
     """The identity of the index bundle readers may take for ``seg`` (None: none)."""
     if seg.count < INDEX_MIN_ROWS:
         return None
-    a, b = (_stat(p) for p in store.index_files(seg))
+    a, b = (file_id(p) for p in store.index_files(seg))
     return (a, b) if a is not None and b is not None else None
 
 
@@ -184,7 +175,7 @@ def _digest(table: pa.Table) -> str:
 def _entry(store: Store, seg: Segment, file: FileId, table: pa.Table | None = None) -> Entry:
     """A record entry for ``seg`` (whose rows ``table`` holds, else read here)."""
     if table is None:
-        table = pq.ParquetFile(seg.path).read(columns=["hash", "sig"], use_threads=False)
+        table = open_parquet(seg.path).read(columns=["hash", "sig"], use_threads=False)
     if table.num_rows != seg.count:
         raise ValueError(f"{seg.name} holds {table.num_rows} rows")
     last = table.column("hash")[table.num_rows - 1].as_py()
@@ -266,7 +257,7 @@ def _save(led: Opened, record: Record) -> None:
 def listing(store: Store) -> dict[str, FileId | None]:
     """The live segments' identities (taken before a verify starts)."""
     try:
-        return {s.name: _stat(s.path) for s in store.segments()}
+        return {s.name: file_id(s.path) for s in store.segments()}
     except LedgerError:
         return {}
 
@@ -280,7 +271,7 @@ def accept(led: Opened, report: VerifyReport, before: dict[str, FileId | None]) 
             return
         entries = []
         for seg in led.store.segments():
-            file = _stat(seg.path)
+            file = file_id(seg.path)
             if seg.last >= report.events or file is None or before.get(seg.name) != file:
                 break  # (what is not recorded is checked, or reported, by the next read)
             entries.append(_entry(led.store, seg, file))
@@ -328,7 +319,7 @@ def check(led: Opened) -> str | None:
         return "ledger.json changed since ledger verify accepted it; run ledger verify"
     store = led.store
     segs = store.segments()
-    files = [_stat(s.path) for s in segs]
+    files = [file_id(s.path) for s in segs]
     total = segs[-1].last + 1 if segs else 0
     by_name = {e.name: e for e in record.entries}
     end = record.end

@@ -16,7 +16,6 @@ writer (a CLI command) replays just the models it touches.
 from __future__ import annotations
 
 import copy
-import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from .gcpause import collector_paused
 from .keys import SigningKey, pae
 from .signer import BatchSigner, parallel_enabled
 from .state import State
-from .store import COLUMNS, SCHEMA, STATE_COLUMNS, Store, merge_fanout, replay
+from .store import COLUMNS, SCHEMA, STATE_COLUMNS, Store, file_id, merge_fanout, replay
 
 #: A commit groups at most this many events (batches are never split).
 GROUP_EVENTS = 10_000
@@ -371,6 +370,5 @@ class _Columns:
 _ROW_COLUMNS = [c for c in COLUMNS if c != "sig"]
 
 
-def _identity(path: Path) -> tuple[str, int, int, int]:
-    st = os.stat(path)
-    return (path.name, st.st_ino, st.st_size, st.st_mtime_ns)
+def _identity(path: Path) -> tuple[str, tuple[int, int, int, int] | None]:
+    return (path.name, file_id(path))

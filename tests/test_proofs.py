@@ -148,4 +148,5 @@ def test_tree_matches_reference(forty, data):
         assert lt.root(n) == merkle.root(leaves[:n])
     finally:
         tree.BLOCK = old
-        tree.remove_cache(led.store)
+        with led.store.lock():
+            led.store.drop_cached(tree.CACHE_FILE)
