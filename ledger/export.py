@@ -35,6 +35,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 import networkx as nx
 
+from .compat import nodes as _nodes
+from .compat import succ as _succ
 from .errors import InputError, StorageError
 from .lineage import (
     ACTOR,
@@ -353,7 +355,7 @@ def _local(text: str) -> str:
 
 def prov_id(g: nx.MultiDiGraph, n: str) -> str:
     """The PROV qualified name of a graph node, e.g. ``ledger:model/fraud.detector.xgb/1``."""
-    d = g._node[n]
+    d = _nodes(g)[n]
     kind = d["kind"]
     if kind == MODEL:
         return f"ledger:model/{_local(d['model'])}/{d['version']}"
@@ -369,7 +371,7 @@ _QN = "prov:QUALIFIED_NAME"
 
 def _edges(g: nx.MultiDiGraph) -> Iterator[tuple[str, str, dict[str, Any]]]:
     # The adjacency directly: MultiDiGraph.edges(data=True) costs twice as much per edge.
-    for u, nbrs in g._adj.items():
+    for u, nbrs in _succ(g).items():
         for v, keyed in nbrs.items():
             for d in keyed.values():
                 yield u, v, d

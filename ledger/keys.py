@@ -18,11 +18,12 @@ from pathlib import Path
 
 import nacl.bindings as sodium
 import nacl.exceptions
-from nacl._sodium import ffi as _ffi
-from nacl._sodium import lib as _lib
 
 from . import note
+from .compat import sodium as _sodium_cffi
 from .errors import InputError, KeyProblem, StorageError
+
+_ffi, _lib = _sodium_cffi()
 
 #: DSSE payloadType of every ledger event.
 PAYLOAD_TYPE = "application/vnd.ledger.event+json"
@@ -36,10 +37,16 @@ def key_id(public_key: bytes) -> str:
     return hashlib.sha256(public_key).hexdigest()[:16]
 
 
+def pae_prefix(payload_type: str = PAYLOAD_TYPE) -> bytes:
+    """The part of the DSSE v1 pre-authentication encoding before the body's length:
+    ``b"DSSEv1 <len(type)> <type> "`` (verify's workers prepend it themselves)."""
+    t = payload_type.encode()
+    return b"DSSEv1 %d %b " % (len(t), t)
+
+
 def pae(body: bytes, payload_type: str = PAYLOAD_TYPE) -> bytes:
     """DSSE v1 pre-authentication encoding of ``body``."""
-    t = payload_type.encode()
-    return b"DSSEv1 %d %b %d %b" % (len(t), t, len(body), body)
+    return b"%b%d %b" % (pae_prefix(payload_type), len(body), body)
 
 
 def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:

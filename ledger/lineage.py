@@ -38,6 +38,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import events as E
+from .compat import graph_dicts
+from .compat import nodes as _nodes
+from .compat import pred as _pred
+from .compat import succ as _succ
 from .errors import InputError, NotFoundError
 from .gcpause import collector_paused
 
@@ -128,9 +132,7 @@ class _Builder:
 
     def __init__(self, graph: Any = None) -> None:
         self.g = _multidigraph() if graph is None else graph
-        self.node = self.g._node
-        self.succ = self.g._succ
-        self.pred = self.g._pred
+        self.node, self.succ, self.pred = graph_dicts(self.g)
         #: (model, env) -> the attribute dict of the deployed_to edge live there now
         self.live: dict[tuple[str, str], dict[str, Any]] = {}
 
@@ -1022,9 +1024,10 @@ class _Columns:
         ordered = _take(ids, order)
         # each node's adjacency dicts, by index (lists: no hashing in the loop below)
         out, into = [{} for _ in ids], [{} for _ in ids]
-        g._node.update(zip(ordered, _take(attrs, order), strict=True))
-        g._succ.update(zip(ordered, _take(out, order), strict=True))
-        g._pred.update(zip(ordered, _take(into, order), strict=True))
+        node, succ, pred = graph_dicts(g)
+        node.update(zip(ordered, _take(attrs, order), strict=True))
+        succ.update(zip(ordered, _take(out, order), strict=True))
+        pred.update(zip(ordered, _take(into, order), strict=True))
         parts = self.edge_parts
         perm = pc.sort_indices(_concat([p[0] for p in parts], pa.int64()))
         u = pc.take(_concat([p[1] for p in parts], pa.int64()), perm).to_pylist()
@@ -1092,9 +1095,9 @@ def version_node(g: nx.MultiDiGraph, ref: str) -> str:
     """The node of ``MODEL:VERSION``; NotFoundError if the graph has no such version."""
     model, version = E.parse_model_ref(ref)
     nid = model_id(model, version)
-    if nid not in g._node:
+    if nid not in _nodes(g):
         latest = max(
-            (d["version"] for d in g._node.values() if d.get("model") == model), default=None
+            (d["version"] for d in _nodes(g).values() if d.get("model") == model), default=None
         )
         if latest is None:
             raise NotFoundError(f"model {model} is not registered", kind="unknown_model")
@@ -1108,19 +1111,19 @@ def version_node(g: nx.MultiDiGraph, ref: str) -> str:
 def up(g: nx.MultiDiGraph, node: str, depth: int | None = None) -> dict[str, int]:
     """Ancestors of ``node``: parent versions back to base models, their datasets and
     commits -> {node: hops}, ``node`` itself at 0."""
-    return _walk(g, node, g._succ, depth, LINEAGE_KINDS)
+    return _walk(g, node, _succ(g), depth, LINEAGE_KINDS)
 
 
 def down(g: nx.MultiDiGraph, node: str, depth: int | None = None) -> dict[str, int]:
     """Descendants of ``node``: every version derived from it (or trained on / built from
     it, for a dataset or commit) -> {node: hops}, ``node`` itself at 0."""
-    return _walk(g, node, g._pred, depth, LINEAGE_KINDS)
+    return _walk(g, node, _pred(g), depth, LINEAGE_KINDS)
 
 
 def live_deployments(g: nx.MultiDiGraph, node: str) -> list[dict[str, Any]]:
     """Deployments of a version live at the graph's point in time, by environment."""
     out = []
-    for keyed in g._succ[node].values():
+    for keyed in _succ(g)[node].values():
         for d in keyed.values():
             if d["kind"] == DEPLOYED_TO and d["live"]:
                 out.append(d)
@@ -1133,15 +1136,15 @@ def context(g: nx.MultiDiGraph, nodes: Iterable[str]) -> nx.MultiDiGraph:
     keep = set(nodes)
     extra = set()
     for n in keep:
-        if g._node[n]["kind"] != MODEL:
+        if _nodes(g)[n]["kind"] != MODEL:
             continue
-        for v, keyed in g._succ[n].items():
+        for v, keyed in _succ(g)[n].items():
             for d in keyed.values():
                 if d["kind"] not in LINEAGE_KINDS:
                     extra.add(v)
                 if d["kind"] == DEPLOYED_TO:
                     extra.add(actor_id(d["actor"]))
-    return _subgraph(g, keep | {n for n in extra if n in g._node})
+    return _subgraph(g, keep | {n for n in extra if n in _nodes(g)})
 
 
 def _subgraph(g: nx.MultiDiGraph, nodes: set[str]) -> nx.MultiDiGraph:
@@ -1172,7 +1175,7 @@ def find_datasets(g: nx.MultiDiGraph, uri_or_digest: str) -> list[str]:
         uri_or_digest = "sha256:" + uri_or_digest
     key = "digest" if E.DIGEST_RE.fullmatch(uri_or_digest) else "uri"
     found = sorted(
-        n for n, d in g._node.items() if d["kind"] == DATASET and d.get(key) == uri_or_digest
+        n for n, d in _nodes(g).items() if d["kind"] == DATASET and d.get(key) == uri_or_digest
     )
     if not found:
         what = "digest" if key == "digest" else "URI"
@@ -1193,7 +1196,7 @@ def find_commits(g: nx.MultiDiGraph, spec: str) -> list[str]:
         )
     found = sorted(
         n
-        for n, d in g._node.items()
+        for n, d in _nodes(g).items()
         if d["kind"] == COMMIT
         and (not repo or d["repo"] == repo)
         and (d["commit"].startswith(commit) or commit.startswith(d["commit"]))
@@ -1225,11 +1228,11 @@ def impact(
         for n, h in down(g, s).items():
             if h < hops.get(n, 1 << 30):
                 hops[n] = h
-    result = Impact(sources, nodes=set(hops), labels={s: g._node[s]["label"] for s in sources})
-    versions = [n for n in hops if g._node[n]["kind"] == MODEL]
-    versions.sort(key=lambda n: (hops[n], g._node[n]["model"], g._node[n]["version"]))
+    result = Impact(sources, nodes=set(hops), labels={s: _nodes(g)[s]["label"] for s in sources})
+    versions = [n for n in hops if _nodes(g)[n]["kind"] == MODEL]
+    versions.sort(key=lambda n: (hops[n], _nodes(g)[n]["model"], _nodes(g)[n]["version"]))
     for n in versions:
-        d = g._node[n]
+        d = _nodes(g)[n]
         live = live_deployments(g, n)
         result.versions.append(
             {
@@ -1260,11 +1263,11 @@ def _via(g: nx.MultiDiGraph, n: str, hops: dict[str, int]) -> str:
     if hops[n] == 0:
         return "(source)"
     parts = []
-    for v, keyed in g._succ[n].items():
+    for v, keyed in _succ(g)[n].items():
         if hops.get(v) == hops[n] - 1:
             for d in keyed.values():
                 if d["kind"] in LINEAGE_KINDS:
-                    parts.append(f"{_edge_word(d)} {g._node[v]['label']}")
+                    parts.append(f"{_edge_word(d)} {_nodes(g)[v]['label']}")
     return "; ".join(sorted(parts))
 
 
@@ -1287,7 +1290,7 @@ class TreeNode:
 
 def describe(g: nx.MultiDiGraph, n: str) -> str:
     """A one-line description of a node for the tree view."""
-    d = g._node[n]
+    d = _nodes(g)[n]
     kind = d["kind"]
     if kind == MODEL:
         live = ", ".join(x["env"] for x in live_deployments(g, n))
@@ -1312,7 +1315,7 @@ def tree(
     reached twice (a merge) is expanded once and marked ``(see above)`` after that."""
     if direction not in ("up", "down"):
         raise InputError("direction must be up or down")
-    adj = g._succ if direction == "up" else g._pred
+    adj = _succ(g) if direction == "up" else _pred(g)
     expanded: set[str] = set()
 
     def node(n: str, level: int, edge: str | None) -> TreeNode:
@@ -1351,7 +1354,7 @@ _KIND_ORDER = {MODEL: 0, DATASET: 1, COMMIT: 2, ENV: 3, ACTOR: 4}
 
 
 def _order(g: nx.MultiDiGraph, n: str) -> tuple[int, str, int]:
-    d = g._node[n]
+    d = _nodes(g)[n]
     return (_KIND_ORDER[d["kind"]], d.get("model", d["label"]), d.get("version", 0))
 
 

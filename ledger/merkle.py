@@ -25,9 +25,14 @@ class MerkleProofError(ValueError):
     """A Merkle proof failed verification or its parameters are out of range."""
 
 
+#: RFC 6962's domain separation: a leaf's hash input starts with 0x00, a node's with 0x01.
+LEAF_PREFIX = b"\x00"
+NODE_PREFIX = b"\x01"
+
+
 def leaf_hash(data: bytes) -> bytes:
     """RFC 6962 leaf hash: ``SHA-256(0x00 || data)``."""
-    return hashlib.sha256(b"\x00" + data).digest()
+    return hashlib.sha256(LEAF_PREFIX + data).digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:

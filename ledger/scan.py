@@ -29,6 +29,7 @@ from . import checkpoint as C
 from . import events as E
 from . import merkle
 from . import tree as T
+from .compat import sodium
 from .derived import (
     Vanished,
     against,
@@ -40,7 +41,7 @@ from .derived import (
 )
 from .errors import CorruptLedgerError
 from .gcpause import collector_paused
-from .keys import PAYLOAD_TYPE
+from .keys import pae_prefix
 from .opened import partial_state
 from .procs import can_start_processes, main_module_hidden
 from .store import COLUMNS, SCHEMA, Segment, Store, micros, open_parquet, pylist
@@ -66,7 +67,6 @@ _WORKER_COLUMNS = [
 
 # --- the worker side -----------------------------------------------------------------------
 
-E_PAYLOAD_TYPE = PAYLOAD_TYPE.encode()
 _ORIGIN = ""
 _KEYS: dict[str, bytes] = {}
 
@@ -212,15 +212,15 @@ def _check_rows(
     ``crypto_sign_verify_detached`` would skip the signature + message concatenation,
     but PyNaCl's compiled module does not export it, and calling it through cffi's ABI
     mode costs as much as the copy saves (measured: within 1%)."""
-    from nacl._sodium import ffi, lib
-
+    ffi, lib = sodium()
     sha256 = hashlib.sha256
     keys = _KEYS
     size = max(map(len, canons), default=0) + 1024
     buf = ffi.new("unsigned char[]", size)
     outlen = ffi.new("unsigned long long *")
     open_ = lib.crypto_sign_open
-    pae_type = b"DSSEv1 %d %b " % (len(E_PAYLOAD_TYPE), E_PAYLOAD_TYPE)
+    pae_type = pae_prefix()  # (keys.pae, inline: the signed message is sig ‖ PAE)
+    leaf = merkle.LEAF_PREFIX
     leaves = []
     add = leaves.append
     for c, h, s, k in zip(canons, hashes, sigs, kids, strict=True):
@@ -230,7 +230,7 @@ def _check_rows(
         sm = b"%b%b%d %b" % (s, pae_type, len(c), c)
         if open_(buf, outlen, sm, len(sm), pub) != 0:
             break
-        add(sha256(b"\x00" + c).digest())
+        add(sha256(leaf + c).digest())  # (merkle.leaf_hash, inline)
     i = len(leaves)
     n = len(canons)
     roots: dict[tuple[int, int], bytes] = {}

@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 
 from . import bundles, compaction, eventindex
 from . import events as E
+from .compat import json_scanner
 from .errors import CorruptLedgerError, InputError, NotFoundError, StorageError
 from .events import FORMAT
 from .gcpause import collector_paused
@@ -1064,7 +1065,7 @@ def typed_events(table: pa.Table, origin: str) -> Iterator[E.Event]:
     cols = [pylist(table[c]) for c in STATE_COLUMNS if c != "ts"]
     # json's C scanner without json.loads' whitespace handling (a third of its time):
     # the write path stores canonical JSON, so a payload is one value, end to end.
-    scan = json.decoder.JSONDecoder().scan_once
+    scan = json_scanner()
     Event = E.Event
     for i, (seq, action, model, version, actor, kid, payload) in enumerate(zip(*cols, strict=True)):
         try:

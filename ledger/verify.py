@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import events as E
+from .compat import json_scanner
 from .errors import LedgerError
 from .keys import pae, verify_signature
 from .state import State, _public_key
@@ -232,7 +233,7 @@ class Verifier:
         known, Event, keys_get = E.ACTION_ROLE, _Ev, keys.get
         # The C scanner behind json.loads, without its whitespace regexes: the payload
         # column is canonical JSON (the worker matched it against the signed bytes).
-        scan = json.decoder.JSONDecoder().scan_once
+        scan = json_scanner()
         base = len(self.hashes)
         # The worker proved the typed seqs are its run's positions: check where it starts.
         if clean.prev != self.prev_hash or seqs[offset] != base:

@@ -1,0 +1,62 @@
+"""Every use of a third-party library's private API, in one place.
+
+Three fast paths reach inside libraries, each because the public API costs a multiple
+of the work itself (the measurements are in the callers' docstrings):
+
+* PyNaCl's cffi module ``nacl._sodium`` (``ffi``, ``lib``): libsodium's
+  ``crypto_sign`` / ``crypto_sign_open`` with a reusable buffer (signing and verify's
+  workers);
+* networkx's adjacency dicts ``MultiDiGraph._node`` / ``_succ`` / ``_pred`` (``_adj`` is
+  ``_succ``): the lineage graph is filled and walked directly (``add_edges_from``
+  copies and validates every attribute dict);
+* ``json.JSONDecoder.scan_once``: the C scanner behind ``json.loads`` without its
+  whitespace handling, for canonical payloads.
+
+:data:`CHECKED` lists the versions these were checked against; pyproject.toml pins them
+as upper bounds, and ``tests/test_compat.py`` fails loudly, naming the API, if one of
+them changes shape.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+#: The newest release of each library whose private API below was checked.
+CHECKED = {"pynacl": "1.6", "networkx": "3.6"}
+
+
+def sodium() -> tuple[Any, Any]:
+    """PyNaCl's cffi ``(ffi, lib)`` for libsodium."""
+    from nacl._sodium import ffi, lib
+
+    return ffi, lib
+
+
+def graph_dicts(g: Any) -> tuple[dict[Any, Any], dict[Any, Any], dict[Any, Any]]:
+    """A networkx ``MultiDiGraph``'s (node -> attributes, node -> successor -> key ->
+    attributes, node -> predecessor -> key -> attributes) dicts, to fill or walk
+    directly. :class:`ledger.lineage.Adjacency` has the same three, by the same names."""
+    return g._node, g._succ, g._pred
+
+
+def json_scanner() -> Callable[[str, int], tuple[Any, int]]:
+    """``scan(text, index) -> (value, end)``: one JSON value of ``text`` from ``index``,
+    no whitespace allowed around it."""
+    return json.decoder.JSONDecoder().scan_once  # type: ignore[attr-defined, no-any-return]
+
+
+def nodes(g: Any) -> dict[Any, Any]:
+    """``g._node``: node -> attributes (a MultiDiGraph or a lineage Adjacency)."""
+    return g._node  # type: ignore[no-any-return]
+
+
+def succ(g: Any) -> dict[Any, Any]:
+    """``g._succ`` (networkx's ``_adj``): node -> successor -> key -> attributes."""
+    return g._succ  # type: ignore[no-any-return]
+
+
+def pred(g: Any) -> dict[Any, Any]:
+    """``g._pred``: node -> predecessor -> key -> attributes."""
+    return g._pred  # type: ignore[no-any-return]
