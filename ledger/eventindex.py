@@ -28,7 +28,6 @@ built from the events; tests/test_lineage_family.py holds the two together.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -75,8 +74,8 @@ COLUMNS = tuple(SCHEMA.names)
 _DERIVED = [c for c in COLUMNS if c not in _TYPED]
 
 #: A payload that is exactly ``{"env":"<name>"}`` (most events): no JSON parse needed.
-_ENV_ONLY = re.compile(r'\{"env":"([a-z][a-z0-9_-]{0,31})"\}')
-_ENV_ONLY_ANCHORED = r'^\{"env":"(?P<env>[a-z][a-z0-9_-]{0,31})"\}$'
+_ENV_ONLY = E.ENV_ONLY
+_ENV_ONLY_ANCHORED = E.ENV_ONLY_ANCHORED
 #: From this many rows on, derive and edge_rows work column-wise in pyarrow.compute
 #: (whose import, ~0.1 s, a reader of a few small segments should not pay).
 _VECTOR_MIN_ROWS = 2048

@@ -60,7 +60,13 @@ MAX_EVENT_BYTES = 64 * 1024
 MAX_TEXT = 4096
 
 MODEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9])?")
-ENV_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+ENV_PATTERN = r"[a-z][a-z0-9_-]{0,31}"
+ENV_RE = re.compile(ENV_PATTERN)
+#: A payload that is exactly ``{"env": ENV}`` in canonical form, the environment as
+#: group 1 (the fast paths read most approve/deploy/undeploy payloads without parsing),
+#: and the same anchored with a named group, for Arrow's regex kernels.
+ENV_ONLY = re.compile(r'\{"env":"(' + ENV_PATTERN + r')"\}')
+ENV_ONLY_ANCHORED = r'^\{"env":"(?P<env>' + ENV_PATTERN + r')"\}$'
 ACTOR_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._@-]{0,62}[A-Za-z0-9])?")
 RELATION_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 KEYNAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,63}")

@@ -397,7 +397,7 @@ def _take(values: list[Any], index: Iterable[int]) -> list[Any]:
 
 #: An approve/deploy/undeploy payload that is exactly {"env": NAME}: the common case, and
 #: unambiguous (anything else is parsed with json.loads, as build does).
-_ENV_ONLY = r'^\{"env":"(?P<env>[a-z][a-z0-9_-]{0,31})"\}$'
+_ENV_ONLY = E.ENV_ONLY_ANCHORED
 #: Register payload text that Arrow's JSON reader could read otherwise than json.loads:
 #: a raw line break (the payloads are read as newline-delimited JSON), a null parents or
 #: datasets list (build fails on it), anything not shaped like one object.

@@ -291,7 +291,7 @@ def key_map(store: Store, segments: Sequence[Segment]) -> dict[str, bytes]:
 
 
 #: A payload column value that is exactly ``{"env":"<env>"}``, the env a valid name.
-_ENV_ONLY = r'^\{"env":"(?P<env>[a-z][a-z0-9_-]{0,31})"\}$'
+_ENV_ONLY = E.ENV_ONLY_ANCHORED
 
 
 #: How many times a verify starts over when segments vanish under it (a compaction

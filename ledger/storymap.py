@@ -47,7 +47,7 @@ EMPTY = bytes(32)
 _VALUE_TAG = b"ledger-story/1\n"
 _SEQ = struct.Struct(">Q")
 _EXT_RE = re.compile(r"ledger-story/([12]) ([A-Za-z0-9+/]{43}=)")
-_ENV_ONLY = re.compile(r'\{"env":"([a-z][a-z0-9_-]{0,31})"\}')
+_ENV_ONLY = E.ENV_ONLY
 
 
 class StoryMapError(ValueError):
