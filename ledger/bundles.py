@@ -316,9 +316,10 @@ class _Keys:
             return self._all[i]
         if self._offsets is None:
             _, offsets, data = self.values.buffers()
-            self._offsets = memoryview(offsets).cast("i")[self.values.offset :]  # type: ignore[arg-type]
-            self._data = memoryview(data)  # type: ignore[arg-type]
-        return bytes(self._data[self._offsets[i] : self._offsets[i + 1]]).decode()
+            self._offsets = memoryview(offsets).cast("i")[self.values.offset :]
+            self._data = memoryview(data)
+        data, at = self._data, self._offsets
+        return bytes(data[at[i] : at[i + 1]]).decode()  # type: ignore[index]
 
 
 def _directory(table: pa.Table, column: str) -> tuple[Any, Any]:
@@ -342,7 +343,7 @@ def _directory(table: pa.Table, column: str) -> tuple[Any, Any]:
 def _int64s(array: pa.Array) -> memoryview:
     """An int64 array's values as a memoryview of its buffer (no copy, no objects)."""
     buf = array.buffers()[1]
-    return memoryview(buf).cast("q")[array.offset : array.offset + len(array)]  # type: ignore[arg-type]
+    return memoryview(buf).cast("q")[array.offset : array.offset + len(array)]
 
 
 class RowBundle(Bundle):

@@ -137,14 +137,14 @@ def open_checkpoint(
     ignored, and extension lines after the root are accepted. Raises InputError for a
     malformed note or a foreign origin, KeyProblem when no acceptable key signed it.
     """
-    trusted = [as_verifier_key(k) for k in trusted]
+    vkeys = [as_verifier_key(k) for k in trusted]
     records = [k for k in keys if E.CHECKPOINTER in k.roles]
     cp = parse_body(text, where)
     if cp.origin != origin:
         raise InputError(
             f"{where} is a checkpoint of ledger {cp.origin!r}, not of this one ({origin!r})"
         )
-    pairs = [(k.note_name(origin), k.public_key) for k in trusted]
+    pairs = [(k.note_name(origin), k.public_key) for k in vkeys]
     pairs += [(origin, rec.public_key) for rec in records]
     try:
         found = note.verify_note(text, pairs)
@@ -154,14 +154,14 @@ def open_checkpoint(
         name, kid = found.invalid[0]
         raise KeyProblem(f"{where} has an invalid signature by {name} (key ID {kid})")
     if not found.verified:
-        who = "a trusted key" if trusted else "a checkpointer key of this ledger"
+        who = "a trusted key" if vkeys else "a checkpointer key of this ledger"
         raise KeyProblem(f"{where} is not signed by {who}")
     for i in sorted(found.verified):
-        if i < len(trusted):
-            k = trusted[i]
+        if i < len(vkeys):
+            k = vkeys[i]
             who = k.label(origin) if k.name is not None else ledger_key_id(k.public_key)
             return SignedCheckpoint(text, cp.origin, cp.size, cp.root, None, f"trusted key {who}")
-    signed = [records[i - len(trusted)] for i in sorted(found.verified)]
+    signed = [records[i - len(vkeys)] for i in sorted(found.verified)]
     for rec in signed:
         if rec.revoked_seq is None or rec.revoked_seq >= cp.size:
             return SignedCheckpoint(

@@ -44,19 +44,19 @@ def graph_dicts(g: Any) -> tuple[dict[Any, Any], dict[Any, Any], dict[Any, Any]]
 def json_scanner() -> Callable[[str, int], tuple[Any, int]]:
     """``scan(text, index) -> (value, end)``: one JSON value of ``text`` from ``index``,
     no whitespace allowed around it."""
-    return json.decoder.JSONDecoder().scan_once  # type: ignore[attr-defined, no-any-return]
+    return json.decoder.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def nodes(g: Any) -> dict[Any, Any]:
     """``g._node``: node -> attributes (a MultiDiGraph or a lineage Adjacency)."""
-    return g._node  # type: ignore[no-any-return]
+    return g._node
 
 
 def succ(g: Any) -> dict[Any, Any]:
     """``g._succ`` (networkx's ``_adj``): node -> successor -> key -> attributes."""
-    return g._succ  # type: ignore[no-any-return]
+    return g._succ
 
 
 def pred(g: Any) -> dict[Any, Any]:
     """``g._pred``: node -> predecessor -> key -> attributes."""
-    return g._pred  # type: ignore[no-any-return]
+    return g._pred

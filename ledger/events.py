@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -110,7 +111,7 @@ def check_actor(actor: str) -> str:
     return actor
 
 
-def check_roles(roles: list[str] | tuple[str, ...] | str) -> list[str]:
+def check_roles(roles: Sequence[str] | str) -> list[str]:
     if isinstance(roles, str):
         roles = [r.strip() for r in roles.split(",") if r.strip()]
     unknown = sorted(set(roles) - set(ROLES))

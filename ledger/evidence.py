@@ -22,7 +22,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from . import checkpoint as C
 from . import checkpoints as CS
@@ -448,6 +448,7 @@ def check(data: bytes, trusted_keys: Sequence[bytes | VerifierKey] = ()) -> Verd
         if env is not None:
             key, what = storymap.env_key(model, env), f"the deployment history of {model} in {env}"
         else:
+            assert version is not None  # (checked above: a version bundle has an int version)
             key, what = storymap.version_key(model, version), f"the story of {model}:{version}"
         _check_story(doc, body, key, what, decoded)
     # The checkpoint signer's key events (outside the story) join the registry replay.
@@ -538,7 +539,7 @@ class _History:
     def __init__(self, model: str, env: str) -> None:
         self.model, self.env = model, env
         self.steps: list[str] = []
-        self.live: list[tuple[int, str, str | None, int]] = []
+        self.live: list[tuple[int, str, str | None, int]] = []  # (from seq, ts, until, version)
 
     def step(self, ev: E.Event, overrides: str) -> None:
         if (
@@ -556,7 +557,7 @@ class _History:
                 return
             if now is not None:
                 self.live[-1] = (*now[:2], ts, now[3])
-            self.live.append((ev.seq, ts, None, ev.version))
+            self.live.append((ev.seq, ts, None, cast(int, ev.version)))
             replacing = f" (replacing version {now[3]})" if now is not None else ""
             self.steps.append(f"version {ev.version} deployed {who}{replacing}")
         elif now is not None and now[3] == ev.version:

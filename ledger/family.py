@@ -359,8 +359,8 @@ def impact(
         if not hops:
             raise NotFoundError(f"no registered version was built from commit {commit}")
     else:
-        m, v = E.parse_model_ref(model)  # type: ignore[arg-type]
-        reg = fam.register((m, v))
+        m, n = E.parse_model_ref(model)  # type: ignore[arg-type]
+        reg = fam.register((m, n))
         if reg is None:
             latest = max(
                 (r["version"] for r in fam.model_rows(m) if r["action"] == E.REGISTER),
@@ -369,11 +369,11 @@ def impact(
             if latest is None:
                 raise NotFoundError(f"model {m} is not registered", kind="unknown_model")
             raise NotFoundError(
-                f"{m}:{v} is not registered (latest is {m}:{latest})", kind="unknown_version"
+                f"{m}:{n} is not registered (latest is {m}:{latest})", kind="unknown_version"
             )
-        regs[(m, v)] = reg
-        hops[L.model_id(m, v)] = 0
-        labels[L.model_id(m, v)] = f"{m}:{v}"
+        regs[(m, n)] = reg
+        hops[L.model_id(m, n)] = 0
+        labels[L.model_id(m, n)] = f"{m}:{n}"
     sources = sorted(hops)
     for s in sources:
         if s.startswith("dataset:"):

@@ -570,7 +570,7 @@ def _code_columns(code: Any) -> tuple[Any, ...]:
 def _concat(arrays: list[Any], type_: Any) -> Any:
     import pyarrow as pa
 
-    chunks = []
+    chunks: list[Any] = []
     for a in arrays:
         chunks.extend(c.cast(type_) for c in (a.chunks if isinstance(a, pa.ChunkedArray) else [a]))
     return pa.chunked_array(chunks, type_).combine_chunks()
@@ -1013,7 +1013,10 @@ class _Columns:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        offset, ids, attrs, rows = {}, [], [], []
+        offset: dict[str, int] = {}
+        ids: list[str] = []
+        attrs: list[dict[str, Any]] = []
+        rows: list[Any] = []
         for kind in _NODE_ORDER:
             r, i, a = self.node_parts.get(kind, (_ints([]), [], []))
             offset[kind] = len(ids)
@@ -1023,7 +1026,8 @@ class _Columns:
         order = pc.sort_indices(_concat(rows, pa.int64())).to_pylist()
         ordered = _take(ids, order)
         # each node's adjacency dicts, by index (lists: no hashing in the loop below)
-        out, into = [{} for _ in ids], [{} for _ in ids]
+        out: list[dict[str, Any]] = [{} for _ in ids]
+        into: list[dict[str, Any]] = [{} for _ in ids]
         node, succ, pred = graph_dicts(g)
         node.update(zip(ordered, _take(attrs, order), strict=True))
         succ.update(zip(ordered, _take(out, order), strict=True))

@@ -145,7 +145,7 @@ def live(rows: Sequence[dict[str, Any]], model: str, env: str) -> pa.Table:
         "env": env,
         "since": now["ts"],
         "deployed_by": now["actor"],
-        "approved_by": _sorted_names(approvers),  # type: ignore[arg-type]
+        "approved_by": _sorted_names(approvers),
         "rollback": v < max(deployed),
     }
     return _table(LIVE, [row])

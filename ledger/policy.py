@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from . import events as E
 from .errors import RuleViolation
@@ -86,7 +86,7 @@ def evaluate(state: State, policy: Policy, ev: E.Event) -> list[Violation]:
                 )
             )
     elif a == E.DEPLOY and v is not None:
-        env = event_env(ev)
+        env = cast(str, event_env(ev))  # (a deploy names its environment: step() checked)
         out += _approvals(policy, v, env, ev)
         if policy.approver_may_not_deploy:
             mine = [ap for ap in v.approvals.get(env, []) if ap.actor == ev.actor]
@@ -173,12 +173,14 @@ def _register_metadata(policy: Policy, ev: E.Event) -> list[Violation]:
     code = p.get("code")
     if policy.code_commit and not (isinstance(code, dict) and isinstance(code.get("commit"), str)):
         miss("a code commit (--code REPO@COMMIT)")
-    tags = p.get("tags") if isinstance(p.get("tags"), dict) else {}
+    tags = p.get("tags")
+    tags = tags if isinstance(tags, dict) else {}
     missing = [t for t in policy.tags if t not in tags or tags[t] in ("", None)]
     if missing:
         s = "s" if len(missing) > 1 else ""
         miss(f"the tag{s} {', '.join(missing)} (--tag NAME=VALUE)")
-    metrics = p.get("metrics") if isinstance(p.get("metrics"), dict) else {}
+    metrics = p.get("metrics")
+    metrics = metrics if isinstance(metrics, dict) else {}
     for t in policy.metrics:
         got = metrics.get(t.metric)
         if not t.holds(got):

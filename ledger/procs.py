@@ -39,7 +39,7 @@ def main_module_hidden() -> Iterator[None]:
             yield
         finally:
             main.__dict__.pop("__spec__", None)
-            main.__dict__.update(saved)
+            main.__dict__.update(saved)  # type: ignore[arg-type]
 
 
 def can_start_processes() -> bool:

@@ -407,9 +407,10 @@ class Session:
                 raise InputError(f"--at-seq must be a seq number >= 0, got {at_seq!r}")
             if at_seq > last:
                 raise InputError(f"--at-seq {at_seq} is beyond the last event (seq {last})")
-            row = self.con.execute(f"SELECT epoch_us(ts) FROM {scan} WHERE seq = {at_seq}")
-            ts = row.fetchone()
-            self.cutoff = Cutoff(at_seq, ts[0] if ts else None, f"at seq {at_seq}")
+            found = self.con.execute(
+                f"SELECT epoch_us(ts) FROM {scan} WHERE seq = {at_seq}"
+            ).fetchone()
+            self.cutoff = Cutoff(at_seq, found[0] if found else None, f"at seq {at_seq}")
         elif as_of is not None:
             row = self.con.execute(
                 f"SELECT max(seq) FROM {scan} WHERE ts <= {_sql_ts(as_of)}"

@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -221,7 +221,7 @@ def _check_rows(
     open_ = lib.crypto_sign_open
     pae_type = pae_prefix()  # (keys.pae, inline: the signed message is sig ‖ PAE)
     leaf = merkle.LEAF_PREFIX
-    leaves = []
+    leaves: list[bytes] = []
     add = leaves.append
     for c, h, s, k in zip(canons, hashes, sigs, kids, strict=True):
         pub = keys.get(k)
@@ -249,7 +249,8 @@ def _runs(seg: Segment) -> list[tuple[str, int | None, int, int]]:
         sizes = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
     except (OSError, pa.ArrowException):
         return [(str(seg.path), None, seg.first, seg.count)]
-    out, off = [], 0
+    out: list[tuple[str, int | None, int, int]] = []
+    off = 0
     for i, n in enumerate(sizes):
         out.append((str(seg.path), i, seg.first + off, n))
         off += n
@@ -362,7 +363,9 @@ def _columns(
 PARALLEL_MIN_ROWS = 50_000
 
 
-def _results(tasks: list[Task], origin: str, keys: dict[str, bytes], jobs: int) -> Iterator[Any]:
+def _results(
+    tasks: list[Task], origin: str, keys: dict[str, bytes], jobs: int
+) -> Generator[Any, None, None]:
     """None, then the worker results in task order; inline when one job, one task or few
     rows suffice, or in a daemonic process (which may not start any). The first
     ``next()`` starts the workers, so that they start up while the main process reads

@@ -12,7 +12,7 @@ import base64
 import binascii
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import events as E
 from .errors import InputError, KeyProblem, NotFoundError, RuleViolation
@@ -397,12 +397,13 @@ class State:
             rec = self.keys[p["key_id"]]
             rec.revoked_seq, rec.revoked_ts = ev.seq, ev.ts
         elif a == E.REGISTER:
-            m, n = ev.model, ev.version
-            self.versions[(m, n)] = Version(m, n, ev.actor, ev.seq, ev.ts, _parents(p))  # type: ignore[arg-type]
-            self.latest[m] = n  # type: ignore[index]
+            # (step() checked that a model event names a model and a version)
+            m, n = cast(str, ev.model), cast(int, ev.version)
+            self.versions[(m, n)] = Version(m, n, ev.actor, ev.seq, ev.ts, _parents(p))
+            self.latest[m] = n
         elif a in E.MODEL_ACTIONS:
             v = self.versions[(ev.model, ev.version)]  # type: ignore[index]
-            env = p.get("env")
+            env: str = p.get("env")  # type: ignore[assignment]  # (step() checked it)
             if a == E.APPROVE:
                 v.approvals.setdefault(env, []).append(Approval(ev.actor, ev.seq, ev.ts))
             elif a == E.DEPLOY:

@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 
 from . import bundles, compaction, eventindex
 from . import events as E
+from .bundles import Bundle
 from .compat import json_scanner
 from .errors import CorruptLedgerError, InputError, NotFoundError, StorageError
 from .events import FORMAT
@@ -294,9 +295,9 @@ class Store:
         # Checkpoints, the tree cache and the index are written the same way.
         for folder in (self.root / "checkpoints", self.root / "tree", self.index_dir):
             if folder.is_dir() and not folder.is_symlink():
-                for p in folder.iterdir():
-                    if p.name.startswith(".tmp-") and p.is_file():
-                        p.unlink(missing_ok=True)
+                for f in folder.iterdir():
+                    if f.name.startswith(".tmp-") and f.is_file():
+                        f.unlink(missing_ok=True)
         if removed:
             _fsync_dir(self.events_dir)
         self.delete_superseded()
@@ -826,7 +827,7 @@ class Store:
         """Where the bundle of ``seg`` lives (events table, edges table)."""
         return _bundle_paths(self.index_dir, seg.name)
 
-    def bundles(self, since: int = 0) -> list[bundles.Bundle]:
+    def bundles(self, since: int = 0) -> list[Bundle]:
         """The index of every live segment (holding events from ``since`` on), in seq
         order: the bundle beside it, or one derived from the segment where that is
         missing or does not fit. Hold :meth:`reading` while using them."""
@@ -839,7 +840,7 @@ class Store:
                     raise CorruptLedgerError("segments kept disappearing while reading") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _bundle(self, seg: Segment) -> bundles.Bundle:
+    def _bundle(self, seg: Segment) -> Bundle:
         bundle = self.read_index(seg)
         if bundle is None:
             kept = self._kept(seg)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from . import events as E
 from .compat import json_scanner
@@ -184,7 +184,7 @@ class Verifier:
         segment: str,
         first: int,
         last: int,
-        cols: dict[str, Sequence[Any]],
+        cols: Mapping[str, Sequence[Any]],
         start: int = 0,
     ) -> None:
         """Check one segment's rows from ``start``. ``cols`` maps column name to a
@@ -211,7 +211,7 @@ class Verifier:
     def feed_clean(
         self,
         segment: str,
-        cols: dict[str, Sequence[Any]],
+        cols: Mapping[str, Sequence[Any]],
         clean: Clean,
         keys: dict[str, bytes],
         offset: int = 0,
@@ -230,7 +230,8 @@ class Verifier:
         envs = cols.get("env") or [None] * len(seqs)
         authorize, check, apply = state.authorize, state.check, state.apply
         plain = state.step_plain
-        known, Event, keys_get = E.ACTION_ROLE, _Ev, keys.get
+        # (_Ev has Event's fields: State reads nothing else)
+        known, Event, keys_get = E.ACTION_ROLE, cast(Any, _Ev), keys.get
         # The C scanner behind json.loads, without its whitespace regexes: the payload
         # column is canonical JSON (the worker matched it against the signed bytes).
         scan = json_scanner()
@@ -291,7 +292,7 @@ class Verifier:
         except (ValueError, AttributeError, TypeError, RecursionError):
             return None
 
-    def _row(self, segment: str, cols: dict[str, Sequence[Any]], i: int) -> None:
+    def _row(self, segment: str, cols: Mapping[str, Sequence[Any]], i: int) -> None:
         expected = len(self.hashes)
         canon: bytes = cols["canonical"][i]
         stored = cols["hash"][i]
@@ -400,7 +401,7 @@ class Verifier:
     def _misplaced(
         self,
         segment: str,
-        cols: dict[str, Sequence[Any]],
+        cols: Mapping[str, Sequence[Any]],
         i: int,
         seq: int,
         h: bytes,

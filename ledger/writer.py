@@ -78,7 +78,9 @@ class Writer:
         self._commits = 0
         # (identity of the last segment, the tail it ends with): lets the next commit
         # skip reading the tail back while that segment is still the last one.
-        self._tail_memo: tuple[tuple[str, int, int, int], tuple[int, bytes, int]] | None = None
+        self._tail_memo: (
+            tuple[tuple[str, tuple[int, int, int, int] | None], tuple[int, bytes, int]] | None
+        ) = None
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Request] = []
         self._leading = False
@@ -97,7 +99,9 @@ class Writer:
                 models.add(E.check_model_name(d.model))
             if d.action == E.REGISTER:
                 models.update(
-                    p.get("model") for p in d.payload.get("parents", ()) if isinstance(p, dict)
+                    p["model"]
+                    for p in d.payload.get("parents", ())
+                    if isinstance(p, dict) and isinstance(p.get("model"), str)
                 )
         req = _Request(drafts, key, enforce_policy, models, parallel_enabled(len(drafts)))
         with self._cond:
