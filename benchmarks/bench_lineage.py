@@ -209,6 +209,7 @@ def run(
 
     from ledger import export as X
     from ledger import lineage as L
+    from ledger.cli.lineagetree import tree as lineage_tree
 
     led, _ = _ledger(scale, ledger_path)
     rows: list[dict[str, Any]] = []
@@ -301,7 +302,7 @@ def run(
         ("impact_dataset", lambda: L.impact(g, dataset=h["dataset"])),
         ("impact_commit", lambda: L.impact(g, commit=h["commit"])),
         ("impact_model", lambda: L.impact(g, model=h["widest"])),
-        ("tree_up_deepest", lambda: L.tree(g, deep, "up")),
+        ("tree_up_deepest", lambda: lineage_tree(g, deep, "up")),
     ]:
         t, out = _best(fn)
         cpu = _LAST_CPU[0]

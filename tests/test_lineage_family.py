@@ -21,6 +21,7 @@ from ledger import events as E
 from ledger import family as F
 from ledger import lineage as L
 from ledger.bundles import RowBundle, SortedBundle
+from ledger.cli.lineagetree import tree
 from ledger.eventindex import SCHEMA as INDEX_SCHEMA
 from ledger.eventindex import bundle_tables, derive
 from ledger.store import SCHEMA
@@ -173,7 +174,7 @@ def _context(g: Any, ref: str, direction: str, depth: int | None) -> Any:
 
 
 def _tree(g: Any, ref: str, direction: str) -> Any:
-    return L.tree(g, L.version_node(g, ref), direction)
+    return tree(g, L.version_node(g, ref), direction)
 
 
 def _impact(g_or_fam: Any, **question: Any) -> Any:

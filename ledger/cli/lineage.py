@@ -27,25 +27,6 @@ def _graph(ledger_path: str, as_of: str | None, at_seq: int | None, **question: 
     return led.family_graph(as_of=when, at_seq=at_seq, **question)
 
 
-def _print_tree(root: Any, out_path: str | None) -> None:
-    from rich.console import Console
-    from rich.text import Text
-    from rich.tree import Tree
-
-    def grow(parent: Tree, node: Any) -> None:
-        for child in node.children:
-            grow(parent.add(Text(child.label)), child)
-
-    top = Tree(Text(root.label))
-    grow(top, root)
-    # A tree is never wrapped or cropped: long URIs stay whole and the lines stay greppable.
-    if out_path:
-        with open(out_path, "w", encoding="utf-8") as f:
-            Console(file=f, width=100_000, color_system=None).print(top)
-    else:
-        Console(width=None if sys.stdout.isatty() else 100_000, soft_wrap=True).print(top)
-
-
 @cli.command()
 @click.argument("ref", metavar="MODEL:VERSION", required=False)
 @click.option("--up", "direction", flag_value="up", default=True, help="Ancestors (the default).")
@@ -83,6 +64,7 @@ def lineage(
     --down to everything derived from it and where that is live. Exports the same
     subgraph (with actors and environments) with --format."""
     from .. import lineage as L
+    from . import lineagetree
 
     if whole == (ref is not None):
         raise InputError("give MODEL:VERSION or --all (the whole graph), not both or neither")
@@ -97,7 +79,7 @@ def lineage(
         g = _graph(ledger_path, as_of, at_seq, ref=ref, direction=direction, networkx=not tree)
         node = L.version_node(g, ref)  # type: ignore[arg-type]
         if tree:
-            _print_tree(L.tree(g, node, direction, depth), out_path)
+            lineagetree.print_tree(lineagetree.tree(g, node, direction, depth), out_path)
             return
         walk = L.up if direction == "up" else L.down
         sub = L.context(g, walk(g, node, depth))
