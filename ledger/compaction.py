@@ -2,7 +2,7 @@
 
 A ledger written one event at a time would otherwise hold one segment per append, and
 every reader would pay for every file. The policy is size-tiered, like an LSM tree's,
-inside the aligned blocks of ``TOP`` (= ``store.SEGMENT_EVENTS``, 65,536) events that
+inside the aligned blocks of ``TOP`` (= ``segments.SEGMENT_EVENTS``, 65,536) events that
 ``ledger compact`` builds:
 
 * A segment's *level* is ``floor(log_FANOUT(events))``: 1-3 events are level 0, 4-15
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 #: Segments of one level merge when this many accumulate.
 FANOUT = 4
-#: Events in a complete block; equals ``store.SEGMENT_EVENTS`` (checked there).
+#: Events in a complete block; equals ``segments.SEGMENT_EVENTS`` (checked there).
 TOP = 1 << 16
 
 
@@ -69,6 +69,22 @@ def plan(
                 groups.append((i, j))
         else:
             groups.extend(_tiers(ranges, i, j, fanout))
+        i = j
+    return groups
+
+
+def full(ranges: Sequence[tuple[int, int]], top: int = TOP) -> list[tuple[int, int]]:
+    """The merges ``ledger compact`` makes, as :func:`plan` gives them: every run of two
+    or more segments that start in the same block of ``top`` events becomes one segment
+    (the last, incomplete block too)."""
+    groups: list[tuple[int, int]] = []
+    i = 0
+    while i < len(ranges):
+        j = i + 1
+        while j < len(ranges) and ranges[j][0] // top == ranges[i][0] // top:
+            j += 1
+        if j - i > 1:
+            groups.append((i, j))
         i = j
     return groups
 

@@ -16,6 +16,8 @@ Exit codes (documented in README.md):
 
 from __future__ import annotations
 
+import errno
+
 
 class LedgerError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -65,6 +67,17 @@ class StorageError(LedgerError):
     """The operating system refused an operation on the ledger folder."""
 
     exit_code = 7
+
+
+def storage_error(exc: OSError, what: str) -> StorageError:
+    """The :class:`StorageError` for ``exc``, raised trying to ``what``: "cannot WHAT:
+    REASON", naming a full disk and a read-only folder as such."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        reason = "no space left on device"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        reason = f"{reason} (is the ledger folder read-only?)"
+    return StorageError(f"cannot {what}: {reason}")
 
 
 class UnverifiedError(LedgerError):

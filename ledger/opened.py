@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from . import events as E
+from .replay import replay
+from .segments import STATE_COLUMNS
 from .state import State
-from .store import STATE_COLUMNS, Store, replay
+from .store import Store
 
 
 class Opened:

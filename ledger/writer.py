@@ -28,9 +28,12 @@ from . import events as E
 from .errors import InputError, LedgerError, StorageError
 from .gcpause import collector_paused
 from .keys import SigningKey, pae
+from .merges import merge_fanout
+from .replay import replay
+from .segments import COLUMNS, SCHEMA, STATE_COLUMNS
 from .signer import BatchSigner, parallel_enabled
 from .state import State
-from .store import COLUMNS, SCHEMA, STATE_COLUMNS, Store, file_id, merge_fanout, replay
+from .store import Store, file_id
 
 #: A commit groups at most this many events (batches are never split).
 GROUP_EVENTS = 10_000
