@@ -445,9 +445,9 @@ def _recheck(
     """Accept ``seg`` (a merge of ``parts``, accepted, up to seq ``upto``) without checking
     signatures again: the rows of each part have its recorded hash/sig digest, every
     hash is the SHA-256 of its bytes, and the typed columns are exactly those bytes
-    (:func:`ledger.scan._template_rows`). Then, if readers would take its index bundle,
+    (:func:`ledger.scanworkers._template_rows`). Then, if readers would take its index bundle,
     the bundle matches its events. Returns its record entry, or None."""
-    from . import scan
+    from . import scanworkers
 
     table = led.store.read_segment(seg, _RECHECK_COLUMNS)
     if table.num_rows != seg.count:
@@ -461,8 +461,8 @@ def _recheck(
     for canon, h in zip(known.column("canonical").to_pylist(), hashes, strict=True):
         if canon is None or sha256(canon).digest() != h:
             return None
-    scan._init(led.origin, {})
-    rows, _prev = scan._template_rows(known, seg.first)
+    scanworkers._init(led.origin, {})
+    rows, _prev = scanworkers._template_rows(known, seg.first)
     if rows != known.num_rows:
         return None
     if _index_problem(led.store, seg):

@@ -9,7 +9,7 @@ from importlib.metadata import version
 
 import pytest
 
-from ledger import compat, keys, merkle, scan
+from ledger import compat, keys, merkle, scanworkers
 from ledger.keys import SigningKey
 
 
@@ -79,11 +79,11 @@ def test_the_workers_inline_pae_and_leaf_hash_are_the_definitions():
     canons = [b'{"seq":0}', b'{"seq":1,"x":"\xc3\xa9"}']
     sigs = [key.sign(keys.pae(c)) for c in canons]
     hashes = [hashlib.sha256(c).digest() for c in canons]
-    scan._init("o", {key.key_id: key.public_key})
+    scanworkers._init("o", {key.key_id: key.public_key})
     try:
-        clean = scan._check_rows(0, "", canons, hashes, sigs, [key.key_id] * 2)
+        clean = scanworkers._check_rows(0, "", canons, hashes, sigs, [key.key_id] * 2)
     finally:
-        scan._init("", {})
+        scanworkers._init("", {})
     assert clean.rows == 2
     assert clean.leaves == b"".join(merkle.leaf_hash(c) for c in canons)
     assert keys.pae(b"body") == keys.pae_prefix() + b"4 body"

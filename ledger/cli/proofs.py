@@ -202,7 +202,7 @@ def evidence(
 )
 def verify_evidence(path: str, trusted_keys: tuple[str, ...]) -> None:
     """Check an evidence bundle offline; print what it proves (OK) or FAIL. Exit 0 / 1."""
-    from ..evidence import verify_file
+    from ..evidencecheck import verify_file
 
     report = verify_file(path, load_verifier_keys(trusted_keys))
     click.echo(report.summary())
