@@ -1,5 +1,7 @@
 """ledger: an append-only, tamper-evident provenance ledger for ML model registries."""
 
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     CorruptLedgerError,
     InputError,
@@ -11,8 +13,10 @@ from .errors import (
 )
 from .events import Draft
 from .keys import SigningKey, load_signing_key
-from .ledger import Ledger, Receipt
 from .verify import Problem, VerifyReport
+
+if TYPE_CHECKING:
+    from .ledger import Ledger, Receipt
 
 __all__ = [
     "CorruptLedgerError",
@@ -31,3 +35,13 @@ __all__ = [
     "load_signing_key",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The facade is imported on first use: verify's worker processes import
+    # ledger.scanworkers, which must not pay for the whole facade (about 0.1 s each).
+    if name in ("Ledger", "Receipt"):
+        from . import ledger
+
+        return getattr(ledger, name)
+    raise AttributeError(f"module 'ledger' has no attribute {name!r}")

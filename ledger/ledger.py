@@ -2,67 +2,30 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import functools
-import json
 import os
 import threading
 import uuid
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow as pa
 
+from . import actions, readgate, reads
 from . import events as E
 from .errors import InputError, NotFoundError, RuleViolation
 from .gcpause import collector_paused
-from .keys import SigningKey, VerifierKey, key_id
+from .keys import SigningKey, VerifierKey
 from .opened import Opened
+from .readgate import checked as _checked
+from .readgate import reading as _reading
 from .state import KeyRecord, State
 from .store import COLUMNS, STATE_COLUMNS, Store, replay, typed_events
 from .verify import Problem, VerifyReport
 from .writer import Receipt, Writer, _Columns
 
 _T = TypeVar("_T")
-
-
-def _reading(method: Callable[..., _T]) -> Callable[..., _T]:
-    """Run a read under the store's readers' gate (``Store.reading``): no segment it may
-    read is deleted by a merge meanwhile."""
-
-    @functools.wraps(method)
-    def wrapper(self: Ledger, *args: Any, **kwargs: Any) -> _T:
-        with self.store.reading():
-            return method(self, *args, **kwargs)
-
-    return wrapper
-
-
-def _checked(method: Callable[..., _T]) -> Callable[..., _T]:
-    """A read that answers from the ledger's events: under the readers' gate, and then
-    (for the outermost read of a call) checked against the record of what ``verify``
-    accepted (ledger/verified.py): an ``UnverifiedWarning``, or with
-    ``require_verified`` an ``UnverifiedError``, when some events are not verified.
-    The check runs after the read and inside the gate, so it covers every segment the
-    read could have seen (one appended meanwhile included)."""
-
-    @functools.wraps(method)
-    def wrapper(self: Ledger, *args: Any, **kwargs: Any) -> _T:
-        depth = getattr(self._reads, "depth", 0)
-        self._reads.depth = depth + 1
-        try:
-            with self.store.reading():
-                out = method(self, *args, **kwargs)
-                if depth == 0:
-                    self._check_verified()
-        finally:
-            self._reads.depth = depth
-        return out
-
-    return wrapper
 
 
 class Ledger(Opened):
@@ -80,7 +43,7 @@ class Ledger(Opened):
         #: Reads raise UnverifiedError instead of warning.
         self.require_verified = require_verified
         self._writer = Writer(store, identity["origin"])
-        self._points = _PointReads(store)
+        self._points = reads.PointReads(store)
         self._reads = threading.local()
 
     # --- lifecycle of the folder -----------------------------------------------------
@@ -108,25 +71,9 @@ class Ledger(Opened):
     ) -> Ledger:
         """Create a ledger whose genesis event registers ``key`` for ``actor``. ``ts``
         (µs since the epoch) lets an importer start the ledger at a historical time."""
-        E.check_actor(actor)
-        roles = E.check_roles(roles)
-        if E.ADMIN not in roles:
-            raise InputError("the genesis key must hold the admin role")
         origin = origin or f"ledger.local/{uuid.uuid4().hex}"
-        if not E.KEYNAME_RE.fullmatch(origin) or len(origin) > E.MAX_NAME:
-            raise InputError(
-                f"invalid origin {origin!r}: letters, digits and _.:/- only (e.g. example.com/models)"
-            )
-        ev = E.Event(
-            seq=0,
-            ts=E.now_micros() if ts is None else ts,
-            origin=origin,
-            action=E.GENESIS,
-            actor=actor,
-            key_id=key.key_id,
-            payload=_key_payload(key.public_key, actor, roles) | {"format": E.FORMAT},
-            prev_hash=E.GENESIS_PREV_HASH,
-        )
+        when = E.now_micros() if ts is None else ts
+        ev = actions.genesis(key.public_key, key.key_id, actor, roles, origin, when)
         State().step(ev)
         cols = _Columns()
         h = cols.add(ev, key)
@@ -170,19 +117,10 @@ class Ledger(Opened):
     ) -> Receipt:
         """Register the next version of ``model``. ``artifact`` is a local file or folder
         (digested here), or a ready ``{"digest": "sha256:…", …}`` object."""
-        E.check_model_name(model)
-        if artifact is not None and not isinstance(artifact, dict):
-            from .artifact import describe
-
-            art: dict[str, Any] | None = describe(artifact, artifact_uri)
-        elif isinstance(artifact, dict):
-            art = dict(artifact) | ({"uri": artifact_uri} if artifact_uri else {})
-        else:
-            art = {"uri": artifact_uri} if artifact_uri else None
-            if art is not None:
-                raise InputError("--artifact-uri needs --artifact (a local path) or a digest")
-        payload = E.register_payload(
-            artifact=art,
+        draft = actions.register(
+            model,
+            artifact=artifact,
+            artifact_uri=artifact_uri,
             datasets=datasets,
             code=code,
             parents=parents,
@@ -192,19 +130,12 @@ class Ledger(Opened):
             metadata=metadata,
             description=description,
         )
-        return self.append(E.Draft(E.REGISTER, payload, model), key)
+        return self.append(draft, key)
 
     def _model_action(
         self, action: str, model: str, version: int, key: SigningKey, **fields: Any
     ) -> Receipt:
-        payload = {k: v for k, v in fields.items() if v is not None}
-        if "env" in payload:
-            E.check_env(payload["env"])
-        if "comment" in payload:
-            E.check_text(payload["comment"], "comment")
-        if type(version) is not int or version < 1:
-            raise InputError(f"version must be a positive integer, got {version!r}")
-        return self.append(E.Draft(action, payload, E.check_model_name(model), version), key)
+        return self.append(actions.model_action(action, model, version, **fields), key)
 
     def approve(
         self, model: str, version: int, env: str, *, key: SigningKey, comment: str | None = None
@@ -241,14 +172,11 @@ class Ledger(Opened):
         self, public_key: bytes, actor: str, roles: Sequence[str] | str, *, key: SigningKey
     ) -> Receipt:
         """Register ``public_key`` for ``actor`` with ``roles``; signed by an admin key."""
-        payload = _key_payload(public_key, E.check_actor(actor), E.check_roles(roles))
-        return self.append(E.Draft(E.KEY_ADD, payload), key)
+        return self.append(actions.key_add(public_key, actor, roles), key)
 
     def revoke_key(self, kid: str, *, key: SigningKey, reason: str | None = None) -> Receipt:
-        payload: dict[str, Any] = {"key_id": kid}
-        if reason:
-            payload["reason"] = E.check_text(reason, "reason")
-        return self.append(E.Draft(E.KEY_REVOKE, payload), key)
+        """Revoke key ``kid`` from this event on; signed by an admin key."""
+        return self.append(actions.key_revoke(kid, reason), key)
 
     @_checked
     def keys(self) -> list[KeyRecord]:
@@ -339,26 +267,9 @@ class Ledger(Opened):
 
         return verified.check(self)
 
-    def _check_verified(self) -> None:
-        from . import verified
-        from .errors import UnverifiedError, UnverifiedWarning
-
-        problem = verified.check(self)
-        if problem is None:
-            return
-        if self.require_verified:
-            raise UnverifiedError(problem)
-        warnings.warn(UnverifiedWarning(problem), stacklevel=3)
-
-    @contextlib.contextmanager
-    def _unchecked(self) -> Iterator[None]:
+    def _unchecked(self) -> contextlib.AbstractContextManager[None]:
         """Reads made by a write (the state a break-glass grant needs) are not checked."""
-        depth = getattr(self._reads, "depth", 0)
-        self._reads.depth = depth + 1
-        try:
-            yield
-        finally:
-            self._reads.depth = depth
+        return readgate.unchecked(self)
 
     def compact(self) -> tuple[int, int]:
         """Merge small segments; returns (segments before, after). Event bytes unchanged."""
@@ -567,16 +478,7 @@ class Ledger(Opened):
             return lineage.build(rows, graph=None if networkx else lineage.Adjacency())
 
     def _family(self, as_of: int | None, at_seq: int | None) -> Any:
-        """The index of every segment (``ledger.family.Family``) as of an instant."""
-        from . import family as F
-
-        if at_seq is not None and at_seq < 0:
-            raise InputError(f"--at-seq must be 0 or more, got {at_seq}")
-        upto = at_seq
-        if as_of is not None:
-            before = self.store.last_seq_at(as_of)
-            upto = before if upto is None else min(upto, before)
-        return F.Family(self.store.bundles(), upto)
+        return reads.family_at(self.store, as_of, at_seq)
 
     @_checked
     def lineage(
@@ -623,56 +525,14 @@ class Ledger(Opened):
         """Record ``policy`` as the governance policy in force from this event on. It is a
         ``Policy``, a parsed document (dict) or the path of a TOML/YAML/JSON policy file.
         Signed by an admin key; an empty policy switches every rule off."""
-        from . import policy as P
-
-        if isinstance(policy, str | os.PathLike):
-            path = Path(policy)
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise InputError(f"cannot read policy file {path}: {exc.strerror}") from None
-            policy = P.parse_policy(data, path.name)
-        elif isinstance(policy, dict):
-            policy = P.Policy.from_dict(policy)
-        elif not isinstance(policy, P.Policy):
-            raise InputError("set_policy needs a Policy, a dict or a policy file path")
-        payload: dict[str, Any] = {"policy": policy.to_dict()}
-        if comment:
-            payload["comment"] = E.check_text(comment, "comment")
-        return self.append(E.Draft(E.POLICY_SET, payload), key)
+        return self.append(actions.policy_set(policy, comment), key)
 
     @_checked
     def policy(self, as_of: int | str | None = None, at_seq: int | None = None) -> Any:
         """The policy in force now, ``as_of`` an instant (µs or text such as
         2026-03-01T09:00Z) or after event ``at_seq``: a ``ledger.policy.PolicyRecord``, or
         None when no policy was set by then."""
-        import pyarrow.compute as pc
-
-        from . import policy as P
-
-        if as_of is not None and at_seq is not None:
-            raise InputError("give --as-of or --at-seq, not both")
-        if isinstance(as_of, str):
-            as_of = E.parse_instant(as_of)
-        if at_seq is not None:
-            last = self.store.tail()[0] - 1
-            if type(at_seq) is not int or not 0 <= at_seq <= last:
-                raise InputError(f"--at-seq must be a seq from 0 to {last}, got {at_seq!r}")
-        table = self.store.read(["seq", "ts", "action", "actor", "payload"])
-        table = table.filter(pc.equal(table["action"], E.POLICY_SET))
-        ts = table["ts"].cast(pa.int64()).to_pylist()
-        found = None
-        for i, (seq, actor, payload) in enumerate(
-            zip(*(table[c].to_pylist() for c in ("seq", "actor", "payload")), strict=True)
-        ):
-            if (at_seq is not None and seq > at_seq) or (as_of is not None and ts[i] > as_of):
-                break
-            found = (seq, ts[i], actor, payload)
-        if found is None:
-            return None
-        seq, t, actor, payload = found
-        doc = json.loads(payload)
-        return P.PolicyRecord(P.policy_from_payload(doc), seq, t, actor, doc.get("comment"))
+        return reads.policy_at(self.store, as_of, at_seq)
 
     def break_glass(
         self,
@@ -687,9 +547,7 @@ class Ledger(Opened):
     ) -> Receipt:
         """Let the next ``action`` on ``model:version`` (in ``env``) bypass ``rule`` once,
         with a mandatory ``justification``; signed by an admin key, listed by every audit."""
-        from . import policy as P
-
-        payload = P.grant_payload(action, rule, justification, model, version, env)
+        draft = actions.break_glass(action, model, version, env, rule, justification)
         with self._unchecked():
             now = self.state(models=set())
         if now.policy is None:
@@ -700,7 +558,7 @@ class Ledger(Opened):
                 f"the policy in force (seq {now.policy_seq}) does not switch on rule {rule}"
                 f" (its rules: {on}); there is nothing to bypass"
             )
-        return self.append(E.Draft(E.BREAK_GLASS, payload), key)
+        return self.append(draft, key)
 
     @_checked
     def policy_audit(self) -> Any:
@@ -711,88 +569,6 @@ class Ledger(Opened):
 
         table = self.store.read(STATE_COLUMNS)
         return P.audit(typed_events(table, self.origin))
-
-
-class _PointReads:
-    """One model's index rows, kept for as long as the ledger's head does not move (a
-    server's repeated reads cost a stat and a tail read, no scan); when it moves on, the
-    new events are read and added, after checking the old head is still there."""
-
-    #: Models kept at most (least recently asked dropped first).
-    KEEP = 256
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._lock = threading.Lock()
-        self._n = -1
-        self._head = b""
-        self._rows: dict[str, list[dict[str, Any]]] = {}
-
-    def rows(
-        self, model: str, as_of: int | str | None = None, at_seq: int | None = None
-    ) -> list[dict[str, Any]]:
-        """``model``'s events (index rows, seq order), as of an instant if given."""
-        from . import family as F
-
-        if as_of is not None and at_seq is not None:
-            raise InputError("give --as-of or --at-seq, not both")
-        with self._lock:
-            n, head, _ = self.store.tail()
-            if (n, head) != (self._n, self._head):
-                self._catch_up(n, head)
-            rows = self._rows.pop(model, None)
-            if rows is None:
-                fam = F.Family(self.store.bundles(), n - 1)
-                rows = fam.model_rows(model)
-            self._rows[model] = rows  # (most recent last)
-            while len(self._rows) > self.KEEP:
-                del self._rows[next(iter(self._rows))]
-        upto = _cutoff(self.store, n, as_of, at_seq)
-        return rows if upto is None else [r for r in rows if r["seq"] <= upto]
-
-    def _catch_up(self, n: int, head: bytes) -> None:
-        """The ledger's head moved from (self._n, self._head) to (n, head): add the new
-        events to the models kept, or forget them all if the old head is not an event
-        of this ledger any more (a rollback, a rewrite)."""
-        from . import family as F
-        from .tree import read_rows
-
-        old_n, old_head = self._n, self._head
-        self._n, self._head = n, head
-        if not self._rows:
-            return
-        if (
-            not 0 < old_n < n
-            or read_rows(self.store.segments(), old_n - 1, old_n, "hash")[0] != old_head
-        ):
-            self._rows.clear()
-            return
-        fam = F.Family(self.store.bundles(since=old_n), n - 1)
-        for model, rows in self._rows.items():
-            rows.extend(r for r in fam.model_rows(model) if r["seq"] >= old_n)
-
-
-def _cutoff(store: Store, n: int, as_of: int | str | None, at_seq: int | None) -> int | None:
-    """The last seq an as-of question counts (None: all), checked as the views do."""
-    if at_seq is not None:
-        if type(at_seq) is not int or at_seq < 0:
-            raise InputError(f"--at-seq must be a seq number >= 0, got {at_seq!r}")
-        if at_seq > n - 1:
-            raise InputError(f"--at-seq {at_seq} is beyond the last event (seq {n - 1})")
-        return at_seq
-    if as_of is not None:
-        when = E.parse_instant(as_of) if isinstance(as_of, str) else as_of
-        return store.last_seq_at(when)
-    return None
-
-
-def _key_payload(public_key: bytes, actor: str, roles: Sequence[str]) -> dict[str, Any]:
-    return {
-        "actor": actor,
-        "key_id": key_id(public_key),
-        "public_key": base64.b64encode(public_key).decode(),
-        "roles": list(roles),
-    }
 
 
 __all__ = ["Ledger", "NotFoundError", "Problem", "Receipt"]

@@ -1,11 +1,9 @@
 """The governance policy document and break-glass grants (pure, no I/O).
 
-A policy is recorded in the ledger by a ``policy_set`` event and is in force from that
-event on; a ``break_glass`` event grants one use of one action despite one rule. This
-module is what the documents *are*: parsing and checking a policy (TOML or a
-``policy_set`` payload), the grant an event records, and writing a policy back as TOML.
-It sits below :mod:`ledger.state`, which keeps the policy in force and the open grants;
-what the rules *decide* about an event is :mod:`ledger.policy`, above it.
+A ``policy_set`` event puts a policy in force; a ``break_glass`` event grants one use of
+one action despite one rule. This module is what they *are* (parsing and checking a
+policy, the grant an event records, a policy written back as TOML), below
+:mod:`ledger.state`; what the rules *decide* is :mod:`ledger.policy`, above it.
 
 The rules (section names of the policy document, and the names errors and break-glass use):
 
@@ -422,13 +420,9 @@ def _role(role: str) -> str:
 
 
 def _show(v: Any) -> str:
-    if isinstance(v, dict):
-        return "a table"
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return repr(v)
+    if isinstance(v, dict | list):
+        return "a table" if isinstance(v, dict) else "a list"
+    return ("true" if v else "false") if isinstance(v, bool) else repr(v)
 
 
 def _num(v: int | float) -> str:

@@ -14,8 +14,8 @@ import pytest
 
 import ledger.events as E
 from ledger import Draft, Ledger, SigningKey
+from ledger.actions import key_payload as _key_payload
 from ledger.errors import InputError, NotFoundError
-from ledger.ledger import _key_payload
 from ledger.query import QUERIES_DIR, load_queries, parse_instant
 from ledger.state import State
 

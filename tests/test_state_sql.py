@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import ledger.events as E
 from ledger import Draft, Ledger, LedgerError, SigningKey
-from ledger.ledger import _key_payload
+from ledger.actions import key_payload as _key_payload
 from ledger.query import STATUS_MODELS, Session
 from ledger.state import State
 

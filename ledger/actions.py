@@ -1,0 +1,159 @@
+"""The events each registry action writes, checked and assembled (no ledger I/O).
+
+The facade's write methods (``Ledger.register``, ``approve``, ``add_key``,
+``set_policy``, ``break_glass``, …) build their drafts here and hand them to the write
+path (:mod:`ledger.writer`); ``Ledger.init`` takes its genesis event from here. What an
+action may do given the ledger's state is :mod:`ledger.state` and :mod:`ledger.policy`;
+this module checks only what the arguments alone decide (names, limits, shapes).
+Reading a local artifact (to digest it) or a policy file is the only I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import events as E
+from . import policydoc as P
+from .errors import InputError
+from .keys import key_id
+
+
+def key_payload(public_key: bytes, actor: str, roles: Sequence[str]) -> dict[str, Any]:
+    """The payload of a ``genesis`` or ``key_add`` event."""
+    return {
+        "actor": actor,
+        "key_id": key_id(public_key),
+        "public_key": base64.b64encode(public_key).decode(),
+        "roles": list(roles),
+    }
+
+
+def genesis(
+    public_key: bytes,
+    signer_key_id: str,
+    actor: str,
+    roles: Sequence[str] | str,
+    origin: str,
+    ts: int,
+) -> E.Event:
+    """Event 0 of a new ledger: it registers ``public_key`` for ``actor`` (an admin)."""
+    E.check_actor(actor)
+    roles = E.check_roles(roles)
+    if E.ADMIN not in roles:
+        raise InputError("the genesis key must hold the admin role")
+    if not E.KEYNAME_RE.fullmatch(origin) or len(origin) > E.MAX_NAME:
+        raise InputError(
+            f"invalid origin {origin!r}: letters, digits and _.:/- only (e.g. example.com/models)"
+        )
+    return E.Event(
+        seq=0,
+        ts=ts,
+        origin=origin,
+        action=E.GENESIS,
+        actor=actor,
+        key_id=signer_key_id,
+        payload=key_payload(public_key, actor, roles) | {"format": E.FORMAT},
+        prev_hash=E.GENESIS_PREV_HASH,
+    )
+
+
+def register(
+    model: str,
+    *,
+    artifact: str | os.PathLike[str] | dict[str, Any] | None = None,
+    artifact_uri: str | None = None,
+    datasets: Iterable[str | dict[str, Any]] = (),
+    code: str | dict[str, Any] | None = None,
+    parents: Iterable[str | dict[str, Any]] = (),
+    metrics: Any = None,
+    params: Any = None,
+    tags: Any = None,
+    metadata: dict[str, Any] | None = None,
+    description: str | None = None,
+) -> E.Draft:
+    """The draft registering the next version of ``model``; ``artifact`` is a local file
+    or folder (digested here) or a ready ``{"digest": "sha256:…", …}`` object."""
+    E.check_model_name(model)
+    if artifact is not None and not isinstance(artifact, dict):
+        from .artifact import describe
+
+        art: dict[str, Any] | None = describe(artifact, artifact_uri)
+    elif isinstance(artifact, dict):
+        art = dict(artifact) | ({"uri": artifact_uri} if artifact_uri else {})
+    else:
+        art = {"uri": artifact_uri} if artifact_uri else None
+        if art is not None:
+            raise InputError("--artifact-uri needs --artifact (a local path) or a digest")
+    payload = E.register_payload(
+        artifact=art,
+        datasets=datasets,
+        code=code,
+        parents=parents,
+        metrics=metrics,
+        params=params,
+        tags=tags,
+        metadata=metadata,
+        description=description,
+    )
+    return E.Draft(E.REGISTER, payload, model)
+
+
+def model_action(action: str, model: str, version: int, **fields: Any) -> E.Draft:
+    """The draft of an approve, reject, deploy, undeploy or deprecate of ``model:version``
+    (``fields``: ``env``, ``comment``; None ones left out)."""
+    payload = {k: v for k, v in fields.items() if v is not None}
+    if "env" in payload:
+        E.check_env(payload["env"])
+    if "comment" in payload:
+        E.check_text(payload["comment"], "comment")
+    if type(version) is not int or version < 1:
+        raise InputError(f"version must be a positive integer, got {version!r}")
+    return E.Draft(action, payload, E.check_model_name(model), version)
+
+
+def key_add(public_key: bytes, actor: str, roles: Sequence[str] | str) -> E.Draft:
+    return E.Draft(E.KEY_ADD, key_payload(public_key, E.check_actor(actor), E.check_roles(roles)))
+
+
+def key_revoke(kid: str, reason: str | None = None) -> E.Draft:
+    payload: dict[str, Any] = {"key_id": kid}
+    if reason:
+        payload["reason"] = E.check_text(reason, "reason")
+    return E.Draft(E.KEY_REVOKE, payload)
+
+
+def policy_set(policy: Any, comment: str | None = None) -> E.Draft:
+    """The draft recording ``policy``: a ``Policy``, a parsed document (dict) or the path
+    of a TOML/YAML/JSON policy file."""
+    if isinstance(policy, str | os.PathLike):
+        path = Path(policy)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read policy file {path}: {exc.strerror}") from None
+        policy = P.parse_policy(data, path.name)
+    elif isinstance(policy, dict):
+        policy = P.Policy.from_dict(policy)
+    elif not isinstance(policy, P.Policy):
+        raise InputError("set_policy needs a Policy, a dict or a policy file path")
+    payload: dict[str, Any] = {"policy": policy.to_dict()}
+    if comment:
+        payload["comment"] = E.check_text(comment, "comment")
+    return E.Draft(E.POLICY_SET, payload)
+
+
+def break_glass(
+    action: str,
+    model: str | None,
+    version: int | None,
+    env: str | None,
+    rule: str,
+    justification: str,
+) -> E.Draft:
+    """The draft of a break-glass grant (whether a policy in force has ``rule`` on is
+    the caller's question: it needs the ledger's state)."""
+    return E.Draft(E.BREAK_GLASS, P.grant_payload(action, rule, justification, model, version, env))
