@@ -254,7 +254,8 @@ def run(
     n = report.events
     m = max(1, n - NEW_EVENTS)
     t = tree.Tree(led.store, use_cache=False)
-    tree.write_cache(led.store, t.full_block_roots())
+    with led.store.lock():
+        tree.write_cache(led.store, t.full_block_roots())
     key = SigningKey(b"bench-verify-checkpointer-seed!!")
     with tempfile.TemporaryDirectory() as tmp:
         cp, pub = Path(tmp) / "kept.checkpoint", Path(tmp) / "cp.pub"
