@@ -59,7 +59,7 @@ def imports(name: str, path: Path) -> set[str]:
                 continue
             for alias in node.names:  # ``from . import scan`` names a module
                 sub = f"{mod}/{alias.name}".lstrip("/")
-                targets.append(sub if sub in known else mod)
+                targets.append(sub if sub in known or f"{sub}/__init__" in known else mod)
         elif isinstance(node, ast.Import):
             targets = ["/".join(a.name.split(".")[1:]) for a in node.names
                        if a.name.split(".")[0] == "ledger"]  # fmt: skip
