@@ -13,10 +13,8 @@ from ledger import Ledger, SigningKey
 from ledger.cli import cli
 from ledger.keys import write_key_files
 
-#: Published test vectors kept in the repository (with their source and license) ...
+#: Published test vectors kept in the repository (with their source and license).
 LOCAL_VECTORS = Path(__file__).resolve().parent / "vectors"
-#: ... and the shared folder beside the checkout, for the files not copied yet.
-VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
 
 TEAM = {
     "admin": "admin",
@@ -28,14 +26,9 @@ TEAM = {
 
 
 def vectors(name: str) -> dict:
-    """A published test-vector file from tests/vectors/, else ../shared/vectors; skips
-    the test if neither has it."""
-    path = LOCAL_VECTORS / name
-    if not path.exists():
-        path = VECTORS / name
-    if not path.exists():
-        pytest.skip(f"test vectors {name} not found in {LOCAL_VECTORS} or {VECTORS}")
-    return json.loads(path.read_text(encoding="utf-8"))
+    """A published test-vector file from tests/vectors/ (copied there with its source,
+    so that every clone runs these tests: a missing file fails, it does not skip)."""
+    return json.loads((LOCAL_VECTORS / name).read_text(encoding="utf-8"))
 
 
 @dataclass
