@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import merkle, note
+from . import merkle, note, outfile
 from .checkpoint import (
     _NAME_RE,
     MAX_FILE,
@@ -29,7 +29,6 @@ from .errors import (
     KeyProblem,
     LedgerError,
     NotFoundError,
-    StorageError,
 )
 from .keys import VerifierKey
 from .opened import Opened, partial_state
@@ -234,12 +233,8 @@ def conflict_evidence(
         tree = Tree(led.store, use_cache=False)
         body = note.format_checkpoint(led.origin, tree.size, tree.root())
         name, text = f"ledger-{tree.size}.unsigned-checkpoint", body
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        paths = [out / f"trusted-{size}.checkpoint", out / name]
-        paths[0].write_text(trusted_text, encoding="utf-8")
-        paths[1].write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise StorageError(f"cannot write evidence to {out}: {exc.strerror}") from None
+    out = outfile.folder(out_dir)
+    paths = [out / f"trusted-{size}.checkpoint", out / name]
+    outfile.write_text(paths[0], trusted_text)
+    outfile.write_text(paths[1], text)
     return paths

@@ -35,6 +35,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import networkx as nx
 
+from . import outfile
 from .compat import nodes as _nodes
 from .compat import succ as _succ
 from .errors import InputError, StorageError
@@ -90,11 +91,8 @@ def write_file(g: nx.MultiDiGraph, fmt: str, path: str | os.PathLike[str]) -> No
     if fmt in IMAGE_FORMATS:
         render_image(g, fmt, path)
         return
-    try:
-        with open(path, "w", encoding="utf-8", newline="\n") as f:
-            write(g, fmt, f)
-    except OSError as exc:
-        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    with outfile.atomic(path) as f:
+        write(g, fmt, f)
 
 
 def render_image(g: nx.MultiDiGraph, fmt: str, path: str | os.PathLike[str]) -> None:
@@ -109,17 +107,15 @@ def render_image(g: nx.MultiDiGraph, fmt: str, path: str | os.PathLike[str]) -> 
         for chunk in dot(g):
             f.write(chunk)
     try:
-        proc = subprocess.run(
-            [exe, f"-T{fmt}", "-o", os.fspath(path), f.name],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        with outfile.atomic(path, binary=True) as out:  # (dot writes the image to it)
+            proc = subprocess.run(
+                [exe, f"-T{fmt}", f.name], stdout=out, stderr=subprocess.PIPE, check=False
+            )
+            if proc.returncode != 0:
+                lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+                raise StorageError(f"dot could not render {path}: {(lines or ['no message'])[-1]}")
     finally:
         os.unlink(f.name)
-    if proc.returncode != 0:
-        msg = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-        raise StorageError(f"dot could not render {path}: {msg}")
 
 
 # --- GraphML and GEXF, streamed ------------------------------------------------------------------

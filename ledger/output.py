@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import IO, Any
 
+from . import outfile
 from .errors import InputError
 
 
@@ -57,11 +58,12 @@ def render(
         import pyarrow.parquet as pq
 
         table = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows])
-        pq.write_table(table, path)
+        with outfile.atomic(path, binary=True) as f:
+            pq.write_table(table, f)
         return
-    if fmt is not OutputFormat.TABLE and path:
-        with open(path, "w", encoding="utf-8", newline="") as f:
-            render(rows, columns, fmt, f)
+    if path:  # (a table too: as plain text, without colour)
+        with outfile.atomic(path) as f:
+            render(rows, columns, fmt, f, None, empty, title)
         return
     if fmt is OutputFormat.JSON:
         json.dump(
@@ -128,7 +130,12 @@ def render_arrow(
             raise InputError("--format parquet needs --out FILE")
         import pyarrow.parquet as pq
 
-        pq.write_table(table, path)
+        with outfile.atomic(path, binary=True) as f:
+            pq.write_table(table, f)
+        return
+    if path:  # (every text format, the table too: plain text, without colour)
+        with outfile.atomic(path) as f:
+            render_arrow(table, fmt, f, None, empty, title)
         return
     rows = table.to_pylist()
     joined = fmt is OutputFormat.TABLE

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 # (``from M import X as X``: re-exported, for the callers that import X from here)
-from . import bundles, compaction, eventindex, merges, segmentio
+from . import bundles, compaction, eventindex, merges, outfile, segmentio
 from . import segments as S
 from .bundles import Bundle
 from .errors import CorruptLedgerError, InputError, NotFoundError, storage_error
@@ -88,6 +88,7 @@ class Store:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        outfile.protect(self.root)  # (no --out of this process may land in it)
         self.events_dir = self.root / S.EVENTS
         self._writer = WriterLock(self.root)
         self._readers = ReadersGate(self.root)

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from .. import events as E
+from .. import outfile
 from ..errors import InputError
 from ..output import OutputFormat, render
 from .group import cli
@@ -129,8 +130,7 @@ def impact(
         }
         text = json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
         if out_path:
-            with open(out_path, "w", encoding="utf-8") as f:
-                f.write(text)
+            outfile.write_text(out_path, text)
         else:
             click.echo(text, nl=False)
         return

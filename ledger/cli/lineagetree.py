@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import outfile
 from ..compat import nodes as _nodes
 from ..compat import pred as _pred
 from ..compat import succ as _succ
@@ -121,7 +122,7 @@ def print_tree(root: TreeNode, out_path: str | None) -> None:
     grow(top, root)
     # A tree is never wrapped or cropped: long URIs stay whole and the lines stay greppable.
     if out_path:
-        with open(out_path, "w", encoding="utf-8") as f:
+        with outfile.atomic(out_path) as f:
             Console(file=f, width=100_000, color_system=None).print(top)
     else:
         Console(width=None if sys.stdout.isatty() else 100_000, soft_wrap=True).print(top)

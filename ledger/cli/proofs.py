@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import sys
-from pathlib import Path
 
 import click
 
@@ -24,12 +23,9 @@ from .options import open_ledger as _open
 
 
 def _write(path: str, data: bytes) -> None:
-    from ..errors import StorageError
+    from .. import outfile
 
-    try:
-        Path(path).write_bytes(data)
-    except OSError as exc:
-        raise StorageError(f"cannot write {path}: {exc.strerror}") from None
+    outfile.write_bytes(path, data)
 
 
 @cli.command()
@@ -46,7 +42,12 @@ def checkpoint(out_path: str | None, ledger_path: str, key_path: str) -> None:
 
     The key must hold the 'checkpointer' role. Every checkpoint is kept in
     LEDGER/checkpoints/ in the C2SP tlog-checkpoint signed-note format."""
-    cp = _open(ledger_path).checkpoint(load_key(key_path))
+    from .. import outfile
+
+    led = _open(ledger_path)
+    if out_path:
+        outfile.check(out_path)  # (before anything is signed or stored)
+    cp = led.checkpoint(load_key(key_path))
     if out_path:
         _write(out_path, cp.note.encode())
     click.echo(f"checkpoint: {cp.size} events, root {cp.root_b64}, signed by {cp.signer}")
