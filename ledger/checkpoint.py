@@ -163,11 +163,17 @@ def open_checkpoint(
             return SignedCheckpoint(text, cp.origin, cp.size, cp.root, None, f"trusted key {who}")
     signed = [records[i - len(vkeys)] for i in sorted(found.verified)]
     for rec in signed:
-        if rec.revoked_seq is None or rec.revoked_seq >= cp.size:
+        # (a key vouches only for trees that hold its registration and not its revocation)
+        if rec.added_seq < cp.size and (rec.revoked_seq is None or rec.revoked_seq >= cp.size):
             return SignedCheckpoint(
                 text, cp.origin, cp.size, cp.root, rec.key_id, f"{rec.actor} (key {rec.key_id})"
             )
     rec = signed[0]
+    if rec.added_seq >= cp.size:
+        raise KeyProblem(
+            f"{where} is signed by key {rec.key_id} ({rec.actor}), registered at seq"
+            f" {rec.added_seq}, after the {cp.size} events it vouches for"
+        )
     raise KeyProblem(
         f"{where} is signed by key {rec.key_id} ({rec.actor}), revoked at seq"
         f" {rec.revoked_seq}, before the {cp.size} events it vouches for"

@@ -106,6 +106,15 @@ def check_tree(led: Opened, v: Verifier) -> None:
     n = len(v.leaves)
     v.report.root = merkle.root_from(n, leaves.subtree_root).hex() if n else None
     cache = read_cache(led.store)
+    size = T.cache_size(led.store)
+    if size % merkle.HASH_SIZE:
+        v.fail(
+            "tree_cache",
+            f"the block-root cache is {size} bytes long, not a whole number of 32-byte roots"
+            " (cache altered or torn; delete tree/blocks to rebuild it)",
+            min(max(n - 1, 0), len(cache) * T.BLOCK),
+            "tree/blocks",
+        )
     for b, r in enumerate(cache):
         if (b + 1) * T.BLOCK > n:
             v.fail(
@@ -124,7 +133,9 @@ def check_tree(led: Opened, v: Verifier) -> None:
                 "tree/blocks",
             )
     keys = list(v.state.keys.values())
-    for name in CS.stored_names(led):
+    # Largest first: after a rollback, the verdict names every event removed, not just
+    # those the smallest checkpoint beyond the tail vouched for.
+    for name in reversed(CS.stored_names(led)):
         where = f"checkpoints/{name}"
         try:
             cp = C.open_checkpoint(CS.read_stored(led, name), led.origin, keys, where=where)

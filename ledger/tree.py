@@ -32,6 +32,12 @@ assert SEGMENT_EVENTS % BLOCK == 0
 CACHE_FILE = "blocks"
 
 
+def cache_size(store: Store) -> int:
+    """The cache file's length in bytes (0 if there is none): ``verify`` refuses a length
+    that is not a whole number of roots."""
+    return len(store.read_cached(CACHE_FILE) or b"")
+
+
 def read_cache(store: Store) -> list[bytes]:
     """Block roots from the cache (possibly empty, possibly wrong: see module docstring)."""
     data = store.read_cached(CACHE_FILE) or b""

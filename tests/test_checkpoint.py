@@ -320,3 +320,48 @@ def test_missing_checkpoint_file(ck, invoke, tmp_path, monkeypatch):
         f"Error: checkpoint file {tmp_path / 'nope'} does not exist\n",
     )
     assert not Path("ledger-evidence").exists()
+
+
+def test_a_checkpoint_by_a_key_registered_after_its_size_is_invalid(ck, invoke):
+    """A key added at seq 11 cannot vouch for the first 11 events, which do not hold its
+    registration (a later key would otherwise re-sign history it never saw)."""
+    led = ck.ledger
+    leaves = [merkle.leaf_hash(c) for c in led.events().column("canonical").to_pylist()]
+    text = C.sign(led.origin, 11, merkle.root(leaves[:11]), ck.keys["cp"])
+    (ck.path / "checkpoints").mkdir()
+    name = C.file_name(11, merkle.root(leaves[:11]), text)
+    (ck.path / "checkpoints" / name).write_text(text)
+    r = invoke(["verify", "--format", "json"], env=ck.env())
+    assert r.exit_code == 1, r.stdout
+    (problem,) = json.loads(r.stdout)["problems"]
+    assert problem == {
+        "kind": "checkpoint_invalid",
+        "seq": None,
+        "segment": f"checkpoints/{name}",
+        "message": f"checkpoints/{name} is signed by key {ck.keys['cp'].key_id} (cp), registered"
+        " at seq 11, after the 11 events it vouches for",
+    }
+    # one event later the same key may sign: the tree then holds its registration
+    assert (
+        C.open_checkpoint(
+            C.sign(led.origin, 12, merkle.root(leaves[:12]), ck.keys["cp"]),
+            led.origin,
+            led.keys(),
+        ).size
+        == 12
+    )
+
+
+def test_a_rollback_past_two_checkpoints_names_every_removed_event(ck, invoke, monkeypatch):
+    """Checkpoints of 13 and 14 events, then the last two events removed: the verdict
+    names events 12..13, from the larger checkpoint (the smaller one knows only of 12)."""
+    monkeypatch.setenv("LEDGER_AUTOCOMPACT", "0")
+    for _ in range(2):
+        ck.ledger.register(XGB, key=ck.keys["alice"])
+        ck.ledger.checkpoint(ck.keys["cp"])
+    for seq in (12, 13):
+        (ck.path / "events" / segment_name(seq, seq)).unlink()
+    r = invoke(["verify"], env=ck.env())
+    assert r.exit_code == 1
+    assert "checkpoint of size 14" in r.stdout
+    assert r.stdout.endswith("events 12..13 were removed (truncated tail / rollback)\n")

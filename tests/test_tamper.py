@@ -258,6 +258,11 @@ def block_cache_altered(t):
     (t.ledger.path / "tree" / "blocks").write_bytes(b"\x00" * 32)
 
 
+def block_cache_torn(t):
+    (t.ledger.path / "tree").mkdir()
+    (t.ledger.path / "tree" / "blocks").write_bytes(b"\x00" * 5)  # (not a whole root)
+
+
 def _fields(ev: E.Event) -> dict:
     return {f: getattr(ev, f) for f in ev.__slots__}
 
@@ -317,6 +322,9 @@ CASES = [
     (block_cache_altered, 0, "tree/blocks", "tree_cache",
      "the block-root cache has an entry for events 0..16383 but the ledger holds 11 events"
      " (tail truncated?)"),
+    (block_cache_torn, 0, "tree/blocks", "tree_cache",
+     "the block-root cache is 5 bytes long, not a whole number of 32-byte roots (cache"
+     " altered or torn; delete tree/blocks to rebuild it)"),
 ]  # fmt: skip
 
 
