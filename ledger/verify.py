@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from . import events as E
+from .canonical import canonicalize
 from .compat import json_scanner
 from .errors import LedgerError
 from .keys import pae, verify_signature
@@ -307,9 +308,25 @@ class Verifier:
                 segment,
             )
         try:
-            ev = E.event_from_document(json.loads(canon))
+            doc = json.loads(canon)
+            ev = E.event_from_document(doc)
         except (ValueError, RecursionError) as exc:
             self.fail("malformed", f"event bytes are not a valid event: {exc}", where, segment)
+        # The hash and the signature are over the canonical form (FORMAT.md §3.2): bytes
+        # that are not exactly it (a space, a duplicate key, escaped characters) would let
+        # two byte strings stand for one event.
+        try:
+            canonical = canonicalize(doc) == canon
+        except LedgerError:
+            canonical = False
+        if not canonical:
+            self.fail(
+                "malformed",
+                "event bytes are not in RFC 8785 canonical form (re-encoding them gives other"
+                " bytes)",
+                ev.seq,
+                segment,
+            )
         # The typed columns are what queries read; they must say what was signed.
         if typed_seq != ev.seq or type(typed_seq) is not int:
             self.fail(

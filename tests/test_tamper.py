@@ -258,6 +258,24 @@ def block_cache_altered(t):
     (t.ledger.path / "tree" / "blocks").write_bytes(b"\x00" * 32)
 
 
+def non_canonical_bytes(t):
+    # A legitimate registrar signs bytes with one extra space: hash, signature, chain and
+    # typed columns all agree, but the bytes are not the canonical form they must be.
+    import hashlib
+
+    from ledger.keys import pae
+
+    n, last_hash, last_ts = t.ledger.store.tail()
+    ev = E.Event(n, last_ts + 1, t.ledger.origin, E.REGISTER, "alice", t.keys["alice"].key_id,
+                 {}, last_hash.hex(), "fraud.detector.spaced", 1)  # fmt: skip
+    row = signed_row(ev, t.keys["alice"])
+    spaced = row["canonical"][0].replace(b'":', b'": ', 1)
+    row["canonical"] = [spaced]
+    row["hash"] = [hashlib.sha256(spaced).digest()]
+    row["sig"] = [t.keys["alice"].sign(pae(spaced))]
+    write(seg_path(t.ledger, n), row)
+
+
 def block_cache_torn(t):
     (t.ledger.path / "tree").mkdir()
     (t.ledger.path / "tree" / "blocks").write_bytes(b"\x00" * 5)  # (not a whole root)
@@ -322,6 +340,8 @@ CASES = [
     (block_cache_altered, 0, "tree/blocks", "tree_cache",
      "the block-root cache has an entry for events 0..16383 but the ledger holds 11 events"
      " (tail truncated?)"),
+    (non_canonical_bytes, 11, segment_name(11, 11), "malformed",
+     "event bytes are not in RFC 8785 canonical form (re-encoding them gives other bytes)"),
     (block_cache_torn, 0, "tree/blocks", "tree_cache",
      "the block-root cache is 5 bytes long, not a whole number of 32-byte roots (cache"
      " altered or torn; delete tree/blocks to rebuild it)"),
