@@ -346,6 +346,28 @@ def verify_segments(
                     s if isinstance(s, int) else leftover.first,
                     leftover.name,
                 )
+        _same_bytes(v, store, leftover, live)
+
+
+def _same_bytes(v: Verifier, store: Store, leftover: Segment, live: Segment) -> None:
+    """A compaction's leftover is a byte-identical copy of the rows the merged segment
+    holds, every column (a same-hash copy with another signature is not)."""
+    try:
+        mine, theirs = _columns(v, store, leftover), _columns(v, store, live)
+    except Vanished:
+        return
+    at = leftover.first - live.first
+    for name in COLUMNS:
+        got, want = mine[name], theirs[name][at : at + leftover.count]
+        if got != want:
+            i = next(i for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b)
+            v.fail(
+                "overlap",
+                f"segment lies inside {live.name} but differs from it in column {name!r}"
+                " (a leftover of a merge must be a byte-identical copy)",
+                leftover.first + i,
+                leftover.name,
+            )
 
 
 def trusted_state(led: Opened, size: int) -> Any:

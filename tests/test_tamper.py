@@ -222,6 +222,15 @@ def overlapping_segment(t):
     write(seg_path(t.ledger, 9, 12), {k: v[9:] for k, v in src.items()})
 
 
+def leftover_with_another_signature(t):
+    # A merge's leftover (a segment inside the merged one) with the same events by hash
+    # but another signature: a leftover must be a byte-identical copy.
+    src = read(seg_path(t.ledger, 0, 10))
+    row = {k: v[3:4] for k, v in src.items()}
+    row["sig"] = [bytes([row["sig"][0][0] ^ 1]) + row["sig"][0][1:]]
+    write(seg_path(t.ledger, 3), row)
+
+
 def unreadable_segment(t):
     seg_path(t.ledger, 0, 10).write_bytes(b"PAR1 not really parquet")
 
@@ -340,6 +349,9 @@ CASES = [
     (block_cache_altered, 0, "tree/blocks", "tree_cache",
      "the block-root cache has an entry for events 0..16383 but the ledger holds 11 events"
      " (tail truncated?)"),
+    (leftover_with_another_signature, 3, segment_name(3, 3), "overlap",
+     f"segment lies inside {ALL} but differs from it in column 'sig' (a leftover of a merge"
+     " must be a byte-identical copy)"),
     (non_canonical_bytes, 11, segment_name(11, 11), "malformed",
      "event bytes are not in RFC 8785 canonical form (re-encoding them gives other bytes)"),
     (block_cache_torn, 0, "tree/blocks", "tree_cache",
