@@ -365,3 +365,21 @@ def test_a_rollback_past_two_checkpoints_names_every_removed_event(ck, invoke, m
     assert r.exit_code == 1
     assert "checkpoint of size 14" in r.stdout
     assert r.stdout.endswith("events 12..13 were removed (truncated tail / rollback)\n")
+
+
+def test_rollback_evidence_is_never_written_into_the_ledger(ck, invoke, tmp_path, monkeypatch):
+    """Run from inside the ledger folder, the default --evidence-dir would land in it: the
+    verdict is still FAIL (exit 1), the evidence is not written, and the ledger stays as
+    the attacker left it."""
+    ck.ledger.register(XGB, key=ck.keys["alice"])
+    invoke(["checkpoint", "--out", str(tmp_path / "kept.cp")], env=ck.env("cp"))  # 13 events
+    _truncate(ck.ledger, 12)
+    before = sorted(p.relative_to(ck.path) for p in ck.path.rglob("*"))
+    monkeypatch.chdir(ck.path)
+    r = invoke(["verify", "--ledger", ".", "--trusted", str(tmp_path / "kept.cp")])
+    assert r.exit_code == 1, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("FAIL: seq 12 in kept.cp:") and len(lines) == 2
+    assert lines[1].startswith("evidence not written: ledger-evidence is inside the ledger folder")
+    assert lines[1].endswith("(--evidence-dir DIR)")
+    assert sorted(p.relative_to(ck.path) for p in ck.path.rglob("*")) == before

@@ -365,11 +365,17 @@ def verify(
         report = _with_progress(lambda progress: led.verify(progress, **kw))
     else:
         report = led.verify(**kw)
-    written = led.conflict_evidence(report, trusted or since, evidence_dir)
+    try:
+        written = led.conflict_evidence(report, trusted or since, evidence_dir)
+        not_written = None
+    except InputError as exc:  # (an evidence folder inside the ledger: the verdict stands)
+        written, not_written = [], str(exc)
     # --policy (issue 6): audit only a chain that verified.
     audit = led.policy_audit() if policy_audit and report.ok else None
     if fmt == "json":
         doc = report.to_dict() | ({"evidence": [str(p) for p in written]} if written else {})
+        if not_written:
+            doc["evidence_not_written"] = not_written
         if audit is not None:
             doc["policy"] = audit.to_dict()
         click.echo(json.dumps(doc, indent=2))
@@ -377,6 +383,8 @@ def verify(
         click.echo(report.summary())
         if written:
             click.echo(f"evidence: {', '.join(str(p) for p in written)}")
+        if not_written:
+            click.echo(f"evidence not written: {not_written} (--evidence-dir DIR)")
         if audit is not None:
             click.echo(audit.summary())
     if not report.ok or (audit is not None and not audit.ok):
