@@ -206,3 +206,39 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+# --- reading people's JSON and YAML: no key given twice ------------------------------------
+
+
+class DuplicateKey(ValueError):
+    """A JSON member or YAML key given twice in one object."""
+
+
+def unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a member name given twice: json.loads would keep the last,
+    so the file a person reads would differ from what is enforced. For ``json.loads``'s
+    ``object_pairs_hook``."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise DuplicateKey(f"duplicate member {k!r} in an object")
+        out[k] = v
+    return out
+
+
+def unique_keys_loader(yaml: Any) -> Any:
+    """PyYAML's SafeLoader, refusing a mapping key given twice (as :func:`unique_members`)."""
+
+    class UniqueKeys(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    line = key_node.start_mark.line + 1
+                    raise DuplicateKey(f"duplicate key {key!r} at line {line}")
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeys

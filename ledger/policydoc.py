@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import events as E
+from .canonical import DuplicateKey, unique_keys_loader, unique_members
 from .errors import InputError
 
 #: Version of the policy document format written into ``policy_set`` payloads.
@@ -198,7 +199,9 @@ def parse_policy(text: str | bytes, name: str = "policy.toml") -> Policy:
                 " or write the policy as TOML"
             ) from None
         try:
-            doc = yaml.safe_load(text)
+            doc = yaml.load(text, Loader=unique_keys_loader(yaml))
+        except DuplicateKey as exc:
+            raise InputError(f"{name}: not valid YAML: {exc}") from None
         except yaml.YAMLError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
             raise InputError(f"{name}: not valid YAML: {first}") from None
@@ -206,7 +209,7 @@ def parse_policy(text: str | bytes, name: str = "policy.toml") -> Policy:
             doc = {}
     elif lower.endswith(".json"):
         try:
-            doc = json.loads(text)
+            doc = json.loads(text, object_pairs_hook=unique_members)
         except ValueError as exc:
             raise InputError(f"{name}: not valid JSON: {exc}") from None
     else:

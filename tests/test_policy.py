@@ -835,3 +835,37 @@ def test_audit_uses_the_policy_in_force_at_each_event(team):
     pytest.importorskip("duckdb")
     assert sql_findings(led) == [(11, "approvals", None)]
     assert sql_findings(led, open=1) == [(11, "approvals", None)]
+
+
+DUPLICATED = [
+    ("json_member_twice", "p.json",
+     '{"approvals": {"required": {"production": 2}}, "approvals": {"required": {}}}',
+     "Error: p.json: not valid JSON: duplicate member 'approvals' in an object\n"),
+    ("json_nested_member_twice", "p.json",
+     '{"approvals": {"required": {"production": 2, "production": 0}}}',
+     "Error: p.json: not valid JSON: duplicate member 'production' in an object\n"),
+    ("yaml_key_twice", "p.yaml",
+     "approvals:\n  required:\n    production: 2\napprovals:\n  required: {}\n",
+     "Error: p.yaml: not valid YAML: duplicate key 'approvals' at line 4\n"),
+    ("toml_table_twice", "p.toml",
+     "[approvals.required]\nproduction = 2\n[approvals.required]\nproduction = 0\n",
+     None),  # (tomllib refuses it itself)
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("attack", "name", "text", "error"), DUPLICATED,
+                         ids=[d[0] for d in DUPLICATED])  # fmt: skip
+def test_a_key_given_twice_is_refused_not_last_one_wins(
+    gov, invoke, tmp_path, attack, name, text, error
+):
+    """A reader of the file sees a two-approver rule; "last one wins" would enforce none."""
+    path = tmp_path / name
+    path.write_text(text)
+    before = head(gov.ledger)
+    r = invoke(["policy", "set", str(path)], env=gov.env("admin"))
+    assert r.exit_code == 2, r.stderr
+    if error is not None:
+        assert r.stderr == error
+    else:
+        assert r.stderr.startswith(f"Error: {name}: not valid TOML:") and r.stderr.count("\n") == 1
+    assert head(gov.ledger) == before
