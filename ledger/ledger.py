@@ -371,21 +371,29 @@ class Ledger(Opened):
         model: str | None = None,
         env: str | None = None,
         *,
+        version: int | None = None,
         as_of: int | str | None = None,
         at_seq: int | None = None,
     ) -> pa.Table:
-        """Current state: one row per model; per version of ``model``; or what is live
-        in ``env`` (with who deployed and approved it). About one ``model`` it is a
-        point read of that model's events in the index (ledger/pointread.py), kept in
-        memory by a long-lived Ledger while the ledger does not change."""
+        """Current state: one row per model; per version of ``model`` (or only
+        ``version``); or what is live in ``env`` (with who deployed and approved it).
+        About one ``model`` it is a point read of that model's events in the index
+        (ledger/pointread.py), kept in memory by a long-lived Ledger while the ledger does
+        not change. A model (or version) the ledger never registered is NotFoundError."""
         from . import pointread
 
         if model is not None:
             E.check_model_name(model)
             if env is not None:
                 E.check_env(env)
+            self._registered(model, version)
             rows = self._points.rows(model, as_of, at_seq)
-            return pointread.versions(rows) if env is None else pointread.live(rows, model, env)
+            table = pointread.versions(rows) if env is None else pointread.live(rows, model, env)
+            if version is not None and "version" in table.column_names:
+                import pyarrow.compute as pc  # (not for a plain status: start-up time)
+
+                table = table.filter(pc.equal(table["version"], version))
+            return table
         from .query import status
 
         return status(self.store, model, env, as_of, at_seq)[0]
@@ -404,7 +412,20 @@ class Ledger(Opened):
         from . import pointread
 
         E.check_model_name(model)
+        self._registered(model, version)
         return pointread.history(self._points.rows(model, as_of, at_seq), version)
+
+    def _registered(self, model: str, version: int | None) -> None:
+        """NotFoundError unless the ledger registered ``model`` (and ``version``) at all
+        (as of a past instant it may not have yet: that is an empty answer, not an error)."""
+        regs = [r["version"] for r in self._points.rows(model) if r["action"] == E.REGISTER]
+        if not regs:
+            raise NotFoundError(f"model {model} is not registered", kind="unknown_model")
+        if version is not None and version not in regs:
+            raise NotFoundError(
+                f"{model}:{version} is not registered (latest is {model}:{max(regs)})",
+                kind="unknown_version",
+            )
 
     def queries(self) -> list[Any]:
         """The named audit queries (``ledger.query.NamedQuery``), sorted by name."""

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from ledger import Ledger, LedgerError, store
 from ledger import query as Q
+from ledger.errors import NotFoundError
 from ledger.store import SCHEMA, Store, segment_name
 from tests.test_lineage_family import ENVS, _history, _table, steps
 
@@ -84,17 +85,31 @@ def test_point_reads_equal_the_views(tmp_path_factory, monkeypatch, spec, cuts, 
     for when in whens:
         # The reference: the views themselves, one DuckDB session per instant.
         session = _answer(Q.Session, led.store, **when)
+        registered = {(r["model"], r["version"]) for r in rows if r["action"] == "register"}
         for model in [*sorted({r["model"] for r in rows if r["model"]}), "zz.none"]:
+            known = any(m == model for m, _ in registered)
             if not isinstance(session, Q.Session):  # the instant is refused: alike
-                assert _answer(led.status, model, **when) == session
+                if known:
+                    assert _answer(led.status, model, **when) == session
                 continue
             want = session.run(Q.STATUS_VERSIONS, {"model": model})
+            if not known:  # never registered: an error, where the views answer nothing
+                assert want.num_rows == 0
+                with pytest.raises(NotFoundError, match="is not registered"):
+                    led.status(model, **when)
+                with pytest.raises(NotFoundError, match="is not registered"):
+                    led.history(model, **when)
+                continue
             assert led.status(model, **when) == want, (model, when)
             for env in ENVS:
                 want = session.run(Q.STATUS_ENV, {"model": model, "env": env})
                 assert led.status(model, env, **when) == want, (model, env, when)
             for version in (None, 1):
                 want = session.run(Q.HISTORY, {"model": model, "version": version})
+                if version is not None and (model, version) not in registered:
+                    with pytest.raises(NotFoundError, match="is not registered"):
+                        led.history(model, version, **when)
+                    continue
                 assert led.history(model, version, **when) == want, (model, when)
         if isinstance(session, Q.Session):
             session.close()

@@ -664,8 +664,8 @@ def test_cli_empty_results_say_so(invoke, env) -> None:
     )
     r = invoke(["query", "zombie-deployments", "--at-seq", "26"], env)
     assert (r.exit_code, r.stdout) == (0, "No rows for zombie-deployments at seq 26.\n")
-    r = invoke(["history", "nope.model"], env)
-    assert (r.exit_code, r.stdout) == (0, "No events for nope.model.\n")
+    r = invoke(["history", "nope.model"], env)  # (never registered: exit 3, issue 16)
+    assert (r.exit_code, r.stderr) == (3, "Error: model nope.model is not registered\n")
     r = invoke(["sql", "SELECT * FROM live WHERE env = 'qa'"], env)
     assert (r.exit_code, r.stdout) == (0, "No rows.\n")
     r = invoke(["status", "fraud.tiny", "--at-seq", "24"], env)
@@ -785,3 +785,29 @@ def test_large_row_tables_are_plain_and_drop_control_characters() -> None:
         "1     evil[2J line break andC1",
     ]
     assert len(lines) == n + 2
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "out"),
+    [
+        (["status", "fraud.nope"], 3, "Error: model fraud.nope is not registered\n"),
+        (["history", "fraud.nope"], 3, "Error: model fraud.nope is not registered\n"),
+        (["status", "fraud.tiny:9"], 3, "Error: fraud.tiny:9 is not registered (latest is fraud.tiny:1)\n"),
+        (["history", "fraud.tiny:9"], 3, "Error: fraud.tiny:9 is not registered (latest is fraud.tiny:1)\n"),
+        (["status", "fraud.nope", "--env", "production"], 3, "Error: model fraud.nope is not registered\n"),
+    ],
+    ids=["status_unknown_model", "history_unknown_model", "status_unknown_version",
+         "history_unknown_version", "status_env_unknown_model"],
+)  # fmt: skip
+def test_an_unknown_model_or_version_is_exit_3_everywhere(invoke, env, args, code, out) -> None:
+    r = invoke(args, env)
+    assert (r.exit_code, r.stdout, r.stderr) == (code, "", out)
+
+
+def test_status_takes_model_colon_version_as_history_does(invoke, env) -> None:
+    r = invoke(["status", "fraud.xgb:2", "--format", "csv"], env)
+    assert r.exit_code == 0, r.stderr
+    rows = r.stdout.splitlines()
+    assert len(rows) == 2 and rows[1].startswith("2,")
+    full = invoke(["status", "fraud.xgb", "--format", "csv"], env).stdout.splitlines()
+    assert rows[1] in full and len(full) > 2

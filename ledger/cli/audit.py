@@ -28,13 +28,13 @@ def _when(as_of: str | None, at_seq: int | None) -> str:
 
 
 @cli.command()
-@click.argument("model", required=False)
+@click.argument("ref", metavar="[MODEL[:VERSION]]", required=False)
 @click.option("--env", help="Only what is live in this environment, with who deployed it.")
 @point_in_time
 @read_options
 @format_option()
 def status(
-    model: str | None,
+    ref: str | None,
     env: str | None,
     as_of: str | None,
     at_seq: int | None,
@@ -42,9 +42,10 @@ def status(
     fmt: str,
     out_path: str | None,
 ) -> None:
-    """Current state: every model; every version of MODEL; or what is live in --env."""
+    """Current state: every model; every version of MODEL (or one); or what is live in --env."""
     when = _when(as_of, at_seq)
-    table = _open(ledger_path).status(model, env, as_of=as_of, at_seq=at_seq)
+    model, version = (None, None) if ref is None else _ref(ref)
+    table = _open(ledger_path).status(model, env, version=version, as_of=as_of, at_seq=at_seq)
     if env is not None:
         empty = f"Nothing is live in {env}" + (f" for {model}" if model else "")
     elif model is not None:
@@ -69,14 +70,18 @@ def history(
 ) -> None:
     """Every event of MODEL (or of one version), in order."""
     when = _when(as_of, at_seq)
-    if ":" in ref:
-        model, version = E.parse_model_ref(ref)
-    else:
-        model, version = E.check_model_name(ref), None
+    model, version = _ref(ref)
     table = _open(ledger_path).history(model, version, as_of=as_of, at_seq=at_seq)
     render_arrow(
         table, fmt, path=out_path, empty=f"No events for {ref}{when}.", title=when.strip() or None
     )
+
+
+def _ref(ref: str) -> tuple[str, int | None]:
+    """MODEL or MODEL:VERSION."""
+    if ":" in ref:
+        return E.parse_model_ref(ref)
+    return E.check_model_name(ref), None
 
 
 @cli.command("queries")
