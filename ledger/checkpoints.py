@@ -45,12 +45,17 @@ def read_note(path: str | os.PathLike[str]) -> str:
         raise InputError(f"checkpoint file {p} does not exist") from None
     except OSError as exc:
         raise InputError(f"cannot read checkpoint file {p}: {exc.strerror}") from None
+    return _note_text(data, str(p))
+
+
+def _note_text(data: bytes, where: str) -> str:
+    """A checkpoint file's bytes as text: at most MAX_FILE bytes of UTF-8 (InputError)."""
     if len(data) > MAX_FILE:
-        raise InputError(f"{p} is not a checkpoint: larger than {MAX_FILE} bytes")
+        raise InputError(f"{where} is not a checkpoint: larger than {MAX_FILE} bytes")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise InputError(f"{p} is not a checkpoint: not UTF-8 text") from None
+        raise InputError(f"{where} is not a checkpoint: not UTF-8 text") from None
 
 
 def stored_names(led: Opened) -> list[str]:
@@ -65,12 +70,7 @@ def read_stored(led: Opened, name: str) -> str:
         data = led.store.read_checkpoint(name, MAX_FILE)
     except OSError as exc:
         raise InputError(f"cannot read checkpoint file {where}: {exc.strerror}") from None
-    if len(data) > MAX_FILE:
-        raise InputError(f"{where} is not a checkpoint: larger than {MAX_FILE} bytes")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"{where} is not a checkpoint: not UTF-8 text") from None
+    return _note_text(data, where)
 
 
 def open_file(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -45,10 +44,11 @@ def check(path: str | os.PathLike[str]) -> Path:
 def atomic(path: str | os.PathLike[str], binary: bool = False) -> Iterator[IO[Any]]:
     """A file to write ``path``'s new content to: it replaces ``path`` only when the
     block ends without an error (fsync, then rename); otherwise nothing changes."""
+    import tempfile  # (here, not at import: every CLI start imports this module)
+
     dest = check(path)
-    folder = dest.parent if str(dest.parent) else Path(".")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     except OSError as exc:
         raise storage_error(exc, f"write {os.fspath(path)}") from None
     done = False
