@@ -9,6 +9,8 @@
 * ``story_map_plus_1000``: what a checkpoint 1,000 events after the last one costs: the
   previous map loaded from its cache and checked, the touched stories rebuilt; beside it
   the full rebuild and reading the 1,000 new events;
+* ``story_maps_40_checkpoints``: what full ``verify`` pays for the maps of 40 stored
+  checkpoints 1,000 events apart (one pass, each map from the one before);
 * ``bundle_bytes``: the size of ``ledger evidence`` for the version with the longest
   story of at most 20 events, on a copy of ``--bundle-ledger`` (default the 100k
   benchmark ledger) with a checkpoint issued there, and its event count;
@@ -90,6 +92,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"story_map_plus_1000  {t_inc:7.2f} s   full rebuild {t_full:.2f} s, reading the"
           f" 1,000 new events {t_n:.3f} s, cache {len(data) / 1e6:.1f} MB   target <= 1 s")  # fmt: skip
     assert roots[n]
+    # Full verify checks every stored checkpoint's map: a ledger with a checkpoint a day
+    # for years has many. 40 of them, 1,000 events apart, in one pass (ledger verify).
+    sizes = [n - 1000 * i for i in range(40)]
+    t_40, maps = _time(lambda: S.maps_at(led.store, sizes))
+    assert maps[n] is not None and maps[n].root() == roots[n]
+    print(f"story_maps_40_checkpoints {t_40:5.2f} s   one map {t_full:.2f} s (the floor: the"
+          " same pass over the events)")  # fmt: skip
 
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "l"

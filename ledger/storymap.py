@@ -474,10 +474,11 @@ class MapCache:
     def leaves(self) -> dict[bytes, bytes]:
         return {k: v for b in range(BUCKETS) if self.counts[b] for k, v in self.items(b)}
 
-    def updated(self, size: int, changes: dict[bytes, bytes]) -> MapCache:
+    def updated(self, size: int, changes: dict[bytes, bytes], check: bool = True) -> MapCache:
         """The map of ``size`` events: this one with the ``SHA-256(key) -> value``
         ``changes`` (new keys or new values). Raises StoryMapError if a bucket it opens
-        does not hash to the bucket's recorded hash (the cache was altered)."""
+        does not hash to the bucket's recorded hash (the cache was altered); ``check``
+        False skips that for a map built here from the events, not read from a file."""
         if size < self.size:
             raise StoryMapError(f"a story-map cache of {self.size} events cannot give {size}")
         counts, hashes = list(self.counts), list(self.hashes)
@@ -487,7 +488,7 @@ class MapCache:
             by_bucket.setdefault(_bucket(k), {})[k] = v
         for b, new in by_bucket.items():
             items = self.items(b)
-            if _subtree(items, 0, len(items), DEPTH) != self.hashes[b]:
+            if check and _subtree(items, 0, len(items), DEPTH) != self.hashes[b]:
                 raise StoryMapError(f"the story-map cache's bucket {b} does not match its hash")
             merged = dict(items) | new
             items = sorted(merged.items())
@@ -523,15 +524,24 @@ class MapCache:
         return cls(size, counts, hashes, {}, data, offsets)
 
 
-def changed(st: Stories, touched: frozenset[str] | set[str], since: int) -> dict[bytes, bytes]:
+def changed(
+    st: Stories,
+    touched: frozenset[str] | set[str] | None,
+    since: int,
+    envs: bool = True,
+) -> dict[bytes, bytes]:
     """The leaves that events from seq ``since`` on changed, from stories fed every key,
     policy and break-glass event and every event of the ``touched`` models (those of the
-    new events and the grants among them): a version's story depends only on these, and
-    a story that changed gained an event at ``since`` or later."""
+    new events and the grants among them; None: stories fed every event): a version's
+    story depends only on these, and a story that changed gained an event at ``since``
+    or later. Without ``envs``, the version keys only (a ``ledger-story/1`` map)."""
     return {
         key_hash(_key_of(k)): value_hash(st._full(story))
         for k, story in st.stories.items()
-        if k[0] in touched and story and story[-1][0] >= since
+        if story
+        and story[-1][0] >= since
+        and (touched is None or k[0] in touched)
+        and (envs or not isinstance(k[1], str))
     }
 
 

@@ -97,6 +97,31 @@ def test_the_touched_models_stories_give_the_next_map(steps, data):
     assert before.leaves() | storymap.changed(part, touched, m) == after.leaves()
 
 
+class _Rows:
+    """The story columns of ``rows`` as a Store reads them (maps_at reads nothing else)."""
+
+    def __init__(self, rows):
+        self.table = story_table(rows)
+
+    def read(self, columns):
+        assert list(columns) == S.STORY_COLUMNS
+        return self.table
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(step, min_size=1, max_size=40), st.data(), st.booleans())
+def test_maps_at_many_sizes_equals_each_map_built_alone(steps, data, envs):
+    """maps_at builds the first map whole and each next one from it (a checkpoint a day
+    for years): every one equals the map of its prefix built from scratch."""
+    rows = story_rows(steps)
+    sizes = data.draw(st.lists(st.integers(1, len(rows)), min_size=1, max_size=6), label="sizes")
+    maps = S.maps_at(_Rows(rows), sizes, envs)
+    for n in sizes:
+        alone = storymap.stories(rows[:n])
+        assert maps[n] is not None and maps[n].root() == alone.root(envs), n
+        assert maps[n].leaves() == alone.leaves(envs), n
+
+
 # --- real ledgers ------------------------------------------------------------------------------
 
 
