@@ -155,15 +155,22 @@ def check_story_maps(
     story root, which the cache must match) and rebuilds only the stories the newer
     events touch."""
     keys = list(v.state.keys.values())
+    events = len(v.hashes)
     committed: list[tuple[int, bytes, str, int | None]] = []
+    beyond: list[tuple[C.SignedCheckpoint, str]] = []
     for name in CS.stored_names(led):
         try:
             cp = C.open_checkpoint(CS.read_stored(led, name), led.origin, keys)
         except LedgerError:
             continue  # (check_tree reported it)
+        if cp.size > events:  # (verify --since: check_tree, which names it, did not run)
+            beyond.append((cp, f"checkpoints/{name}"))
+            continue
         story = cp.story_root
         if story is not None and cp.size > since:
             committed.append((cp.size, story, f"checkpoints/{name}", cp.story_format))
+    for cp, where in sorted(beyond, key=lambda b: -b[0].size):  # (the most removed first)
+        against(v, cp, events, lambda m: b"", where)  # (truncated: the root is not read)
     committed.sort()
     # (A cache beyond the events outlived a rollback: the checkpoints decide on that.)
     caches = [
@@ -181,7 +188,7 @@ def check_story_maps(
             for size in current:
                 maps[size] = start = storyread.advance(led.store, start, size)
         except storymap.StoryMapError:
-            maps = {}  # (an altered cache, or events missing: decide on all the events)
+            maps = {}  # (an altered cache: decide on all the events)
     if not maps and (current or caches):
         maps = storyread.maps_at(led.store, current + [size for _, size in caches])
     # (checkpoints issued before deployment histories commit to version keys only)

@@ -56,21 +56,20 @@ def advance(store: Any, cache: storymap.MapCache, n: int) -> storymap.MapCache:
     """The story map of the first ``n`` events from ``cache`` (the map of fewer): the
     stories are rebuilt only for the models the new events touch, from their events and
     the key, policy and break-glass events (:func:`ledger.storymap.changed`). Raises
-    StoryMapError if a bucket it opens was altered."""
+    StoryMapError if a bucket it opens was altered, CorruptLedgerError if the ledger
+    holds fewer than ``n`` events."""
     import json
 
-    from .tree import read_rows
+    from .tree import read_columns
 
     m = cache.size
     if n == m:
         return cache
-    segs = store.segments()
-    actions = read_rows(segs, m, n, "action")
-    if len(actions) != n - m:
-        raise storymap.StoryMapError(f"the ledger holds fewer than {n} events")
-    touched = {x for x in read_rows(segs, m, n, "model") if x is not None}
+    new = read_columns(store.segments(), m, n, ["action", "model", "payload"])
+    actions = new["action"]
+    touched = {x for x in new["model"] if x is not None}
     if E.BREAK_GLASS in actions:  # (a grant names a model in its payload)
-        for action, payload in zip(actions, read_rows(segs, m, n, "payload"), strict=True):
+        for action, payload in zip(actions, new["payload"], strict=True):
             if action == E.BREAK_GLASS:
                 with contextlib.suppress(TypeError, ValueError, RecursionError):
                     named = json.loads(payload).get("model")

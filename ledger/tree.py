@@ -51,11 +51,18 @@ def write_cache(store: Store, roots: Sequence[bytes]) -> None:
 
 
 def read_rows(segments: Sequence[Segment], lo: int, hi: int, column: str) -> list:
-    """Values of ``column`` for events ``lo .. hi-1``, reading only the row groups that
+    """Values of ``column`` for events ``lo .. hi-1`` (see :func:`read_columns`)."""
+    return read_columns(segments, lo, hi, [column])[column]
+
+
+def read_columns(
+    segments: Sequence[Segment], lo: int, hi: int, columns: Sequence[str]
+) -> dict[str, list]:
+    """Values of ``columns`` for events ``lo .. hi-1``, reading only the row groups that
     hold them (segments are named by their seq range; row groups are in order)."""
     import pyarrow as pa
 
-    out: list = []
+    out: dict[str, list] = {c: [] for c in columns}
     for seg in segments:
         if seg.last < lo or seg.first >= hi:
             continue
@@ -67,14 +74,15 @@ def read_rows(segments: Sequence[Segment], lo: int, hi: int, column: str) -> lis
                 n = md.row_group(rg).num_rows
                 a, z = max(lo, start), min(hi, start + n)
                 if a < z:
-                    col = pf.read_row_group(rg, columns=[column]).column(column)
-                    out.extend(col.slice(a - start, z - a).to_pylist())
+                    t = pf.read_row_group(rg, columns=list(columns)).slice(a - start, z - a)
+                    for c in columns:
+                        out[c].extend(t.column(c).to_pylist())
                 start += n
         except (OSError, pa.ArrowException) as exc:
             raise CorruptLedgerError(
                 f"segment {seg.name} is unreadable ({exc}); run ledger verify"
             ) from None
-    if len(out) != hi - lo:
+    if len(out[columns[0]]) != hi - lo:
         raise CorruptLedgerError(f"events {lo}..{hi - 1} are not all present; run ledger verify")
     return out
 

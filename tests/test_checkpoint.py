@@ -383,3 +383,28 @@ def test_rollback_evidence_is_never_written_into_the_ledger(ck, invoke, tmp_path
     assert lines[1].startswith("evidence not written: ledger-evidence is inside the ledger folder")
     assert lines[1].endswith("(--evidence-dir DIR)")
     assert sorted(p.relative_to(ck.path) for p in ck.path.rglob("*")) == before
+
+
+def test_since_names_a_rollback_past_a_stored_checkpoint(ck, invoke, tmp_path, monkeypatch):
+    """verify --since OLD after the events of a newer stored checkpoint were removed: the
+    verdict is truncated, naming that checkpoint (it was "Error: events … are not all
+    present", exit 6, from the story-map check)."""
+    monkeypatch.setenv("LEDGER_AUTOCOMPACT", "0")
+    old = tmp_path / "old.cp"
+    assert invoke(["checkpoint", "--out", str(old)], env=ck.env("cp")).exit_code == 0  # 12
+    ck.ledger.register(XGB, key=ck.keys["alice"])
+    ck.ledger.checkpoint(ck.keys["cp"])  # 13 events
+    (ck.path / "events" / segment_name(12, 12)).unlink()
+    (newer,) = [n for n in CS.stored_names(ck.ledger) if n.startswith("000000000013")]
+    before = _snapshot(ck.path)
+    r = invoke(["verify", "--since", str(old)], env=ck.env())
+    assert r.exit_code == 1, r.stderr
+    assert r.stdout.startswith(f"FAIL: seq 12 in checkpoints/{newer}: checkpoint of size 13")
+    assert r.stdout.endswith("events 12..12 were removed (truncated tail / rollback)\n")
+    assert _snapshot(ck.path) == before
+
+
+def _snapshot(root):
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
