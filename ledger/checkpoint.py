@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -70,16 +71,18 @@ class SignedCheckpoint:
     def story_root(self) -> bytes | None:
         """The story-map root the checkpoint commits to (``ledger.storymap``), or None
         for a checkpoint without one (issued before story maps, or by another log)."""
-        line = self._story_line()
+        line = self._story_line
         return line[1] if line else None
 
     @property
     def story_format(self) -> int | None:
         """2 for a map with deployment histories, 1 for one of versions only, or None."""
-        line = self._story_line()
+        line = self._story_line
         return line[0] if line else None
 
+    @functools.cached_property
     def _story_line(self) -> tuple[int, bytes] | None:
+        # (parsed once: callers ask for the root and the format of many checkpoints)
         body = self.note[: self.note.rfind("\n\n") + 1]
         try:
             return storymap.story_line(note.parse_checkpoint(body).extensions)
