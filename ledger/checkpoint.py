@@ -130,6 +130,7 @@ def open_checkpoint(
     keys: Iterable[KeyRecord] = (),
     trusted: Iterable[bytes | VerifierKey] = (),
     where: str = "checkpoint",
+    registry: str = "this ledger",
 ) -> SignedCheckpoint:
     """Parse and verify a checkpoint note of ledger ``origin``.
 
@@ -139,6 +140,7 @@ def open_checkpoint(
     key signs under its own name). Signature lines of other keys (cosignatures) are
     ignored, and extension lines after the root are accepted. Raises InputError for a
     malformed note or a foreign origin, KeyProblem when no acceptable key signed it.
+    ``registry`` names whose key registry ``keys`` are, for that message.
     """
     vkeys = [as_verifier_key(k) for k in trusted]
     records = [k for k in keys if E.CHECKPOINTER in k.roles]
@@ -157,8 +159,19 @@ def open_checkpoint(
         name, kid = found.invalid[0]
         raise KeyProblem(f"{where} has an invalid signature by {name} (key ID {kid})")
     if not found.verified:
-        who = "a trusted key" if vkeys else "a checkpointer key of this ledger"
-        raise KeyProblem(f"{where} is not signed by {who}")
+        if vkeys:
+            raise KeyProblem(f"{where} is not signed by a trusted key")
+        # The registry is the one the ledger's events hold now: a rollback that removed
+        # the signer's key_add also removed what would authenticate the checkpoint.
+        hint = (
+            " (if a rollback removed its signer's key_add, check it with --trusted-key KEY)"
+            if registry == "this ledger"
+            else ""
+        )
+        raise KeyProblem(
+            f"{where} (size {cp.size}) is not signed by a checkpointer key {registry}"
+            f" registers{hint}"
+        )
     for i in sorted(found.verified):
         if i < len(vkeys):
             k = vkeys[i]

@@ -373,6 +373,7 @@ def check(data: bytes, trusted_keys: Sequence[bytes | VerifierKey] = ()) -> Verd
         [] if trusted_keys else list(state.keys.values()),
         trusted_keys,
         "the bundle's checkpoint",
+        registry="the bundle",
     )
     return Verdict(
         model,

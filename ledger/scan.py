@@ -44,7 +44,7 @@ from .procs import can_start_processes, main_module_hidden
 from .scanworkers import Task, _init, check_run
 from .store import COLUMNS, SCHEMA, Segment, Store, micros, open_parquet, pylist
 from .tree import LeafTree, Tree
-from .verify import FAST_COLUMNS, Failed, Problem, Verifier, VerifyReport
+from .verify import FAST_COLUMNS, Failed, Problem, Verifier, VerifyReport, schema_problem
 
 if TYPE_CHECKING:
     from .opened import Opened
@@ -165,6 +165,22 @@ def _columns(
             "unreadable", f"segment is unreadable: {why_unreadable(seg, exc)}", seg.first, seg.name
         )
     return out
+
+
+def _schema(v: Verifier, store: Store, seg: Segment) -> None:
+    """The segment's columns are exactly FORMAT.md §5's, in order (else ``bad_schema``)."""
+    try:
+        columns = store.segment_columns(seg)
+    except FileNotFoundError as exc:
+        why = f"segment is unreadable: {why_unreadable(seg, exc)}"
+        raise Vanished(Problem("unreadable", why, seg.first, seg.name)) from None
+    except CorruptLedgerError as exc:
+        v.fail(
+            "unreadable", f"segment is unreadable: {why_unreadable(seg, exc)}", seg.first, seg.name
+        )
+    problem = schema_problem(columns)
+    if problem is not None:
+        v.fail("bad_schema", problem, seg.first, seg.name)
 
 
 #: Below this many rows the workers' start-up costs more than they save.
@@ -292,6 +308,7 @@ def verify_segments(
                     expected,
                 )
             start = max(0, since - seg.first)
+            _schema(v, store, seg)
             cols = _columns(v, store, seg, FAST_COLUMNS, env=True)
             n = len(cols["seq"])
             row = start
@@ -328,6 +345,7 @@ def verify_segments(
         if leftover.last < since:
             continue
         try:
+            _schema(v, store, leftover)
             cols = _columns(v, store, leftover, ["seq", "hash"])
         except Vanished:  # the compaction that superseded it has removed it since
             continue

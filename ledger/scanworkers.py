@@ -34,6 +34,7 @@ import pyarrow as pa
 from . import merkle
 from . import tree as T
 from .compat import sodium
+from .events import MAX_EVENT_BYTES
 from .keys import pae_prefix
 from .store import SCHEMA, open_parquet
 from .verify import Clean
@@ -133,6 +134,8 @@ def _template_rows(t: pa.Table, first: int) -> tuple[int, str]:
         unsafe = pc.fill_null(pc.match_substring_regex(s.cast(pa.string()), _UNSAFE), False)
         good = pc.and_(good, pc.invert(unsafe))
     good = pc.and_(good, pc.and_(pc.greater_equal(us, 0), pc.less(us, _TS_MAX)))
+    size = pc.binary_length(col("canonical").chunk(0))
+    good = pc.and_(good, pc.less_equal(size, MAX_EVENT_BYTES))
     # ts as YYYY-MM-DDTHH:MM:SS.ffffffZ (pc.strftime costs four times as much).
     day = pc.divide(us, _DAY)
     rem = pc.subtract(us, pc.multiply(day, _DAY))

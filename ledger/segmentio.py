@@ -69,6 +69,21 @@ def read(seg: Segment, columns: Sequence[str] | None, dictionary: bool) -> pa.Ta
     return table
 
 
+def parquet_columns(seg: Segment) -> list[tuple[str, str, str, int]]:
+    """``seg``'s leaf columns as Parquet describes them, in file order: (dotted path,
+    physical type, logical type in Parquet's JSON spelling, fixed byte length or 0)."""
+    try:
+        schema = pq.ParquetFile(seg.path).schema
+        return [
+            (c.path, c.physical_type, c.logical_type.to_json(), c.length or 0)
+            for c in (schema.column(i) for i in range(len(schema)))
+        ]
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowException) as exc:
+        raise CorruptLedgerError(f"segment {seg.name} is unreadable: {short(exc)}") from None
+
+
 def read_where(
     seg: Segment,
     names: list[str],

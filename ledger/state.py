@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, cast
 from . import events as E
 from .errors import InputError, KeyProblem, NotFoundError, RuleViolation
 from .keys import key_id as derive_key_id
+from .payloads import KIND as BAD_PAYLOAD
+from .payloads import check_event
 
 if TYPE_CHECKING:  # ledger.policydoc is imported when a policy event is met (start-up time)
     from . import policydoc as P
@@ -165,6 +167,7 @@ class State:
             )
         if (a == E.GENESIS) != (ev.seq == 0):
             raise RuleViolation("genesis must be the first event, and only the first")
+        check_event(ev)  # the payload's members (FORMAT.md §4): bad_payload
         if a in E.MODEL_ACTIONS:
             if ev.model is None or ev.version is None:
                 raise InputError(f"{a} event needs a model and a version")
@@ -190,11 +193,17 @@ class State:
         elif a == E.POLICY_SET:
             from .policydoc import policy_from_payload
 
-            policy_from_payload(ev.payload)
+            try:
+                policy_from_payload(ev.payload)
+            except InputError as exc:
+                raise InputError(str(exc), kind=BAD_PAYLOAD) from None
         elif a == E.BREAK_GLASS:
             from .policydoc import grant_from_event
 
-            grant_from_event(ev)
+            try:
+                grant_from_event(ev)
+            except InputError as exc:
+                raise InputError(str(exc), kind=BAD_PAYLOAD) from None
         elif a == E.REGISTER:
             expected = self.latest.get(ev.model, 0) + 1  # type: ignore[arg-type]
             if ev.version != expected:
@@ -251,7 +260,9 @@ class State:
             raise InputError(f"{ev.action} payload needs 'roles' as a non-empty list of strings")
         pub = _public_key(p)
         if derive_key_id(pub) != kid:
-            raise InputError(f"{ev.action} payload: key_id {kid} does not match its public key")
+            raise InputError(
+                f"{ev.action} payload: key_id {kid} does not match its public key", kind=BAD_PAYLOAD
+            )
         if kid in self.keys:
             raise RuleViolation(f"key {kid} is already registered (actor {self.keys[kid].actor})")
         if ev.action == E.GENESIS and (kid != ev.key_id or actor != ev.actor):
@@ -446,7 +457,7 @@ def _public_key(payload: dict[str, Any]) -> bytes:
     except (binascii.Error, ValueError, TypeError):
         raw = b""
     if len(raw) != 32:
-        raise InputError("key payload needs 'public_key' as base64 of 32 bytes")
+        raise InputError("key payload needs 'public_key' as base64 of 32 bytes", kind=BAD_PAYLOAD)
     return raw
 
 

@@ -243,6 +243,10 @@ class Store:
         :func:`pylist`."""
         return segmentio.read(seg, columns, dictionary)
 
+    def segment_columns(self, seg: Segment) -> list[tuple[str, str, str, int]]:
+        """One segment's columns as its file declares them (for ``verify``'s schema check)."""
+        return segmentio.parquet_columns(seg)
+
     def read(
         self,
         columns: Sequence[str] | None = None,

@@ -96,11 +96,89 @@ class Failed(Exception):
 
 
 _TYPED = ("action", "model", "version", "actor", "key_id")
+#: The members of an event (FORMAT.md §3.1): exactly these.
+_MEMBERS = frozenset(
+    ("action", "actor", "key_id", "model", "origin", "payload", "prev_hash", "seq", "ts", "version")
+)
 
 #: Typed columns the fast path reads in the main process (canonical and sig stay in workers).
 #: The caller may add ``env``: per row, the environment when the payload column is exactly
 #: ``{"env":"<env>"}`` (no escapes), else None; such a payload is then not parsed again.
 FAST_COLUMNS = ("seq", "ts", "action", "model", "version", "actor", "key_id", "payload", "hash")
+
+
+#: Each segment column's Parquet type (FORMAT.md §5): physical type, the logical types
+#: allowed (Parquet's JSON spelling, without the writer-side flags), fixed byte length.
+_INT64 = ("INT64", ('{"Type":"None"}', '{"Type":"Int","bitWidth":64,"isSigned":true}'), 0)
+_STRING = ("BYTE_ARRAY", ('{"Type":"String"}',), 0)
+_TIMESTAMP = '{"Type":"Timestamp","isAdjustedToUTC":true,"timeUnit":"microseconds"}'
+PARQUET_TYPES: dict[str, tuple[str, tuple[str, ...], int]] = {
+    "seq": _INT64,
+    "ts": ("INT64", (_TIMESTAMP,), 0),
+    "action": _STRING,
+    "model": _STRING,
+    "version": _INT64,
+    "actor": _STRING,
+    "key_id": _STRING,
+    "payload": _STRING,
+    "hash": ("FIXED_LEN_BYTE_ARRAY", ('{"Type":"None"}',), 32),
+    "sig": ("FIXED_LEN_BYTE_ARRAY", ('{"Type":"None"}',), 64),
+    "canonical": ("BYTE_ARRAY", ('{"Type":"None"}',), 0),
+}
+_ORDER = ", ".join(PARQUET_TYPES)
+
+
+def _logical(text: str) -> str:
+    """A logical type's JSON without pyarrow's writer-side flags (``is_from_converted_type``,
+    ``force_set_converted_type``), which say how it was written, not what it is."""
+    try:
+        d = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(d, dict):
+        return text
+    d = {
+        k: v
+        for k, v in d.items()
+        if k not in ("is_from_converted_type", "force_set_converted_type")
+    }
+    return json.dumps(d, separators=(",", ":"))
+
+
+def schema_problem(columns: Sequence[tuple[str, str, str, int]]) -> str | None:
+    """What is wrong with a segment's columns as :meth:`Store.segment_columns` gives them
+    (None if they are exactly FORMAT.md §5's, in its order)."""
+    names = [c[0] for c in columns]
+    for name in PARQUET_TYPES:
+        if name not in names:
+            return f"segment lacks the column {name!r}"
+    for name in names:
+        if name not in PARQUET_TYPES:
+            return f"segment has a column {_brief(name)} that FORMAT.md §5 does not define"
+    if names != list(PARQUET_TYPES):
+        return f"segment's columns are in the order {', '.join(names)}; FORMAT.md §5's is {_ORDER}"
+    for name, physical, logical, length in columns:
+        want_physical, want_logical, want_length = PARQUET_TYPES[name]
+        got = _logical(logical)
+        if physical != want_physical or got not in want_logical or length != want_length:
+            have = _spell(physical, got, length)
+            want = _spell(want_physical, want_logical[0], want_length)
+            return f"column {name!r} has Parquet type {have}, expected {want}"
+    return None
+
+
+def _spell(physical: str, logical: str, length: int) -> str:
+    """``INT64 Timestamp(isAdjustedToUTC=true, timeUnit=microseconds)``, ``BYTE_ARRAY``…"""
+    text = f"{physical}({length})" if length else physical
+    try:
+        d = json.loads(logical)
+    except ValueError:
+        return f"{text} {logical}"
+    kind = d.pop("Type", None) if isinstance(d, dict) else None
+    if not isinstance(d, dict) or kind in (None, "None"):
+        return text
+    args = ", ".join(f"{k}={json.dumps(v)}" for k, v in d.items())
+    return f"{text} {kind}({args})" if args else f"{text} {kind}"
 
 
 @dataclass(frozen=True)
@@ -261,6 +339,10 @@ class Verifier:
                     payload, stop = scan(text, 0)
                     if type(payload) is not dict or stop != len(text):
                         break
+                    # (the worker matched the signed bytes around this text, verbatim:
+                    # it must also be the payload's canonical form, within the limits)
+                    if canonicalize(payload, depth=1) != text.encode():
+                        break
                 ev = Event(seq, ts, origin, action, actor, kid, payload, "", model, version)
                 rec = authorize(ev)
                 if rec is None:
@@ -307,18 +389,34 @@ class Verifier:
                 where,
                 segment,
             )
+        if len(canon) > E.MAX_EVENT_BYTES:
+            self.fail(
+                "malformed",
+                f"event is {len(canon)} bytes; the limit is {E.MAX_EVENT_BYTES}",
+                where,
+                segment,
+            )
         try:
             doc = json.loads(canon)
             ev = E.event_from_document(doc)
         except (ValueError, RecursionError) as exc:
             self.fail("malformed", f"event bytes are not a valid event: {exc}", where, segment)
+        extra = sorted(set(doc) - _MEMBERS)
+        if extra:
+            self.fail(
+                "malformed",
+                f"event has the member {_brief(extra[0])}; an event has exactly the ten"
+                " members of FORMAT.md §3.1",
+                ev.seq,
+                segment,
+            )
         # The hash and the signature are over the canonical form (FORMAT.md §3.2): bytes
         # that are not exactly it (a space, a duplicate key, escaped characters) would let
         # two byte strings stand for one event.
         try:
             canonical = canonicalize(doc) == canon
-        except LedgerError:
-            canonical = False
+        except LedgerError as exc:  # a value JSON cannot carry exactly: say which
+            self.fail("malformed", f"event bytes are not a valid event: {exc}", ev.seq, segment)
         if not canonical:
             self.fail(
                 "malformed",

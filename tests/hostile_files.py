@@ -171,29 +171,29 @@ CASES: dict[str, tuple[Mutation, tuple[Any, ...]]] = {
         lambda p, r: _rewrite(
             seg(p / EV, "2-4"), lambda t: t.append_column("x", pa.array([1] * 3))
         ),
-        ("OK", 9),  # unknown columns are ignored, as for forward compatibility
+        ("FAIL", "bad_schema", 2, "2-4"),  # exactly FORMAT.md §5's columns
     ),
     "missing column": (
         lambda p, r: _rewrite(seg(p / EV, "2-4"), lambda t: t.drop_columns(["sig"])),
-        ("FAIL", "unreadable", 2, "2-4"),
+        ("FAIL", "bad_schema", 2, "2-4"),
     ),
     "wrong type seq": (
         lambda p, r: _rewrite(
             seg(p / EV, "5-5"), lambda t: _set(t, "seq", t.column("seq").cast(pa.string()))
         ),
-        ("FAIL", "unreadable", 5, "5-5"),
+        ("FAIL", "bad_schema", 5, "5-5"),
     ),
     "wrong type hash": (
         lambda p, r: _rewrite(
             seg(p / EV, "5-5"), lambda t: _set(t, "hash", t.column("hash").cast(pa.binary()))
         ),
-        ("FAIL", "unreadable", 5, "5-5"),
+        ("FAIL", "bad_schema", 5, "5-5"),
     ),
     "wrong type ts": (
         lambda p, r: _rewrite(
             seg(p / EV, "5-5"), lambda t: _set(t, "ts", t.column("ts").cast(pa.int64()))
         ),
-        ("FAIL", "unreadable", 5, "5-5"),
+        ("FAIL", "bad_schema", 5, "5-5"),
     ),
     "huge string in a typed column": (
         lambda p, r: _rewrite(seg(p / EV, "2-4"), lambda t: _huge_value(t, "model", HUGE)),

@@ -131,7 +131,9 @@ def test_foreign_and_malformed_checkpoints(ck):
     with pytest.raises(InputError, match="x is not a checkpoint"):
         C.open_checkpoint("hello\n\n— a b\n", ck.ledger.origin, keys, where="x")
     stranger = C.sign(ck.ledger.origin, 3, b"\x00" * 32, ck.keys["alice"])
-    with pytest.raises(KeyProblem, match="x is not signed by a checkpointer key of this ledger"):
+    with pytest.raises(
+        KeyProblem, match=r"x \(size 3\) is not signed by a checkpointer key this ledger registers"
+    ):
         C.open_checkpoint(stranger, ck.ledger.origin, keys, where="x")
 
 
@@ -303,7 +305,9 @@ def test_trusted_key_from_outside(ck, invoke, tmp_path):
     r = invoke(["verify", "--trusted", str(tmp_path / "w.cp")], env=ck.env())
     assert (r.exit_code, r.stderr) == (
         5,
-        f"Error: {tmp_path / 'w.cp'} is not signed by a checkpointer key of this ledger\n",
+        f"Error: {tmp_path / 'w.cp'} (size 12) is not signed by a checkpointer key this ledger"
+        " registers (if a rollback removed its signer's key_add, check it with --trusted-key"
+        " KEY)\n",
     )
     r = invoke(
         ["verify", "--trusted", str(tmp_path / "w.cp"), "--trusted-key", str(tmp_path / "w.pub")],

@@ -55,7 +55,9 @@ def test_consistency_between_checkpoints_of_an_outside_signer(ck, invoke, tmp_pa
     res = invoke(args, env=ck.env())
     assert (res.exit_code, res.stderr) == (
         5,
-        f"Error: {tmp_path / 'w12'} is not signed by a checkpointer key of this ledger\n",
+        f"Error: {tmp_path / 'w12'} (size 12) is not signed by a checkpointer key this ledger"
+        " registers (if a rollback removed its signer's key_add, check it with --trusted-key"
+        " KEY)\n",
     )
     vkey = note.vkey(led.origin, WITNESS.public_key)
     (tmp_path / "w.vkey").write_text(vkey + "\n")

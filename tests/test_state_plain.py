@@ -34,6 +34,8 @@ def _key_event(seq: int, ts: int, i: int, signer: int) -> E.Event:
         "roles": ROLES[i],
     }
     action = E.GENESIS if seq == 0 else E.KEY_ADD
+    if action == E.GENESIS:
+        payload["format"] = E.FORMAT
     return E.Event(
         seq, ts, ORIGIN, action, ACTORS[signer], KEYS[signer].key_id, payload, "", None, None
     )

@@ -1,0 +1,180 @@
+"""Attacks on what an event may hold (FORMAT.md §3.1 limits, §4 payload members, §5
+columns), for the tamper table in tests/test_tamper.py.
+
+Each forges a correctly signed, correctly chained event that the write path would have
+refused, with a key that may sign it, and appends it as a new segment: only the check
+the attack is named after can catch it. The bytes are built by hand (the write path's
+encoder refuses them), the typed columns agree with them, and for the payload attacks
+the payload column is the same text, so the fast path sees exactly what the reference
+sees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ledger import events as E
+from ledger.keys import pae
+from ledger.store import SCHEMA, segment_name
+
+XGB = "fraud.detector.xgb"
+
+
+def _text(value: Any) -> str:
+    # RFC 8785 for what these attacks hold (ASCII strings, integers, objects).
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def forge_raw(
+    t: Any,
+    signer: str,
+    action: str,
+    payload: Any,
+    model: str | None = None,
+    version: int | None = None,
+    *,
+    extra: dict[str, Any] | None = None,
+    payload_text: str | None = None,
+) -> int:
+    """Append an event signed by ``t.keys[signer]`` built from ``payload`` as given, with
+    ``extra`` top-level members; returns its seq."""
+    led = t.ledger
+    n, last_hash, last_ts = led.store.tail()
+    doc = {
+        "action": action,
+        "actor": signer,
+        "key_id": t.keys[signer].key_id,
+        "model": model,
+        "origin": led.origin,
+        "payload": payload,
+        "prev_hash": last_hash.hex(),
+        "seq": n,
+        "ts": E.format_ts(last_ts + 1),
+        "version": version,
+    } | (extra or {})
+    text = payload_text if payload_text is not None else _text(payload)
+    canon = _text(doc).replace(_text(payload), text, 1).encode()
+    cols = {
+        "seq": [n],
+        "ts": [last_ts + 1],
+        "action": [action],
+        "model": [model],
+        "version": [version],
+        "actor": [signer],
+        "key_id": [t.keys[signer].key_id],
+        "payload": [text],
+        "hash": [hashlib.sha256(canon).digest()],
+        "sig": [t.keys[signer].sign(pae(canon))],
+        "canonical": [canon],
+    }
+    pq.write_table(
+        pa.Table.from_pydict(cols, schema=SCHEMA), led.path / "events" / segment_name(n, n)
+    )
+    return n
+
+
+def _register(t: Any, payload: dict[str, Any], **kw: Any) -> int:
+    return forge_raw(t, "alice", E.REGISTER, payload, "fraud.detector.forged", 1, **kw)
+
+
+def event_over_64_kib(t):
+    _register(t, {"metadata": {"blob": "x" * 70_000}})
+
+
+def payload_nested_too_deep(t):
+    deep: dict[str, Any] = {}
+    for _ in range(40):
+        deep = {"a": deep}
+    _register(t, {"metadata": deep})
+
+
+def integer_beyond_2_53(t):
+    _register(t, {"metrics": {"n": 2**53 + 1}})
+
+
+def non_canonical_payload(t):
+    # The space is inside the payload, in the bytes and in the payload column alike.
+    _register(t, {"tags": {"team": "risk"}}, payload_text='{"tags": {"team":"risk"}}')
+
+
+def extra_event_member(t):
+    _register(t, {}, extra={"note": "added"})
+
+
+def unknown_payload_member(t):
+    forge_raw(t, "bob", E.APPROVE, {"env": "canary", "waiver": "yes"}, XGB, 1)
+
+
+def comment_over_the_text_limit(t):
+    forge_raw(t, "bob", E.APPROVE, {"comment": "x" * 4097, "env": "canary"}, XGB, 1)
+
+
+def dataset_digest_malformed(t):
+    _register(t, {"datasets": [{"digest": "sha256:beef", "name": "train", "uri": "s3://d"}]})
+
+
+def key_event_naming_a_model(t):
+    forge_raw(t, "admin", E.KEY_REVOKE, {"key_id": t.keys["bob"].key_id}, XGB, 1)
+
+
+def _rewrite(t: Any, fn: Any) -> None:
+    path = t.ledger.path / "events" / "000000000000-000000000010.parquet"
+    pq.write_table(fn(pq.read_table(path)), path)
+
+
+def columns_reordered(t):
+    _rewrite(t, lambda tb: tb.select(["ts", "seq", *tb.column_names[2:]]))
+
+
+def extra_column(t):
+    _rewrite(t, lambda tb: tb.append_column("note", pa.array(["x"] * tb.num_rows)))
+
+
+def ts_in_another_unit(t):
+    def fn(tb: pa.Table) -> pa.Table:
+        i = tb.column_names.index("ts")
+        return tb.set_column(
+            i, "ts", tb.column("ts").cast(pa.timestamp("ms", tz="UTC"), safe=False)
+        )
+
+    _rewrite(t, fn)
+
+
+CASES = [
+    (event_over_64_kib, 11, segment_name(11, 11), "malformed",
+     "event is 70295 bytes; the limit is 65536"),
+    (payload_nested_too_deep, 11, segment_name(11, 11), "malformed",
+     "event bytes are not a valid event: value at $.payload.metadata.a.a.a.a.a.a.a.a.a.a.a.a.a.a"
+     ".a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a is nested deeper than 32 levels"),
+    (integer_beyond_2_53, 11, segment_name(11, 11), "malformed",
+     "event bytes are not a valid event: integer at $.payload.metrics.n is outside the exact"
+     " JSON range ±(2**53-1)"),
+    (non_canonical_payload, 11, segment_name(11, 11), "malformed",
+     "event bytes are not in RFC 8785 canonical form (re-encoding them gives other bytes)"),
+    (extra_event_member, 11, segment_name(11, 11), "malformed",
+     "event has the member 'note'; an event has exactly the ten members of FORMAT.md §3.1"),
+    (unknown_payload_member, 11, segment_name(11, 11), "bad_payload",
+     "approve payload: member 'waiver' is not one of this action's members (comment, env)"),
+    (comment_over_the_text_limit, 11, segment_name(11, 11), "bad_payload",
+     "approve payload: 'comment' is 4097 characters; the limit is 4096"),
+    (dataset_digest_malformed, 11, segment_name(11, 11), "bad_payload",
+     "register payload: 'datasets[0].digest' 'sha256:beef' is not sha256: and 64 lowercase"
+     " hex digits"),
+    (key_event_naming_a_model, 11, segment_name(11, 11), "bad_payload",
+     "key_revoke event names a model or version; both must be null"),
+    (columns_reordered, 0, "000000000000-000000000010.parquet", "bad_schema",
+     "segment's columns are in the order ts, seq, action, model, version, actor, key_id,"
+     " payload, hash, sig, canonical; FORMAT.md §5's is seq, ts, action, model, version,"
+     " actor, key_id, payload, hash, sig, canonical"),
+    (extra_column, 0, "000000000000-000000000010.parquet", "bad_schema",
+     "segment has a column 'note' that FORMAT.md §5 does not define"),
+    (ts_in_another_unit, 0, "000000000000-000000000010.parquet", "bad_schema",
+     "column 'ts' has Parquet type INT64 Timestamp(isAdjustedToUTC=true,"
+     ' timeUnit="milliseconds"), expected INT64 Timestamp(isAdjustedToUTC=true,'
+     ' timeUnit="microseconds")'),
+]  # fmt: skip
