@@ -126,9 +126,9 @@ def test_each_broken_rule_is_named(case):
 
 
 def test_model_and_version_belong_to_model_actions_only():
-    with pytest.raises(InputError, match="^register payload: the event's version 0 is not a"):
+    with pytest.raises(InputError, match=r"^register payload: the event's version 0 is not a"):
         check_event(event(E.REGISTER, {}, "m", 0))
-    with pytest.raises(InputError, match="^key_revoke event names a model or version"):
+    with pytest.raises(InputError, match=r"^key_revoke event names a model or version"):
         check_event(E.Event(5, 0, "o", E.KEY_REVOKE, "a", "k", {"key_id": "0" * 16}, "", "m", 1))
 
 
