@@ -316,6 +316,45 @@ def test_trusted_key_from_outside(ck, invoke, tmp_path):
     assert r.exit_code == 0, r.stdout
 
 
+def test_a_rollback_that_removed_the_trusted_checkpoints_signer(ck, invoke, tmp_path):
+    """The ledger's own registry authenticates a --trusted checkpoint; when a rollback
+    removed its signer's key_add, only the key can: the error says so, and with the key
+    the rollback is named."""
+    led = ck.ledger
+    led.register(XGB, key=ck.keys["alice"])  # seq 12
+    cp = tmp_path / "kept.cp"
+    cp.write_text(led.checkpoint(ck.keys["cp"]).note)  # size 13
+    import pyarrow.parquet as pq
+
+    from ledger.store import SCHEMA, segment_name
+
+    kept = led.events().select(SCHEMA.names).slice(0, 11).cast(SCHEMA)  # cp's key_add is 11
+    for s in led.store.segments():
+        s.path.unlink()
+    pq.write_table(kept, led.path / "events" / segment_name(0, 10))
+    for cache in ("checkpoints", "tree", "index"):
+        shutil.rmtree(led.path / cache, ignore_errors=True)
+    r = invoke(["verify", "--trusted", str(cp), "--evidence-dir", str(tmp_path / "ev")],
+               env=ck.env())  # fmt: skip
+    assert (r.exit_code, r.stderr) == (
+        5,
+        f"Error: {cp} (size 13) is not signed by a checkpointer key this ledger registers (if a"
+        " rollback removed its signer's key_add, check it with --trusted-key KEY)\n",
+    )
+    pub = tmp_path / "cp.pub"
+    from ledger.keys import public_key_pem
+
+    pub.write_bytes(public_key_pem(ck.keys["cp"].public_key))
+    r = invoke(["verify", "--trusted", str(cp), "--trusted-key", str(pub),
+                "--evidence-dir", str(tmp_path / "ev")], env=ck.env())  # fmt: skip
+    assert r.exit_code == 1
+    assert r.stdout.splitlines()[0] == (
+        f"FAIL: seq 11 in {cp.name}: checkpoint of size 13 signed by trusted key"
+        f" {ck.keys['cp'].key_id} vouches for 13 events but the ledger holds 11: events"
+        " 11..12 were removed (truncated tail / rollback)"
+    )
+
+
 def test_missing_checkpoint_file(ck, invoke, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     r = invoke(["verify", "--since", str(tmp_path / "nope")], env=ck.env())
