@@ -154,6 +154,18 @@ class State:
             )
         return rec
 
+    def pass_unknown(self, ev: E.Event) -> None:
+        """Step over an event of a newer format's action (FORMAT.md §7.3): the chain, key
+        and time checks hold for it, the role and the rules are the newer format's."""
+        if ev.ts < self.last_ts:
+            raise RuleViolation(
+                f"timestamp {E.format_ts(ev.ts)} is earlier than the previous event's"
+                f" {E.format_ts(self.last_ts)}",
+                kind="timestamp_backwards",
+            )
+        self.unknown_actions += 1
+        self.next_seq, self.last_ts = ev.seq + 1, ev.ts
+
     def check(self, ev: E.Event) -> None:
         """Raise if the lifecycle rules forbid ``ev`` in the current state."""
         a = ev.action
@@ -319,11 +331,8 @@ class State:
     def step(self, ev: E.Event) -> KeyRecord | None:
         """Authorize, check and apply ``ev``; the state is unchanged if it raises."""
         if ev.action not in E.ACTION_ROLE:
-            # A newer format's action: keep the chain and key checks, skip the rules.
             rec = self.authorize(ev)
-            self.unknown_actions += 1
-            self.next_seq = ev.seq + 1
-            self.last_ts = ev.ts
+            self.pass_unknown(ev)
             return rec
         rec = self.authorize(ev)
         self.check(ev)

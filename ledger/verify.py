@@ -354,8 +354,7 @@ class Verifier:
                     check(ev)
                     apply(ev)
                 else:
-                    state.unknown_actions += 1
-                    state.next_seq, state.last_ts = seq + 1, ts
+                    state.pass_unknown(ev)
                 seq += 1
                 done += 1
         except (LedgerError, ValueError, RecursionError, TypeError, StopIteration, AttributeError):
@@ -504,8 +503,7 @@ class Verifier:
                 self.state.check(ev)
                 self.state.apply(ev)
             else:
-                self.state.unknown_actions += 1
-                self.state.next_seq, self.state.last_ts = ev.seq + 1, ev.ts
+                self.state.pass_unknown(ev)
         except LedgerError as exc:
             kind = exc.kind if exc.kind != type(exc).__name__ else "rule_violation"
             self.fail(kind, str(exc), ev.seq, segment)

@@ -40,11 +40,13 @@ def forge_raw(
     *,
     extra: dict[str, Any] | None = None,
     payload_text: str | None = None,
+    ts_step: int = 1,
 ) -> int:
     """Append an event signed by ``t.keys[signer]`` built from ``payload`` as given, with
     ``extra`` top-level members; returns its seq."""
     led = t.ledger
     n, last_hash, last_ts = led.store.tail()
+    ts = last_ts + ts_step
     doc = {
         "action": action,
         "actor": signer,
@@ -54,14 +56,14 @@ def forge_raw(
         "payload": payload,
         "prev_hash": last_hash.hex(),
         "seq": n,
-        "ts": E.format_ts(last_ts + 1),
+        "ts": E.format_ts(ts),
         "version": version,
     } | (extra or {})
     text = payload_text if payload_text is not None else _text(payload)
     canon = _text(doc).replace(_text(payload), text, 1).encode()
     cols = {
         "seq": [n],
-        "ts": [last_ts + 1],
+        "ts": [ts],
         "action": [action],
         "model": [model],
         "version": [version],
@@ -122,6 +124,11 @@ def key_event_naming_a_model(t):
     forge_raw(t, "admin", E.KEY_REVOKE, {"key_id": t.keys["bob"].key_id}, XGB, 1)
 
 
+def newer_action_backdated(t):
+    # An action this version does not know still may not go back in time (§7.3).
+    forge_raw(t, "alice", "retire", {}, XGB, 1, ts_step=-1_000_000)
+
+
 def _rewrite(t: Any, fn: Any) -> None:
     path = t.ledger.path / "events" / "000000000000-000000000010.parquet"
     pq.write_table(fn(pq.read_table(path)), path)
@@ -167,6 +174,8 @@ CASES = [
      " hex digits"),
     (key_event_naming_a_model, 11, segment_name(11, 11), "bad_payload",
      "key_revoke event names a model or version; both must be null"),
+    (newer_action_backdated, 11, segment_name(11, 11), "timestamp_backwards",
+     "timestamp {ts_minus} is earlier than the previous event's {ts}"),
     (columns_reordered, 0, "000000000000-000000000010.parquet", "bad_schema",
      "segment's columns are in the order ts, seq, action, model, version, actor, key_id,"
      " payload, hash, sig, canonical; FORMAT.md §5's is seq, ts, action, model, version,"

@@ -703,3 +703,13 @@ def test_a_leftover_removed_by_its_compaction_mid_verify_is_fine(history, monkey
     # one attempt: the live segment once, then each leftover found gone (by the schema
     # check, which opens it first) and skipped
     assert seen == [ALL]
+
+
+def test_a_newer_formats_action_verifies_and_is_counted(victim, invoke):
+    """FORMAT.md §7.3: an action this version does not know passes every check but the
+    role and the rules, whatever its payload, and the report counts it."""
+    payload_attacks.forge_raw(victim, "alice", "retire", {"why": {"deep": [1]}}, XGB, 1)
+    report = victim.ledger.verify(jobs=1)
+    assert report.ok and report.unknown_actions == 1, report.summary()
+    r = invoke(["verify", "--ledger", str(victim.path), "--format", "json"])
+    assert (r.exit_code, json.loads(r.stdout)["unknown_actions"]) == (0, 1)
