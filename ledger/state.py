@@ -279,6 +279,8 @@ class State:
             raise RuleViolation(f"key {kid} is already registered (actor {self.keys[kid].actor})")
         if ev.action == E.GENESIS and (kid != ev.key_id or actor != ev.actor):
             raise RuleViolation("genesis must be signed by the key it registers")
+        if ev.action == E.GENESIS and E.ADMIN not in roles:
+            raise RuleViolation("the genesis key must hold the admin role")
 
     def savepoint(self, models: Iterable[str]) -> Callable[[], None]:
         """Remember what events of ``models`` (and key, policy and grant events) can

@@ -187,3 +187,29 @@ CASES = [
      ' timeUnit="milliseconds"), expected INT64 Timestamp(isAdjustedToUTC=true,'
      ' timeUnit="microseconds")'),
 ]  # fmt: skip
+
+
+def handmade_ledger(path: Any, key: Any, roles: list[str], origin: str = "hand.example/l") -> None:
+    """A one-event ledger written by hand: a genesis registering ``key`` with ``roles``,
+    as another tool might write it (the write path refuses a genesis without admin)."""
+    import base64
+    import os
+
+    from ledger.keys import key_id
+
+    pub = base64.b64encode(key.public_key).decode()
+    payload = {"actor": "root", "format": E.FORMAT, "key_id": key_id(key.public_key),
+               "public_key": pub, "roles": roles}  # fmt: skip
+    doc = {"action": E.GENESIS, "actor": "root", "key_id": key.key_id, "model": None,
+           "origin": origin, "payload": payload, "prev_hash": E.GENESIS_PREV_HASH, "seq": 0,
+           "ts": E.format_ts(1_700_000_000_000_000), "version": None}  # fmt: skip
+    canon = _text(doc).encode()
+    os.makedirs(path / "events")
+    cols = {"seq": [0], "ts": [1_700_000_000_000_000], "action": [E.GENESIS], "model": [None],
+            "version": [None], "actor": ["root"], "key_id": [key.key_id],
+            "payload": [_text(payload)], "hash": [hashlib.sha256(canon).digest()],
+            "sig": [key.sign(pae(canon))], "canonical": [canon]}  # fmt: skip
+    pq.write_table(pa.Table.from_pydict(cols, schema=SCHEMA), path / "events" / segment_name(0, 0))
+    identity = {"format": E.FORMAT, "genesis_hash": hashlib.sha256(canon).hexdigest(),
+                "origin": origin}  # fmt: skip
+    (path / "ledger.json").write_text(json.dumps(identity, indent=2, sort_keys=True) + "\n")

@@ -713,3 +713,18 @@ def test_a_newer_formats_action_verifies_and_is_counted(victim, invoke):
     assert report.ok and report.unknown_actions == 1, report.summary()
     r = invoke(["verify", "--ledger", str(victim.path), "--format", "json"])
     assert (r.exit_code, json.loads(r.stdout)["unknown_actions"]) == (0, 1)
+
+
+def test_a_genesis_key_without_the_admin_role(tmp_path, invoke):
+    """FORMAT.md §7.2: the genesis key must hold admin (a ledger nobody could govern)."""
+    path = tmp_path / "hand"
+    payload_attacks.handmade_ledger(path, SigningKey(b"g" * 32), ["registrar"])
+    r = invoke(["verify", "--ledger", str(path)])
+    assert (r.exit_code, r.stdout) == (
+        1,
+        f"FAIL: seq 0 in {segment_name(0, 0)}: the genesis key must hold the admin role\n",
+    )
+    shutil.rmtree(path)
+    payload_attacks.handmade_ledger(path, SigningKey(b"g" * 32), ["admin"])
+    r = invoke(["verify", "--ledger", str(path)])
+    assert (r.exit_code, r.stdout.split(",")[0]) == (0, "OK: 1 events")
