@@ -145,6 +145,10 @@ def open_checkpoint(
     vkeys = [as_verifier_key(k) for k in trusted]
     records = [k for k in keys if E.CHECKPOINTER in k.roles]
     cp = parse_body(text, where)
+    try:  # (a malformed or second ledger-story line must not pass as "no story map")
+        storymap.story_line(cp.extensions)
+    except storymap.StoryMapError as exc:
+        raise InputError(f"{where} is not a checkpoint: {exc}") from None
     if cp.origin != origin:
         raise InputError(
             f"{where} is a checkpoint of ledger {cp.origin!r}, not of this one ({origin!r})"

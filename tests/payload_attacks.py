@@ -129,6 +129,51 @@ def newer_action_backdated(t):
     forge_raw(t, "alice", "retire", {}, XGB, 1, ts_step=-1_000_000)
 
 
+# --- the lifecycle rules of FORMAT.md §7.2, each with its own kind ---------------------
+
+
+def parent_never_registered(t):
+    _register(t, {"parents": [{"model": "m.ghost", "relation": "finetune", "version": 1}]})
+
+
+def own_parent(t):
+    forge_raw(t, "alice", E.REGISTER,
+              {"parents": [{"model": XGB, "relation": "retrain", "version": 2}]}, XGB, 2)  # fmt: skip
+
+
+def version_skipped(t):
+    forge_raw(t, "alice", E.REGISTER, {}, XGB, 3)
+
+
+def model_never_registered(t):
+    forge_raw(t, "bob", E.APPROVE, {"env": "canary"}, "m.ghost", 1)
+
+
+def version_never_registered(t):
+    forge_raw(t, "bob", E.APPROVE, {"env": "canary"}, XGB, 7)
+
+
+def revoke_of_an_unregistered_key(t):
+    forge_raw(t, "admin", E.KEY_REVOKE, {"key_id": "00000000000000ff"})
+
+
+def key_registered_twice(t):
+    import base64
+
+    k = t.keys["bob"]
+    payload = {"actor": "bob2", "key_id": k.key_id, "public_key":
+               base64.b64encode(k.public_key).decode(), "roles": ["approver"]}  # fmt: skip
+    forge_raw(t, "admin", E.KEY_ADD, payload)
+
+
+def key_id_not_of_its_key(t):
+    import base64
+
+    payload = {"actor": "eve", "key_id": "0123456789abcdef", "public_key":
+               base64.b64encode(b"e" * 32).decode(), "roles": ["approver"]}  # fmt: skip
+    forge_raw(t, "admin", E.KEY_ADD, payload)
+
+
 def _rewrite(t: Any, fn: Any) -> None:
     path = t.ledger.path / "events" / "000000000000-000000000010.parquet"
     pq.write_table(fn(pq.read_table(path)), path)
@@ -176,6 +221,22 @@ CASES = [
      "key_revoke event names a model or version; both must be null"),
     (newer_action_backdated, 11, segment_name(11, 11), "timestamp_backwards",
      "timestamp {ts_minus} is earlier than the previous event's {ts}"),
+    (parent_never_registered, 11, segment_name(11, 11), "unknown_parent",
+     "parent m.ghost:1 is not registered; parents must be registered first"),
+    (own_parent, 11, segment_name(11, 11), "self_parent",
+     f"{XGB}:2 names itself as a parent; a version cannot be its own parent"),
+    (version_skipped, 11, segment_name(11, 11), "rule_violation",
+     f"{XGB}:3 registered out of order (next version is 2)"),
+    (model_never_registered, 11, segment_name(11, 11), "unknown_model",
+     "model m.ghost is not registered"),
+    (version_never_registered, 11, segment_name(11, 11), "unknown_version",
+     f"{XGB}:7 is not registered (latest is {XGB}:1)"),
+    (revoke_of_an_unregistered_key, 11, segment_name(11, 11), "unknown_key",
+     "key 00000000000000ff is not registered"),
+    (key_registered_twice, 11, segment_name(11, 11), "rule_violation",
+     "key {bob} is already registered (actor bob)"),
+    (key_id_not_of_its_key, 11, segment_name(11, 11), "bad_payload",
+     "key_add payload: key_id 0123456789abcdef does not match its public key"),
     (columns_reordered, 0, "000000000000-000000000010.parquet", "bad_schema",
      "segment's columns are in the order ts, seq, action, model, version, actor, key_id,"
      " payload, hash, sig, canonical; FORMAT.md §5's is seq, ts, action, model, version,"

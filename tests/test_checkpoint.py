@@ -355,6 +355,33 @@ def test_a_rollback_that_removed_the_trusted_checkpoints_signer(ck, invoke, tmp_
     )
 
 
+@pytest.mark.parametrize(
+    ("lines", "why"),
+    [
+        (2, "the checkpoint has 2 ledger-story lines"),
+        (0, "malformed ledger-story/2 line 'ledger-story/2 not-base64'"),
+    ],
+    ids=["two_story_lines", "malformed_story_line"],
+)
+def test_a_stored_checkpoint_with_a_bad_story_line_is_invalid(ck, invoke, lines, why):
+    """FORMAT.md §10.1: at most one ledger-story line, and a well-formed one; otherwise
+    the checkpoint would pass as one committing to no story map at all."""
+    led = ck.ledger
+    cp = led.checkpoint(ck.keys["cp"])
+    ext = [storymap.extension(cp.story_root)] * lines or ["ledger-story/2 not-base64"]
+    text = note.sign_note(
+        note.format_checkpoint(led.origin, cp.size, cp.root, ext),
+        led.origin,
+        ck.keys["cp"].sign,
+        ck.keys["cp"].public_key,
+    )
+    (stored,) = (led.path / "checkpoints").iterdir()
+    stored.write_text(text)
+    r = invoke(["verify"], env=ck.env())
+    where = f"checkpoints/{stored.name}"
+    assert (r.exit_code, r.stdout) == (1, f"FAIL: in {where}: {where} is not a checkpoint: {why}\n")
+
+
 def test_missing_checkpoint_file(ck, invoke, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     r = invoke(["verify", "--since", str(tmp_path / "nope")], env=ck.env())
