@@ -10,7 +10,7 @@ import click
 
 from .. import events as E
 from ..errors import InputError
-from ..output import OutputFormat, render, render_arrow
+from ..output import render, render_arrow
 from .group import cli
 from .options import format_option, point_in_time, read_options
 from .options import open_ledger as _open
@@ -85,7 +85,7 @@ def _ref(ref: str) -> tuple[str, int | None]:
 
 
 @cli.command("queries")
-@format_option(OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.JSONL, OutputFormat.CSV)
+@format_option()
 def queries_(fmt: str, out_path: str | None) -> None:
     """List the audit queries with their parameters and descriptions."""
     from ..query import load_queries

@@ -11,7 +11,7 @@ import click
 
 from .. import events as E
 from ..errors import CorruptLedgerError, InputError
-from ..output import OutputFormat, render
+from ..output import OutputFormat, render, render_arrow
 from .group import cli
 from .options import (
     format_option,
@@ -20,6 +20,7 @@ from .options import (
     load_key,
     load_verifier_keys,
     passphrase,
+    point_in_time,
     read_options,
     trusted_key_option,
 )
@@ -123,7 +124,7 @@ def keys_revoke(key_id: str, reason: str | None, ledger_path: str, key_path: str
 
 @keys.command("list")
 @read_options
-@format_option(OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.JSONL, OutputFormat.CSV)
+@format_option()
 def keys_list(ledger_path: str, fmt: str, out_path: str | None) -> None:
     """List every key ever registered, with its roles and revocation."""
     rows = [
@@ -273,24 +274,53 @@ def _details(payload: dict[str, Any]) -> str:
 @cli.command()
 @click.option("--model", help="Only this model's events.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the last N events.")
+@point_in_time
 @read_options
-@format_option(OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.JSONL, OutputFormat.CSV)
+@format_option()
 def log(
-    model: str | None, limit: int | None, ledger_path: str, fmt: str, out_path: str | None
+    model: str | None,
+    limit: int | None,
+    as_of: str | None,
+    at_seq: int | None,
+    ledger_path: str,
+    fmt: str,
+    out_path: str | None,
 ) -> None:
     """Show events in order."""
     if model is not None:
         E.check_model_name(model)
+    if as_of is not None and at_seq is not None:
+        raise InputError("give --as-of or --at-seq, not both")
+    cut = as_of is not None or at_seq is not None
     table = _open(ledger_path).events(
         model=model,
         columns=["seq", "ts", "action", "model", "version", "actor", "key_id", "payload", "hash"],
-        last=limit or None,
+        last=None if cut else limit,  # (the newest segments need not hold the last N as of T)
     )
+    when = ""
+    if cut:
+        from ..lineage.graph import select
+
+        instant = E.parse_instant(as_of) if as_of is not None else None
+        when = f" as of {E.format_ts(instant)}" if instant is not None else f" at seq {at_seq}"
+        table = select(table, instant, at_seq)
+        if limit is not None:
+            table = table.slice(max(0, table.num_rows - limit))
     rows = table.to_pylist()
     for r in rows:
         r["ts"] = r["ts"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         r["payload"] = _payload(r["seq"], r["payload"])
         r["hash"] = r["hash"].hex()
+    empty = ("No events" if model is None else f"No events for {model}") + when + "."
+    if fmt == OutputFormat.PARQUET.value:
+        # The typed columns as stored (the payload as its signed JSON text), the hash in hex
+        # as in every other format.
+        import pyarrow as pa
+
+        hashes = pa.array([r["hash"] for r in rows], pa.string())
+        table = table.set_column(table.schema.get_field_index("hash"), "hash", hashes)
+        render_arrow(table, fmt, path=out_path)
+        return
     if fmt == OutputFormat.TABLE.value:
         for r in rows:
             r["ref"] = f"{r['model']}:{r['version']}" if r["model"] else ""
@@ -298,13 +328,7 @@ def log(
         cols = ["seq", "ts", "action", "ref", "actor", "key_id", "details"]
     else:
         cols = ["seq", "ts", "action", "model", "version", "actor", "key_id", "payload", "hash"]
-    render(
-        rows,
-        cols,
-        fmt,
-        path=out_path,
-        empty="No events." if model is None else f"No events for {model}.",
-    )
+    render(rows, cols, fmt, path=out_path, empty=empty)
 
 
 @cli.command()

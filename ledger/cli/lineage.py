@@ -101,7 +101,7 @@ def lineage(
 @click.option("--commit", metavar="[REPO@]COMMIT", help="A code commit (7+ hex digits).")
 @point_in_time
 @read_options
-@format_option(OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.JSONL, OutputFormat.CSV)
+@format_option()
 def impact(
     dataset: str | None,
     model_ref: str | None,
@@ -113,7 +113,8 @@ def impact(
     out_path: str | None,
 ) -> None:
     """List every model version downstream of a dataset, a model version or a commit,
-    and every live deployment of those versions (json: both lists; jsonl/csv: versions)."""
+    and every live deployment of those versions (json: both lists; jsonl, csv and parquet:
+    the versions)."""
     if sum(x is not None for x in (dataset, model_ref, commit)) != 1:
         raise InputError("give exactly one of --dataset, --model or --commit")
     when = E.parse_instant(as_of) if as_of is not None else None
