@@ -1,11 +1,15 @@
 """The CLI explains itself: every command's help ends with examples that run on the demo
-ledger, and every option has help."""
+ledger, every option has help, and shell completion works for bash, zsh and fish."""
 
 from __future__ import annotations
 
 import inspect
+import os
 import shlex
 import shutil
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import click
@@ -13,6 +17,8 @@ import pytest
 
 from ledger.cli import cli
 from ledger.demo import run_demo
+
+ROOT = Path(__file__).resolve().parents[1]
 
 #: The two headers an example section may have. With the second, the examples assume
 #: LEDGER_PATH=demo-ledger (and the test sets it); with the first, they assume nothing.
@@ -145,3 +151,57 @@ def test_keys_generate_help_names_the_public_key_file_it_writes(invoke, tmp_path
         "grace",
         "grace.pub",
     ]
+
+
+# --- shell completion (click's own, README.md "Shell completion") --------------------------
+
+SHELLS = {
+    "bash": "complete -o nosort -F _ledger_completion ledger",
+    "zsh": "#compdef ledger",
+    "fish": "complete --no-files --command ledger",
+}
+
+
+def test_the_console_script_is_ledger():
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"ledger": "ledger.cli:main"}  # hence _LEDGER_COMPLETE
+
+
+@pytest.mark.parametrize("shell", sorted(SHELLS))
+def test_completion_scripts_for_each_shell(shell, runner):
+    r = runner.invoke(cli, [], prog_name="ledger", env={"_LEDGER_COMPLETE": f"{shell}_source"})
+    assert r.exit_code == 0, r.output
+    assert SHELLS[shell] in r.stdout and "_LEDGER_COMPLETE" in r.stdout
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"_LEDGER_COMPLETE={shell}_source ledger" in readme
+
+
+def test_completion_completes_commands_and_options(runner):
+    def complete(words: str) -> list[str]:
+        env = {
+            "_LEDGER_COMPLETE": "bash_complete",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - 1),
+        }
+        r = runner.invoke(cli, [], prog_name="ledger", env=env)
+        assert r.exit_code == 0, r.output
+        return r.stdout.split()
+
+    assert complete("ledger ke") == ["plain,keys"]
+    assert complete("ledger keys ge") == ["plain,generate"]
+    assert complete("ledger verify --po") == ["plain,--policy"]
+
+
+def test_the_installed_entry_point_prints_the_bash_script():
+    """Through ``main`` as the console script runs it (its prog name picks the variable)."""
+    script = Path(sys.executable).with_name("ledger")
+    run = [str(script)] if script.exists() else [sys.executable, "-c", "from ledger.cli import main; main()"]  # fmt: skip
+    r = subprocess.run(
+        run,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, _LEDGER_COMPLETE="bash_source"),
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert SHELLS["bash"] in r.stdout
