@@ -1,22 +1,38 @@
 """README.md is true to the code: its command lines name real commands and options, its
-pasted output is what the demo prints, and what it says every command takes holds."""
+pasted output is what the demo prints, and what it says every command takes holds.
+
+When the demo or an output changes on purpose, ``python tests/test_readme.py`` rewrites
+README.md's pasted outputs from a fresh demo (then read the diff)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import difflib
 import io
 import json
+import os
+import re
+import shlex
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 
 from ledger.cli import cli
 from ledger.demo import run_demo
 from ledger.output import OutputFormat
 
 ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+#: A fenced block: its language and its body.
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.S | re.M)
 
 
 def commands(group: click.Group = cli, prefix: tuple[str, ...] = ()):
@@ -120,3 +136,177 @@ def test_log_parquet_keeps_the_types_and_the_signed_payload(demo, invoke, tmp_pa
     assert first["payload"].startswith('{"actor":"admin","format":"ledger/1"')
     r = invoke(["log", "--ledger", str(demo), "--format", "json", "--limit", "1"])
     assert table["hash"][-1].as_py() == json.loads(r.stdout)[0]["hash"]
+
+
+# --- the command lines README.md shows ---------------------------------------------------
+
+
+def bash_commands(text: str) -> Iterator[list[str]]:
+    """The words of every ``ledger …`` command in the bash blocks: continuation lines
+    joined, comments dropped, split at ``&&`` and ``;``, leading NAME=VALUE dropped."""
+    for m in FENCE.finditer(text):
+        if m.group(1) != "bash":
+            continue
+        for line in m.group(2).replace("\\\n", " ").splitlines():
+            words: list[str] = []
+            for w in [*shlex.split(line, comments=True), ";"]:
+                if w in ("&&", ";") or w.endswith(";"):
+                    if w.endswith(";") and w != ";":
+                        words.append(w[:-1])
+                    while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+                        words.pop(0)
+                    if words and words[0] == "ledger":
+                        yield words
+                    words = []
+                else:
+                    words.append(w)
+
+
+def inline_commands(text: str) -> Iterator[list[str]]:
+    """The words of every inline ``ledger …`` code span outside the fenced blocks."""
+    prose = FENCE.sub("", text)
+    for span in re.findall(r"`(ledger [^`]+)`", prose):
+        yield shlex.split(span.replace("\n", " "))
+
+
+def problems(words: list[str]) -> list[str]:
+    """What is wrong with one command line: an unknown command, an unknown option, or a
+    --format value that is not one of the option's choices."""
+    cmd: click.Command = cli
+    rest = words[1:]
+    while isinstance(cmd, click.Group) and rest and rest[0] in cmd.commands:
+        cmd, rest = cmd.commands[rest[0]], rest[1:]
+    line = " ".join(words)
+    if isinstance(cmd, click.Group) and rest and rest[0][0] not in "-|>":
+        return [f"{line}: {rest[0]!r} is not a command of {cmd.name}"]
+    found = []
+    opts = {o: p for p in cmd.params if isinstance(p, click.Option) for o in p.opts}
+    for i, raw in enumerate(rest):
+        if raw in (">", "|"):
+            break
+        w = raw.strip("[]")
+        if not w.startswith("-") or w in ("-", "--help", "-h"):
+            continue
+        name, eq, value = w.partition("=")
+        p = opts.get(name)
+        if p is None:
+            found.append(f"{line}: {name} is not an option of {cmd.name}")
+            continue
+        if not eq and i + 1 < len(rest):
+            value = rest[i + 1].strip("[]")
+        if isinstance(p.type, click.Choice) and not p.is_flag and value:
+            for v in value.split("|"):
+                if v not in p.type.choices and not re.fullmatch(r"[A-Z_]+|<.*>|…", v):
+                    found.append(f"{line}: {name} {v} is not one of {list(p.type.choices)}")
+    return found
+
+
+def test_every_readme_command_line_is_a_real_command_with_real_options():
+    text = README.read_text(encoding="utf-8")
+    lines = [*bash_commands(text), *inline_commands(text)]
+    assert len(lines) > 40  # (the parser found them)
+    assert [p for words in lines for p in problems(words)] == []
+
+
+def test_the_readme_checker_catches_what_drifted_before():
+    """The claims this work removed from README.md, each caught."""
+    assert problems(["ledger", "log", "--as-of", "2026-03-01"]) == []
+    assert problems(["ledger", "verify", "--as-of", "T"]) == [
+        "ledger verify --as-of T: --as-of is not an option of verify"
+    ]
+    choices = list(option(cli.commands["lineage"], "--format").type.choices)  # type: ignore[union-attr]
+    assert problems(["ledger", "lineage", "--format", "tree|csv"]) == [
+        f"ledger lineage --format tree|csv: --format csv is not one of {choices}"
+    ]
+    assert problems(["ledger", "keys", "lst"]) == [
+        "ledger keys lst: 'lst' is not a command of keys"
+    ]
+
+
+def test_the_readme_lists_the_commands_each_option_family_belongs_to():
+    prose = " ".join(FENCE.sub("", README.read_text(encoding="utf-8")).split())
+
+    def listed(intro: str) -> set[tuple[str, ...]]:
+        m = re.search(re.escape(intro) + r" \(([^)]*)\)", prose, re.I)
+        assert m, intro
+        return {tuple(c.split()) for c in re.findall(r"`([^`]+)`", m[1])}
+
+    assert listed("the commands that print rows") == set(ROW_COMMANDS)
+    assert listed("the commands that read history") == POINT_IN_TIME
+
+
+# --- the output README.md pastes -----------------------------------------------------------
+
+
+Run = Callable[[list[str], dict[str, str | None]], click.testing.Result]
+
+
+def regenerate(text: str, run: Run) -> str:
+    """``text`` with every pasted output made again, in order, as one shell session: in a
+    ```console block each ``$ ledger …`` line is run and the lines after it are its
+    output (``$ export NAME=VALUE`` sets a variable for the rest of the session); a
+    ```mermaid block is the output of the ``ledger …`` code span just before it."""
+    env: dict[str, str | None] = {"LEDGER_PATH": None, "LEDGER_KEY": None}
+    out, pos = [], 0
+    for m in FENCE.finditer(text):
+        lang, body = m.group(1), m.group(2)
+        if lang == "console":
+            lines = []
+            for line in body.splitlines():
+                if not line.startswith("$ "):
+                    continue
+                lines.append(line)
+                words = shlex.split(line[2:])
+                if words[0] == "export":
+                    name, _, value = words[1].partition("=")
+                    env[name] = value
+                    continue
+                assert words[0] == "ledger", line
+                lines.extend(run(words[1:], env).stdout.splitlines())
+            new = "```console\n" + "".join(x + "\n" for x in lines) + "```\n"
+        elif lang == "mermaid":
+            before = text[: m.start()].rstrip().rsplit("\n\n", 1)[-1]
+            (command,) = re.findall(r"`(ledger [^`]+)`", before)
+            new = "```mermaid\n" + run(shlex.split(command)[1:], env).stdout + "```\n"
+        else:
+            continue
+        out += [text[pos : m.start()], new]
+        pos = m.end()
+    return "".join([*out, text[pos:]])
+
+
+@contextlib.contextmanager
+def demo_session(folder: Path) -> Iterator[Run]:
+    """Run commands as README.md's reader does: in a folder where ``ledger demo`` ran."""
+    run_demo(folder / "demo-ledger", echo=lambda _line: None)
+    runner = CliRunner()
+    old = Path.cwd()
+    os.chdir(folder)
+
+    def run(args: list[str], env: dict[str, str | None]) -> click.testing.Result:
+        r = runner.invoke(cli, args, env={**env, "COLUMNS": "120"})
+        assert r.exit_code == 0, f"ledger {shlex.join(args)}: {r.output}"
+        return r
+
+    try:
+        yield run
+    finally:
+        os.chdir(old)
+
+
+def test_the_readme_outputs_are_what_the_demo_prints(tmp_path):
+    text = README.read_text(encoding="utf-8")
+    assert text.count("```console") >= 3 and "```mermaid" in text
+    with demo_session(tmp_path) as run:
+        fresh = regenerate(text, run)
+    diff = "".join(difflib.unified_diff(text.splitlines(True), fresh.splitlines(True)))
+    assert fresh == text, f"README.md drifted (python tests/test_readme.py rewrites it):\n{diff}"
+
+
+if __name__ == "__main__":  # rewrite README.md's pasted outputs from a fresh demo
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["LEDGER_VERIFIED_DIR"] = str(Path(tmp) / "verified")
+        with demo_session(Path(tmp)) as run:
+            text = regenerate(README.read_text(encoding="utf-8"), run)
+    README.write_text(text, encoding="utf-8")
+    sys.exit(0)
