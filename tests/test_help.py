@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -85,8 +86,8 @@ def test_help_ends_with_examples_and_documents_every_parameter(path):
         if isinstance(p, click.Option):
             assert p.help, f"{name(path)} {p.opts[0]} has no help"
         else:  # an argument: its name in the command's own words
-            word = (p.metavar or p.name.upper()).strip('[]"').split()[0].replace("[", "")
-            assert word.replace("]", "") in cmd.help, f"{name(path)}: {word} is not explained"
+            word = re.sub(r'[][" ]', " ", p.metavar or (p.name or "").upper()).split()[0]
+            assert word in (cmd.help or ""), f"{name(path)}: {word} is not explained"
 
 
 @pytest.fixture(scope="module")
