@@ -10,7 +10,7 @@ import click
 
 from .. import events as E
 from ..errors import InputError
-from ..output import OutputFormat, render, render_arrow
+from ..output import render, render_arrow
 from .group import cli
 from .options import format_option, point_in_time, read_options
 from .options import open_ledger as _open
@@ -42,7 +42,14 @@ def status(
     fmt: str,
     out_path: str | None,
 ) -> None:
-    """Current state: every model; every version of MODEL (or one); or what is live in --env."""
+    """Current state: every model; every version of MODEL (or MODEL:VERSION alone); or
+    what is live in --env.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger status
+      ledger status --env production --as-of 2026-06-24
+    """
     when = _when(as_of, at_seq)
     model, version = (None, None) if ref is None else _ref(ref)
     table = _open(ledger_path).status(model, env, version=version, as_of=as_of, at_seq=at_seq)
@@ -68,7 +75,13 @@ def history(
     fmt: str,
     out_path: str | None,
 ) -> None:
-    """Every event of MODEL (or of one version), in order."""
+    """Every event of MODEL (or of MODEL:VERSION alone), in order.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger history fraud.detector.xgb:2
+      ledger history fraud.detector.xgb --at-seq 14 --format json
+    """
     when = _when(as_of, at_seq)
     model, version = _ref(ref)
     table = _open(ledger_path).history(model, version, as_of=as_of, at_seq=at_seq)
@@ -85,9 +98,15 @@ def _ref(ref: str) -> tuple[str, int | None]:
 
 
 @cli.command("queries")
-@format_option(OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.JSONL, OutputFormat.CSV)
+@format_option()
 def queries_(fmt: str, out_path: str | None) -> None:
-    """List the audit queries with their parameters and descriptions."""
+    """List the audit queries with their parameters and descriptions.
+
+    \b
+    Examples:
+      ledger queries
+      ledger queries --format csv
+    """
     from ..query import load_queries
 
     rows = []
@@ -131,7 +150,13 @@ def query(
     fmt: str,
     out_path: str | None,
 ) -> None:
-    """Run the audit query NAME (see `ledger queries`)."""
+    """Run the audit query NAME (see `ledger queries`).
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger query self-approval
+      ledger query production-history --param model=fraud.detector.xgb
+    """
     when = _when(as_of, at_seq)
     table = _open(ledger_path).query(name, _params(params), as_of=as_of, at_seq=at_seq)
     render_arrow(
@@ -152,8 +177,14 @@ def sql(
     fmt: str,
     out_path: str | None,
 ) -> None:
-    """Run one SELECT against the views: events, model_versions, deployments, live,
-    approvals, keys, registrations, lineage, datasets, deployment_log, as_of."""
+    """Run one "SELECT …" against the views: events, model_versions, deployments, live,
+    approvals, keys, registrations, lineage, datasets, deployment_log, as_of.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger sql "SELECT env, model, version FROM live ORDER BY env, model"
+      ledger sql "SELECT actor, count(*) AS n FROM events GROUP BY actor" --format csv
+    """
     when = _when(as_of, at_seq)
     table = _open(ledger_path).sql(text, as_of=as_of, at_seq=at_seq)
     render_arrow(table, fmt, path=out_path, empty=f"No rows{when}.", title=when.strip() or None)

@@ -11,7 +11,7 @@ import click
 
 from .. import events as E
 from ..errors import CorruptLedgerError, InputError
-from ..output import OutputFormat, render
+from ..output import OutputFormat, render, render_arrow
 from .group import cli
 from .options import (
     format_option,
@@ -20,6 +20,7 @@ from .options import (
     load_key,
     load_verifier_keys,
     passphrase,
+    point_in_time,
     read_options,
     trusted_key_option,
 )
@@ -57,7 +58,13 @@ def _receipt(r: Any) -> None:
 def init(
     path: str, key_path: str, actor: str, roles: str, origin: str | None, encrypt: bool
 ) -> None:
-    """Create a new ledger in PATH whose genesis event registers the admin key."""
+    """Create a new ledger in PATH whose genesis event registers the admin key.
+
+    \b
+    Examples:
+      ledger init reg --key admin.pem --actor admin    # writes admin.pem (0600) and admin.pub
+      ledger init reg2 --key admin.pem --actor admin --origin example.com/models
+    """
     from ..keys import SigningKey, write_key_files
     from ..ledger import Ledger
 
@@ -77,7 +84,13 @@ def init(
 
 @cli.group()
 def keys() -> None:
-    """Generate, register, revoke and list signing keys."""
+    """Generate, register, revoke and list signing keys.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger keys list
+      ledger keys generate frank.pem
+    """
 
 
 @keys.command("generate")
@@ -86,7 +99,14 @@ def keys() -> None:
     "--encrypt", is_flag=True, help="Encrypt with a passphrase ($LEDGER_PASSPHRASE or prompt)."
 )
 def keys_generate(path: str, encrypt: bool) -> None:
-    """Write a new Ed25519 private key to PATH (mode 0600) and its public key to PATH.pub."""
+    """Write a new Ed25519 private key to PATH (mode 0600) and its public key beside it,
+    named PATH with its suffix replaced by .pub (frank.pem: frank.pub; frank: frank.pub).
+
+    \b
+    Examples:
+      ledger keys generate frank.pem              # frank.pem (0600) and frank.pub
+      ledger keys generate grace.pem --encrypt    # asks for a passphrase
+    """
     from ..keys import SigningKey, write_key_files
 
     key = SigningKey.generate()
@@ -101,7 +121,13 @@ def keys_generate(path: str, encrypt: bool) -> None:
 @ledger_option
 @key_option
 def keys_add(public_key: str, actor: str, roles: str, ledger_path: str, key_path: str) -> None:
-    """Register PUBLIC_KEY for ACTOR (signed by an admin key)."""
+    """Register PUBLIC_KEY (a .pub file) for --actor with --roles (signed by an admin key).
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger keys generate frank.pem
+      ledger keys add frank.pub --actor frank --roles approver --key demo-ledger-keys/admin.pem
+    """
     from ..keys import load_public_key
 
     _receipt(
@@ -117,15 +143,26 @@ def keys_add(public_key: str, actor: str, roles: str, ledger_path: str, key_path
 @ledger_option
 @key_option
 def keys_revoke(key_id: str, reason: str | None, ledger_path: str, key_path: str) -> None:
-    """Revoke KEY_ID: events it signs from now on are refused."""
+    """Revoke KEY_ID (see ledger keys list): events it signs from now on are refused.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger keys revoke 101c1f11e9d699b5 --reason "left the company" --key demo-ledger-keys/admin.pem
+    """
     _receipt(_open(ledger_path).revoke_key(key_id, key=load_key(key_path), reason=reason))
 
 
 @keys.command("list")
 @read_options
-@format_option(OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.JSONL, OutputFormat.CSV)
+@format_option()
 def keys_list(ledger_path: str, fmt: str, out_path: str | None) -> None:
-    """List every key ever registered, with its roles and revocation."""
+    """List every key ever registered, with its roles and revocation.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger keys list
+      ledger keys list --format json --out keys.json
+    """
     rows = [
         {
             "key_id": k.key_id,
@@ -150,7 +187,11 @@ def keys_list(ledger_path: str, fmt: str, out_path: str | None) -> None:
 @click.option("--artifact-uri", help="Where the artifact lives (recorded with its digest).")
 @click.option("--artifact-digest", help="sha256:HEX of an artifact that is not local.")
 @click.option(
-    "--dataset", "datasets", multiple=True, metavar="NAME=URI[@sha256:HEX]", help="Training data."
+    "--dataset",
+    "datasets",
+    multiple=True,
+    metavar="NAME=URI[@sha256:HEX]",
+    help="Training data, with its digest if known (repeatable).",
 )
 @click.option("--code", metavar="REPO@COMMIT", help="Source repository and commit.")
 @click.option(
@@ -158,12 +199,30 @@ def keys_list(ledger_path: str, fmt: str, out_path: str | None) -> None:
     "parents",
     multiple=True,
     metavar="MODEL:VERSION=RELATION",
-    help=f"Parent model version; relation is one of {', '.join(E.RELATIONS)}.",
+    help=f"Parent model version; relation is one of {', '.join(E.RELATIONS)} (repeatable).",
 )
-@click.option("--metric", "metrics", multiple=True, metavar="NAME=NUMBER")
-@click.option("--param", "params", multiple=True, metavar="NAME=VALUE")
-@click.option("--tag", "tags", multiple=True, metavar="NAME=VALUE")
-@click.option("--meta", "meta", multiple=True, metavar="NAME=VALUE", help="Free metadata.")
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    metavar="NAME=NUMBER",
+    help="An evaluation metric, e.g. auc=0.91 (repeatable).",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A training parameter, e.g. max_depth=8 (repeatable).",
+)
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A tag, e.g. team=risk (repeatable; a policy may require some).",
+)
+@click.option("--meta", multiple=True, metavar="NAME=VALUE", help="Free metadata (repeatable).")
 @click.option("--description", help="What this version is.")
 @ledger_option
 @key_option
@@ -183,7 +242,16 @@ def register(
     ledger_path: str,
     key_path: str,
 ) -> None:
-    """Register the next version of MODEL."""
+    """Register the next version of MODEL (the ledger numbers them 1, 2, 3 …).
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger register fraud.detector.xgb --artifact demo-ledger-artifacts/fraud-xgb-1.bin \\
+          --dataset train=s3://risk-data/transactions-2026q1.parquet@sha256:1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f \\
+          --code https://git.example/risk/fraud@5be2c1d --parent fraud.detector.xgb:3=finetune \\
+          --metric auc=0.94 --param max_depth=8 --tag risk_tier=high \\
+          --key demo-ledger-keys/alice.pem
+    """
     if artifact and artifact_digest:
         raise InputError("give --artifact or --artifact-digest, not both")
     art: Any = artifact
@@ -234,11 +302,58 @@ def _model_command(name: str, needs_env: bool, doc: str) -> None:
     cli.command(name)(command)
 
 
-_model_command("approve", True, "Approve MODEL:VERSION for an environment.")
-_model_command("reject", False, "Reject MODEL:VERSION: it can no longer be approved or deployed.")
-_model_command("deploy", True, "Deploy MODEL:VERSION to an environment (replacing the live one).")
-_model_command("undeploy", True, "Take MODEL:VERSION out of an environment.")
-_model_command("deprecate", False, "Deprecate MODEL:VERSION: it can no longer be deployed.")
+_model_command(
+    "approve",
+    True,
+    """Approve MODEL:VERSION for an environment.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger approve fraud.detector.xgb:3 --env staging --comment "offline eval ok" \\
+          --key demo-ledger-keys/bob.pem
+    """,
+)
+_model_command(
+    "reject",
+    False,
+    """Reject MODEL:VERSION: it can no longer be approved or deployed.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger reject fraud.detector.xgb:3 --comment "bias regression" --key demo-ledger-keys/bob.pem
+    """,
+)
+_model_command(
+    "deploy",
+    True,
+    """Deploy MODEL:VERSION to an environment (replacing the live one).
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger approve fraud.detector.xgb:3 --env staging --key demo-ledger-keys/bob.pem
+      ledger deploy fraud.detector.xgb:3 --env staging --key demo-ledger-keys/carol.pem
+    """,
+)
+_model_command(
+    "undeploy",
+    True,
+    """Take MODEL:VERSION out of an environment.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger undeploy fraud.detector.tiny:1 --env staging --key demo-ledger-keys/carol.pem
+    """,
+)
+_model_command(
+    "deprecate",
+    False,
+    """Deprecate MODEL:VERSION: it can no longer be deployed.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger deprecate fraud.detector.xgb:2 --comment "superseded by 3" --key demo-ledger-keys/alice.pem
+    """,
+)
 
 
 # --- reading, verifying, maintenance -------------------------------------------------------
@@ -273,24 +388,58 @@ def _details(payload: dict[str, Any]) -> str:
 @cli.command()
 @click.option("--model", help="Only this model's events.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the last N events.")
+@point_in_time
 @read_options
-@format_option(OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.JSONL, OutputFormat.CSV)
+@format_option()
 def log(
-    model: str | None, limit: int | None, ledger_path: str, fmt: str, out_path: str | None
+    model: str | None,
+    limit: int | None,
+    as_of: str | None,
+    at_seq: int | None,
+    ledger_path: str,
+    fmt: str,
+    out_path: str | None,
 ) -> None:
-    """Show events in order."""
+    """Show events in order: all of them, one model's, or the last N (as of a past instant).
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger log --limit 5
+      ledger log --model fraud.detector.xgb --as-of 2026-06-23 --format csv
+    """
     if model is not None:
         E.check_model_name(model)
+    if as_of is not None and at_seq is not None:
+        raise InputError("give --as-of or --at-seq, not both")
+    cut = as_of is not None or at_seq is not None
     table = _open(ledger_path).events(
         model=model,
         columns=["seq", "ts", "action", "model", "version", "actor", "key_id", "payload", "hash"],
-        last=limit or None,
+        last=None if cut else limit,  # (the newest segments need not hold the last N as of T)
     )
+    when = ""
+    if cut:
+        from ..lineage.graph import select
+
+        instant = E.parse_instant(as_of) if as_of is not None else None
+        when = f" as of {E.format_ts(instant)}" if instant is not None else f" at seq {at_seq}"
+        table = select(table, instant, at_seq)
+        if limit is not None:
+            table = table.slice(max(0, table.num_rows - limit))
     rows = table.to_pylist()
     for r in rows:
         r["ts"] = r["ts"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         r["payload"] = _payload(r["seq"], r["payload"])
         r["hash"] = r["hash"].hex()
+    empty = ("No events" if model is None else f"No events for {model}") + when + "."
+    if fmt == OutputFormat.PARQUET.value:
+        # Typed columns; the payload as its signed JSON text, the hash in hex as elsewhere.
+        import pyarrow as pa
+
+        hashes = pa.array([r["hash"] for r in rows], pa.string())
+        table = table.set_column(table.schema.get_field_index("hash"), "hash", hashes)
+        render_arrow(table, fmt, path=out_path)
+        return
     if fmt == OutputFormat.TABLE.value:
         for r in rows:
             r["ref"] = f"{r['model']}:{r['version']}" if r["model"] else ""
@@ -298,18 +447,17 @@ def log(
         cols = ["seq", "ts", "action", "ref", "actor", "key_id", "details"]
     else:
         cols = ["seq", "ts", "action", "model", "version", "actor", "key_id", "payload", "hash"]
-    render(
-        rows,
-        cols,
-        fmt,
-        path=out_path,
-        empty="No events." if model is None else f"No events for {model}.",
-    )
+    render(rows, cols, fmt, path=out_path, empty=empty)
 
 
 @cli.command()
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: the OK or FAIL verdict; json: the whole report.",
 )
 @click.option(
     "--trusted",
@@ -353,7 +501,13 @@ def verify(
     policy_audit: bool,
     ledger_path: str,
 ) -> None:
-    """Check the whole chain; print OK or FAIL with the first bad event. Exit 0 / 1."""
+    """Check the whole chain; print OK or FAIL with the first bad event. Exit 0 / 1.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger verify
+      ledger verify --policy --format json
+    """
     led = _open(ledger_path)
     kw: dict[str, Any] = {
         "jobs": jobs,
@@ -408,7 +562,12 @@ def _with_progress(run: Any) -> Any:
 @cli.command()
 @ledger_option
 def compact(ledger_path: str) -> None:
-    """Merge small segments into large ones; every event's bytes stay the same."""
+    """Merge small segments into large ones; every event's bytes stay the same.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger compact
+    """
     before, after = _open(ledger_path).compact()
     click.echo(f"compacted {before} segments into {after}")
 
@@ -419,8 +578,17 @@ def compact(ledger_path: str) -> None:
     "--force", is_flag=True, help="Replace PATH (and PATH-keys, PATH-artifacts) if they exist."
 )
 def demo(path: str, force: bool) -> None:
-    """Build a small realistic ledger in PATH (keys in PATH-keys, model files in
-    PATH-artifacts) and verify it."""
+    """Build a small realistic ledger in PATH (keys in PATH-keys, model files and the
+    policy file it sets in PATH-artifacts), checkpoint it and verify it.
+
+    It is the same on every machine (fixed dates, 2 March to 15 September 2026; keys from
+    published seeds): never use its keys for a real ledger.
+
+    \b
+    Examples:
+      ledger demo
+      ledger demo --force    # rebuild demo-ledger, demo-ledger-keys, demo-ledger-artifacts
+    """
     from ..demo import run_demo
 
     run_demo(Path(path), force=force, echo=click.echo)

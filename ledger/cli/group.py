@@ -66,4 +66,10 @@ def cli() -> None:
 
     Every register, approve and deploy is an Ed25519-signed, hash-chained event stored
     in Parquet. Set LEDGER_PATH and LEDGER_KEY to avoid repeating --ledger and --key.
+    Every command's --help gives examples that run on the demo ledger.
+
+    \b
+    Examples:
+      ledger demo
+      ledger status --ledger demo-ledger
     """

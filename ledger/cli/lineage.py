@@ -63,7 +63,13 @@ def lineage(
 ) -> None:
     """Show MODEL:VERSION's family tree: --up to base models, datasets and commits, or
     --down to everything derived from it and where that is live. Exports the same
-    subgraph (with actors and environments) with --format."""
+    subgraph (with actors and environments) with --format.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger lineage fraud.detector.tiny:1
+      ledger lineage fraud.detector.base:1 --down --format mermaid
+    """
     from .. import lineage as L
     from . import lineagetree
 
@@ -101,7 +107,7 @@ def lineage(
 @click.option("--commit", metavar="[REPO@]COMMIT", help="A code commit (7+ hex digits).")
 @point_in_time
 @read_options
-@format_option(OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.JSONL, OutputFormat.CSV)
+@format_option()
 def impact(
     dataset: str | None,
     model_ref: str | None,
@@ -113,7 +119,14 @@ def impact(
     out_path: str | None,
 ) -> None:
     """List every model version downstream of a dataset, a model version or a commit,
-    and every live deployment of those versions (json: both lists; jsonl/csv: versions)."""
+    and every live deployment of those versions (json: both lists; jsonl, csv and parquet:
+    the versions).
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger impact --dataset s3://risk-data/transactions-2026q1.parquet
+      ledger impact --commit 9b1d4e7 --format csv
+    """
     if sum(x is not None for x in (dataset, model_ref, commit)) != 1:
         raise InputError("give exactly one of --dataset, --model or --commit")
     when = E.parse_instant(as_of) if as_of is not None else None

@@ -19,17 +19,35 @@ def _receipt(r: Any) -> None:
 
 @cli.group()
 def policy() -> None:
-    """Show and set the governance policy checked whenever an event is written."""
+    """Show and set the governance policy checked whenever an event is written.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger policy show
+      ledger policy set demo-ledger-artifacts/mrm.toml --comment "CHG-1042: yearly review" \\
+          --key demo-ledger-keys/admin.pem
+    """
 
 
 @policy.command("show")
 @point_in_time
 @click.option(
-    "--format", "fmt", type=click.Choice(["toml", "json"]), default="toml", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["toml", "json"]),
+    default="toml",
+    show_default=True,
+    help="toml: a policy file that policy set takes back; json: with the event that set it.",
 )
 @read_options
 def policy_show(as_of: str | None, at_seq: int | None, fmt: str, ledger_path: str) -> None:
-    """Print the policy in force (now, or at a past instant) and the event that set it."""
+    """Print the policy in force (now, or at a past instant) and the event that set it.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger policy show > mrm.toml
+      ledger policy show --as-of 2026-08-01    # before the demo's policy
+    """
     rec = _open(ledger_path).policy(as_of=as_of, at_seq=at_seq)
     if rec is None and fmt == "json":
         click.echo("null")
@@ -68,6 +86,12 @@ def policy_set(file: str, comment: str | None, ledger_path: str, key_path: str) 
 
     Signed by an admin key. Every later event is checked against it before it is
     written; earlier events are judged by the policy in force at their time.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger policy show > mrm.toml
+      ledger policy set mrm.toml --comment "CHG-1042: yearly review" \\
+          --key demo-ledger-keys/admin.pem
     """
     led = _open(ledger_path)
     r = led.set_policy(file, key=load_key(key_path), comment=comment)
@@ -97,6 +121,12 @@ def break_glass(
 
     Signed by an admin key. The grant is used up by the first matching event that needs
     it; the grant and its use appear in `ledger verify --policy` and the audit queries.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger break-glass deploy fraud.detector.xgb:3 --env production --rule approvals \\
+          --justification "INC-2300: fraud ring active" \\
+          --key demo-ledger-keys/admin.pem
     """
     model = version = None
     if ref is not None:

@@ -41,7 +41,13 @@ def checkpoint(out_path: str | None, ledger_path: str, key_path: str) -> None:
     """Verify the events since the last checkpoint, then sign and store a new one.
 
     The key must hold the 'checkpointer' role. Every checkpoint is kept in
-    LEDGER/checkpoints/ in the C2SP tlog-checkpoint signed-note format."""
+    LEDGER/checkpoints/ in the C2SP tlog-checkpoint signed-note format.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger checkpoint --key demo-ledger-keys/notary.pem --out kept.checkpoint
+      ledger verify --since kept.checkpoint
+    """
     from .. import outfile
 
     led = _open(ledger_path)
@@ -86,8 +92,15 @@ def verify_checkpoint(
     origin: str | None,
     ledger_path: str | None,
 ) -> None:
-    """Check a C2SP checkpoint from anywhere: syntax, signatures (K of the given keys),
-    origin, and with --ledger that the ledger extends it. Print OK or FAIL. Exit 0 / 1."""
+    """Check the C2SP checkpoint in FILE, from anywhere: syntax, signatures (K of the
+    given keys), origin, and with --ledger that the ledger extends it. Print OK or FAIL.
+    Exit 0 / 1.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger checkpoint --key demo-ledger-keys/notary.pem --out kept.checkpoint
+      ledger verify-checkpoint kept.checkpoint --key demo-ledger-keys/notary.pub --ledger demo-ledger
+    """
     from ..checkpointcheck import verify_file
 
     result = verify_file(
@@ -128,7 +141,13 @@ def prove(
     out_path: str | None,
     ledger_path: str,
 ) -> None:
-    """Print an inclusion proof of event SEQ, or a consistency proof (JSON)."""
+    """Print an inclusion proof of event SEQ, or a consistency proof (JSON).
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger prove 12
+      ledger prove 12 --out proof-12.json
+    """
     trusted = load_verifier_keys(trusted_keys)
     if consistency:
         if seq is not None or checkpoint_path:
@@ -169,7 +188,14 @@ def prove(
 def evidence(
     ref: str, out_path: str, env: str | None, checkpoint_path: str | None, ledger_path: str
 ) -> None:
-    """Write an evidence bundle an auditor can check offline with verify-evidence."""
+    """Write an evidence bundle of MODEL:VERSION (or of MODEL's deployments in --env) that
+    an auditor can check offline with verify-evidence.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger evidence fraud.detector.xgb:1 --out xgb1.json
+      ledger evidence fraud.detector.xgb --env production --out prod.json
+    """
     from .. import events as E
     from ..evidence import dumps
 
@@ -202,7 +228,14 @@ def evidence(
     help=f"Key of the checkpoint signer you trust: {VERIFIER_KEY_HELP} (repeatable).",
 )
 def verify_evidence(path: str, trusted_keys: tuple[str, ...]) -> None:
-    """Check an evidence bundle offline; print what it proves (OK) or FAIL. Exit 0 / 1."""
+    """Check the evidence bundle in PATH offline; print what it proves (OK) or FAIL.
+    Exit 0 / 1.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger evidence fraud.detector.xgb:1 --out xgb1.json
+      ledger verify-evidence xgb1.json --trusted-key demo-ledger-keys/notary.pub
+    """
     from ..evidencecheck import verify_file
 
     report = verify_file(path, load_verifier_keys(trusted_keys))
