@@ -263,6 +263,10 @@ CASES: dict[str, tuple[Mutation, tuple[Any, ...]]] = {
         lambda p, r: (p / EV / "notes.txt").write_text("hello"),
         ("FAIL", "stray_file", None, "notes.txt"),
     ),
+    "segment named first > last": (
+        lambda p, r: shutil.copy(seg(p / EV, "5-5"), p / EV / "000000000009-000000000007.parquet"),
+        ("FAIL", "stray_file", None, "9-7"),
+    ),
     "folder named as a segment": (
         lambda p, r: seg(p / EV, "9-9").mkdir(),
         ("FAIL", "stray_file", None, "9-9"),

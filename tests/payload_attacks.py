@@ -41,6 +41,7 @@ def forge_raw(
     extra: dict[str, Any] | None = None,
     payload_text: str | None = None,
     ts_step: int = 1,
+    raw_members: dict[str, bytes] | None = None,
 ) -> int:
     """Append an event signed by ``t.keys[signer]`` built from ``payload`` as given, with
     ``extra`` top-level members; returns its seq."""
@@ -61,6 +62,10 @@ def forge_raw(
     } | (extra or {})
     text = payload_text if payload_text is not None else _text(payload)
     canon = _text(doc).replace(_text(payload), text, 1).encode()
+    for name, raw in (raw_members or {}).items():  # a member's bytes as given
+        start = canon.index(b'"%s":' % name.encode()) + len(name) + 3
+        end = canon.index(b',"', start) if name != "version" else len(canon) - 1
+        canon = canon[:start] + raw + canon[end:]
     cols = {
         "seq": [n],
         "ts": [ts],
@@ -174,6 +179,35 @@ def key_id_not_of_its_key(t):
     forge_raw(t, "admin", E.KEY_ADD, payload)
 
 
+def ts_in_another_form(t):
+    _register(t, {}, raw_members={"ts": b'"2026-03-01T09:00:00Z"'})
+
+
+def member_of_another_type(t):
+    _register(t, {}, raw_members={"version": b'"1"'})
+
+
+def lone_surrogate(t):
+    _register(t, {"tags": {"t": "x"}}, payload_text='{"tags":{"t":"\\ud800"}}')
+
+
+def nan_metric(t):
+    _register(t, {"metrics": {"auc": 1}}, payload_text='{"metrics":{"auc":NaN}}')
+
+
+def policy_document_malformed(t):
+    forge_raw(t, "admin", E.POLICY_SET, {"policy": {"approvals": {"required": {"production": -1}}}})
+
+
+def grant_without_justification(t):
+    forge_raw(t, "admin", E.BREAK_GLASS, {"action": "deploy", "env": "production",
+              "justification": " ", "model": XGB, "rule": "approvals", "version": 1})  # fmt: skip
+
+
+def citation_of_a_later_seq(t):
+    forge_raw(t, "bob", E.APPROVE, {"break_glass": [12], "env": "canary"}, XGB, 1)
+
+
 def _rewrite(t: Any, fn: Any) -> None:
     path = t.ledger.path / "events" / "000000000000-000000000010.parquet"
     pq.write_table(fn(pq.read_table(path)), path)
@@ -221,6 +255,25 @@ CASES = [
      "key_revoke event names a model or version; both must be null"),
     (newer_action_backdated, 11, segment_name(11, 11), "timestamp_backwards",
      "timestamp {ts_minus} is earlier than the previous event's {ts}"),
+    (ts_in_another_form, 11, segment_name(11, 11), "malformed",
+     "event bytes are not a valid event: timestamp '2026-03-01T09:00:00Z' is not"
+     " YYYY-MM-DDTHH:MM:SS.ffffffZ"),
+    (member_of_another_type, 11, segment_name(11, 11), "malformed",
+     "event bytes are not a valid event: field 'version' is neither an integer nor null"),
+    (lone_surrogate, 11, segment_name(11, 11), "malformed",
+     "event bytes are not a valid event: string at $.payload.tags.t contains a lone surrogate"),
+    (nan_metric, 11, segment_name(11, 11), "malformed",
+     "event bytes are not a valid event: number at $.payload.metrics.auc is nan; JSON has no"
+     " NaN or infinity"),
+    (policy_document_malformed, 11, segment_name(11, 11), "bad_payload",
+     "policy_set payload: approvals.required.production must be a whole number from 0 to"
+     " 1000, got -1"),
+    (grant_without_justification, 11, segment_name(11, 11), "bad_payload",
+     "break_glass payload: break-glass needs a justification: say why the rule must be"
+     " bypassed"),
+    (citation_of_a_later_seq, 11, segment_name(11, 11), "bad_payload",
+     "approve payload: member 'break_glass' must be a non-empty ascending list of distinct"
+     " seqs below the event's own"),
     (parent_never_registered, 11, segment_name(11, 11), "unknown_parent",
      "parent m.ghost:1 is not registered; parents must be registered first"),
     (own_parent, 11, segment_name(11, 11), "self_parent",
