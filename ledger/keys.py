@@ -147,6 +147,11 @@ def write_key_files(
     """Write ``path`` (private, mode 0600, never overwritten) and ``path`` with .pub."""
     path = Path(path)
     pub_path = path.with_suffix(".pub")
+    if pub_path == path:  # (the private key would be written under the public key's name)
+        raise InputError(
+            f"{path} ends in .pub, the public key's name; give the private key file another"
+            f" name, e.g. {path.with_suffix('.pem')}"
+        )
     ledger = _enclosing_ledger(path)
     if ledger is not None:
         raise InputError(

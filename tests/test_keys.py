@@ -109,6 +109,18 @@ def test_refuses_to_overwrite(tmp_path):
     assert (tmp_path / "k.pem").read_bytes() == before
 
 
+def test_a_private_key_named_like_its_public_key_is_refused(tmp_path, invoke):
+    """``keys generate x.pub`` wrote the private key to x.pub, then failed on the public
+    key's name, leaving a private key under a public key's name."""
+    r = invoke(["keys", "generate", str(tmp_path / "x.pub")])
+    assert (r.exit_code, r.stderr) == (
+        2,
+        f"Error: {tmp_path / 'x.pub'} ends in .pub, the public key's name; give the private"
+        f" key file another name, e.g. {tmp_path / 'x.pem'}\n",
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
