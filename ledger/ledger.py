@@ -459,9 +459,9 @@ class Ledger(Opened):
 
     # --- lineage graph (issue 5) -------------------------------------------------------------
     @_checked
-    def lineage_graph(self, as_of: int | None = None, at_seq: int | None = None) -> Any:
+    def lineage_graph(self, as_of: int | str | None = None, at_seq: int | None = None) -> Any:
         """The lineage graph (a networkx MultiDiGraph, see ``ledger.lineage``) as the
-        ledger stood at ``as_of`` (µs since the epoch) / ``at_seq``, or now."""
+        ledger stood at ``as_of`` (µs since the epoch or text) / ``at_seq``, or now."""
         from . import lineage
 
         table = lineage.select(self.events(columns=lineage.COLUMNS), as_of, at_seq)
@@ -475,7 +475,7 @@ class Ledger(Opened):
         *,
         dataset: str | None = None,
         commit: str | None = None,
-        as_of: int | None = None,
+        as_of: int | str | None = None,
         at_seq: int | None = None,
         networkx: bool = True,
     ) -> Any:
@@ -498,7 +498,7 @@ class Ledger(Opened):
         with collector_paused():
             return lineage.build(rows, graph=None if networkx else lineage.Adjacency())
 
-    def _family(self, as_of: int | None, at_seq: int | None) -> Any:
+    def _family(self, as_of: int | str | None, at_seq: int | None) -> Any:
         return reads.family_at(self.store, as_of, at_seq)
 
     @_checked
@@ -507,7 +507,7 @@ class Ledger(Opened):
         ref: str,
         direction: str = "up",
         depth: int | None = None,
-        as_of: int | None = None,
+        as_of: int | str | None = None,
         at_seq: int | None = None,
     ) -> Any:
         """The subgraph of ``MODEL:VERSION``'s ancestors (``up``) or descendants
@@ -526,7 +526,7 @@ class Ledger(Opened):
         dataset: str | None = None,
         model: str | None = None,
         commit: str | None = None,
-        as_of: int | None = None,
+        as_of: int | str | None = None,
         at_seq: int | None = None,
     ) -> Any:
         """Every version downstream of a dataset (URI or digest), a ``MODEL:VERSION`` or

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from . import events as E
 from .errors import CorruptLedgerError, InputError, NotFoundError
-from .events import parse_instant
+from .inputs import instant, parse_instant, read_int
 from .store import Store
 
 #: Where the named audit queries live: one ``NAME.sql`` file each.
@@ -244,14 +244,7 @@ class Param:
         if value is None:
             return None
         if self.type == "int":
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-            try:
-                return int(str(value))
-            except ValueError:
-                raise InputError(
-                    f"parameter {self.name} of query {query} must be an integer, got {value!r}"
-                ) from None
+            return read_int(value, f"parameter {self.name} of query {query}")
         if self.type == "timestamp":
             if isinstance(value, datetime):
                 return value
@@ -400,8 +393,7 @@ class Session:
         paths = ", ".join(_sql_str(str(s.path)) for s in self.segments)
         scan = "read_parquet([" + paths + "], union_by_name = false)"
         last = self.segments[-1].last
-        if isinstance(as_of, str):
-            as_of = parse_instant(as_of)
+        as_of = instant(as_of)
         if at_seq is not None:
             if type(at_seq) is not int or at_seq < 0:
                 raise InputError(f"--at-seq must be a seq number >= 0, got {at_seq!r}")

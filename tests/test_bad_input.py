@@ -1,0 +1,340 @@
+"""Bad input gets a clear error and loses nothing (issue 16).
+
+Integers beyond ±(2^53−1), the one limit on free text, ``init`` and the key it makes,
+usage errors as one ``Error:`` line, instants and digests read one way everywhere: each
+refusal is one exact line with its exit code, and leaves the ledger as it was.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ledger import Ledger
+from ledger.errors import InputError
+from ledger.events import parse_instant
+
+from .test_rules import snapshot
+
+XGB = "fraud.detector.xgb"
+BASE_DATA = "sha256:" + "11" * 32  # the dataset the history fixture's base model used
+LIMIT = "is outside ±9007199254740991 (2^53−1), the range JSON numbers hold exactly"
+
+
+def cut(text: str) -> str:
+    """How a refused value is shown in a message (ledger.events._r): its repr, cut short."""
+    r = repr(text)
+    return r if len(r) <= 60 else r[:59] + "…"
+
+
+def refused(history, invoke, args, actor, code, stderr):
+    """Run a command that must fail: exact stderr, no stdout, the ledger untouched."""
+    before = snapshot(history.path)
+    r = invoke(args, env=history.env(actor))
+    assert (r.exit_code, r.stderr, r.stdout) == (code, stderr, "")
+    assert snapshot(history.path) == before
+
+
+def last_payload(led: Ledger) -> dict:
+    with pytest.warns(Warning):  # (unverified: the test ledger is never verified)
+        payload = led.events(columns=["payload"], last=1)["payload"][0].as_py()
+    return json.loads(payload)
+
+
+# --- 1. integers JSON cannot carry exactly ---------------------------------------------------
+
+LONG_VERSION = XGB + ":" + "1" * 5000
+
+INTEGERS = [
+    # (name, args, actor, exact stderr)
+    (
+        "metric_2_53_plus_1",
+        ["register", "m.x", "--metric", "n=9007199254740993"],
+        "alice",
+        f"Error: malformed --metric 'n=9007199254740993': the integer 9007199254740993 {LIMIT}\n",
+    ),
+    (
+        "metric_1e30_written_as_an_integer",
+        ["register", "m.x", "--metric", "n=1" + "0" * 30],
+        "alice",
+        f"Error: malformed --metric 'n=1{'0' * 30}': the integer 1{'0' * 30} {LIMIT}\n",
+    ),
+    (
+        "metric_negative",
+        ["register", "m.x", "--metric", "n=-9007199254740992"],
+        "alice",
+        f"Error: malformed --metric 'n=-9007199254740992': the integer -9007199254740992 {LIMIT}\n",
+    ),
+    (
+        "query_int_parameter",
+        ["query", "stale-approvals", "--param", "days=9007199254740993"],
+        None,
+        f"Error: parameter days of query stale-approvals: the integer 9007199254740993 {LIMIT}\n",
+    ),
+    (
+        "version",
+        ["status", XGB + ":99999999999999999999"],
+        None,
+        f"Error: malformed MODEL:VERSION '{XGB}:99999999999999999999': the integer"
+        f" 99999999999999999999 {LIMIT}\n",
+    ),
+    (
+        "version_of_5000_digits",  # (was an internal error: int() stops at 4,300 digits)
+        ["history", LONG_VERSION],
+        None,
+        f"Error: malformed MODEL:VERSION {cut(LONG_VERSION)}: the integer {'1' * 39}… {LIMIT}\n",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "actor", "stderr"), INTEGERS, ids=[c[0] for c in INTEGERS]
+)
+def test_integers_beyond_2_53_are_refused(history, invoke, name, args, actor, stderr):
+    refused(history, invoke, args, actor, 2, stderr)
+
+
+def test_integers_within_2_53_and_floats_are_stored_exactly(history, invoke):
+    args = [
+        "register",
+        "m.x",
+        "--metric",
+        "top=9007199254740991",
+        "--metric",
+        "low=-9007199254740991",
+    ]
+    args += ["--metric", "big=1e30", "--metric", "one=1.0", "--metric", "grouped=1_000"]
+    r = invoke(args, env=history.env("alice"))
+    assert r.exit_code == 0, r.stderr
+    metrics = last_payload(history.ledger)["metrics"]
+    assert metrics == {
+        "top": 9007199254740991,
+        "low": -9007199254740991,
+        "big": 1e30,
+        "one": 1,
+        "grouped": 1000,
+    }
+    assert type(metrics["big"]) is float
+
+
+def test_the_python_api_refuses_the_same_integers(history):
+    led, k = history.ledger, history.keys["alice"]
+    before = snapshot(history.path)
+    with pytest.raises(InputError) as exc:
+        led.register("m.x", key=k, metrics={"n": 2**53})
+    assert str(exc.value) == f"metric 'n': the integer 9007199254740992 {LIMIT}"
+    with pytest.raises(InputError) as exc:
+        led.register("m.x", key=k, metrics={"n": -(10**5000)})
+    assert str(exc.value) == f"metric 'n': the integer -<16610-bit integer> {LIMIT}"
+    with pytest.raises(InputError) as exc:
+        led.register("m.x", key=k, metrics=["n=9007199254740993"])
+    assert str(exc.value) == (
+        f"malformed --metric 'n=9007199254740993': the integer 9007199254740993 {LIMIT}"
+    )
+    with pytest.raises(InputError) as exc:
+        led.query("stale-approvals", {"days": 2**60})
+    assert str(exc.value) == (
+        f"parameter days of query stale-approvals: the integer {2**60} {LIMIT}"
+    )
+    assert snapshot(history.path) == before
+
+
+def test_a_policy_threshold_beyond_2_53_is_refused(history, invoke, tmp_path):
+    bad = tmp_path / "p.toml"
+    bad.write_text('[register_metadata]\nmetrics = ["n >= 9007199254740993"]\n')
+    refused(
+        history,
+        invoke,
+        ["policy", "set", str(bad)],
+        "admin",
+        2,
+        "Error: p.toml: register_metadata.metrics: 'n >= 9007199254740993': the integer"
+        f" 9007199254740993 {LIMIT}\n",
+    )
+    good = tmp_path / "q.toml"
+    good.write_text('[register_metadata]\nmetrics = ["n >= 1e30", "m <= 9007199254740991"]\n')
+    r = invoke(["policy", "set", str(good)], env=history.env("admin"))
+    assert r.exit_code == 0, r.stderr
+    with pytest.warns(Warning):
+        rules = history.ledger.policy().policy.metrics
+    assert [str(t) for t in rules] == ["n >= 1e+30", "m <= 9007199254740991"]
+
+
+# --- 2. one limit on free text, everywhere ----------------------------------------------------
+
+LONG = "x" * 5000
+URI = "s3://b/" + "x" * 4998
+CODE = "r" * 4992 + "@abcdef1"
+DATASET = "d=" + LONG
+
+TEXTS = [
+    # (name, args, actor, exact stderr)
+    (
+        "artifact_uri",
+        ["register", "m.x", "--artifact-digest", "sha256:" + "ab" * 32, "--artifact-uri", URI],
+        "alice",
+        "Error: artifact URI is too long (5,005 characters, limit 4,096)\n",
+    ),
+    (
+        "tag_value",
+        ["register", "m.x", "--tag", "t=" + LONG],
+        "alice",
+        "Error: tag 't' is too long (5,000 characters, limit 4,096)\n",
+    ),
+    (
+        "param_value",
+        ["register", "m.x", "--param", "p=" + LONG],
+        "alice",
+        "Error: param 'p' is too long (5,000 characters, limit 4,096)\n",
+    ),
+    (
+        "code_repository",
+        ["register", "m.x", "--code", CODE],
+        "alice",
+        f"Error: malformed --code {cut(CODE)}: the repository is too long (4,992 characters,"
+        " limit 4,096)\n",
+    ),
+    (
+        "dataset_uri",
+        ["register", "m.x", "--dataset", DATASET],
+        "alice",
+        f"Error: malformed --dataset {cut(DATASET)}: the URI is too long (5,000 characters,"
+        " limit 4,096)\n",
+    ),
+    (
+        "description",
+        ["register", "m.x", "--description", LONG],
+        "alice",
+        "Error: description is too long (5,000 characters, limit 4,096)\n",
+    ),
+    (
+        "comment",
+        ["approve", f"{XGB}:1", "--env", "qa", "--comment", LONG],
+        "bob",
+        "Error: comment is too long (5,000 characters, limit 4,096)\n",
+    ),
+    (
+        "reason",
+        ["keys", "revoke", "0" * 16, "--reason", LONG],
+        "admin",
+        "Error: reason is too long (5,000 characters, limit 4,096)\n",
+    ),
+    (
+        "justification",
+        [
+            "break-glass",
+            "deploy",
+            f"{XGB}:1",
+            *("--env", "qa", "--rule", "approvals"),
+            "--justification",
+            LONG,
+        ],
+        "admin",
+        "Error: justification is too long (5,000 characters, limit 4,096)\n",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "actor", "stderr"), TEXTS, ids=[c[0] for c in TEXTS])
+def test_every_text_has_the_one_limit(history, invoke, name, args, actor, stderr):
+    refused(history, invoke, args, actor, 2, stderr)
+
+
+def test_texts_at_the_limit_are_stored(history, invoke):
+    text = "y" * 4096
+    args = ["register", "m.x", "--artifact-digest", "sha256:" + "ab" * 32]
+    args += ["--artifact-uri", text, "--tag", f"t={text}", "--param", f"p={text}"]
+    args += ["--code", f"{text}@abcdef1", "--dataset", f"d={text}", "--description", text]
+    r = invoke(args, env=history.env("alice"))
+    assert r.exit_code == 0, r.stderr
+    p = last_payload(history.ledger)
+    assert p["artifact"]["uri"] == p["tags"]["t"] == p["params"]["p"] == text
+    assert p["code"]["repo"] == p["datasets"][0]["uri"] == p["description"] == text
+
+
+def test_the_python_api_has_the_same_limit(history):
+    led, k = history.ledger, history.keys["alice"]
+    before = snapshot(history.path)
+    cases = [
+        (dict(tags={"t": LONG}), "tag 't' is too long (5,000 characters, limit 4,096)"),
+        (dict(params={"p": 5}), "param 'p' must be text, got int"),
+        (
+            dict(artifact={"digest": "sha256:" + "ab" * 32, "uri": LONG}),
+            "artifact URI is too long (5,000 characters, limit 4,096)",
+        ),
+        (
+            dict(code={"repo": LONG, "commit": "abcdef1"}),
+            "malformed --code {'repo': 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…:"
+            " the repository is too long (5,000 characters, limit 4,096)",
+        ),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(InputError) as exc:
+            led.register("m.x", key=k, **kwargs)
+        assert str(exc.value) == message
+    with pytest.raises(InputError) as exc:
+        led.approve(XGB, 1, "qa", key=history.keys["bob"], comment=7)
+    assert str(exc.value) == "comment must be text, got int"
+    assert snapshot(history.path) == before
+
+
+# --- 5. the Python API: every instant as the CLI reads it, every error a LedgerError -------
+
+INSTANT_METHODS = {
+    "lineage": lambda led, **kw: led.lineage(f"{XGB}:1", **kw),
+    "impact": lambda led, **kw: led.impact(dataset=BASE_DATA, **kw),
+    "lineage_graph": lambda led, **kw: led.lineage_graph(**kw),
+    "family_graph": lambda led, **kw: led.family_graph(f"{XGB}:1", **kw),
+    "status": lambda led, **kw: led.status(XGB, **kw),
+    "policy": lambda led, **kw: led.policy(**kw),
+    "query": lambda led, **kw: led.query("zombie-deployments", **kw),
+}
+
+
+def _answer(x):
+    if hasattr(x, "versions"):  # an Impact
+        return x.versions, x.deployments
+    if hasattr(x, "nodes") and callable(x.nodes):  # a graph
+        return sorted(x.nodes), sorted(x.edges)
+    return x
+
+
+@pytest.mark.filterwarnings("ignore::ledger.errors.UnverifiedWarning")
+@pytest.mark.parametrize("method", list(INSTANT_METHODS))
+def test_as_of_takes_the_instants_the_cli_takes(history, method):
+    ask = INSTANT_METHODS[method]
+    led = history.ledger
+    now = _answer(ask(led))
+    assert _answer(ask(led, as_of="2999-01-01")) == now
+    assert _answer(ask(led, as_of=parse_instant("2999-01-01T00:00Z"))) == now
+    for bad, message in [
+        (
+            1.5,
+            "--as-of must be microseconds since the epoch (an int) or a timestamp such as"
+            " 2026-03-01T09:00:00Z, got float 1.5",
+        ),
+        (
+            True,
+            "--as-of must be microseconds since the epoch (an int) or a timestamp such as"
+            " 2026-03-01T09:00:00Z, got bool True",
+        ),
+        (10**30, f"--as-of {'1' + '0' * 30} µs is outside the years 1 to 9999 a timestamp spans"),
+        (
+            "soon",
+            "invalid --as-of timestamp 'soon': use YYYY-MM-DD[THH:MM[:SS[.ffffff]]][Z|+HH:MM],"
+            " e.g. 2026-03-01T09:00:00Z",
+        ),
+    ]:
+        with pytest.raises(InputError) as exc:
+            ask(led, as_of=bad)
+        assert str(exc.value) == message
+    with pytest.raises(
+        InputError, match=r"^--at-seq must be a seq (number >= 0|from 0 to 10), got '3'$"
+    ):
+        ask(led, at_seq="3")
+
+
+def test_a_checkpoint_that_is_not_a_path_is_bad_input(history):
+    with pytest.raises(InputError, match=r"^a checkpoint file is a path, got int 5$"):
+        history.ledger.verify(since=5)
