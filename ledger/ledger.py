@@ -63,14 +63,19 @@ class Ledger(Opened):
     def init(
         cls,
         path: str | os.PathLike[str],
-        key: SigningKey,
+        key: SigningKey | Callable[[], SigningKey],
         actor: str,
         roles: Sequence[str] | str = (E.ADMIN,),
         origin: str | None = None,
         ts: int | None = None,
     ) -> Ledger:
-        """Create a ledger whose genesis event registers ``key`` for ``actor``. ``ts``
-        (µs since the epoch) lets an importer start the ledger at a historical time."""
+        """Create a ledger whose genesis event registers ``key`` for ``actor``: a key, or a
+        function making one, called once the folder is known to be free (so that no key
+        file is made for a folder init refuses). ``ts`` (µs since the epoch) lets an
+        importer start the ledger at a historical time."""
+        store = Store(path)
+        store.check_new()
+        key = key if isinstance(key, SigningKey) else key()
         origin = origin or f"ledger.local/{uuid.uuid4().hex}"
         when = E.now_micros() if ts is None else ts
         ev = actions.genesis(key.public_key, key.key_id, actor, roles, origin, when)
@@ -78,7 +83,6 @@ class Ledger(Opened):
         cols = _Columns()
         h = cols.add(ev, key)
         identity = {"format": E.FORMAT, "origin": origin, "genesis_hash": h.hex()}
-        store = Store(path)
         store.create(identity, cols.table())
         return cls(store, identity)
 

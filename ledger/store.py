@@ -110,20 +110,45 @@ class Store:
             raise CorruptLedgerError(f"cannot read {p}: {exc.strerror}") from None
         return S.parse_identity(data, p)
 
-    def create(self, identity: dict[str, Any], genesis: pa.Table) -> None:
-        """Create a new ledger folder holding the identity file and the genesis segment."""
+    def check_new(self) -> None:
+        """InputError unless :meth:`create` may make a ledger here; writes nothing."""
         if (self.root / S.IDENTITY).exists():
             raise InputError(f"{self.root} is already a ledger")
+        if self.root.exists() and not self.root.is_dir():
+            raise InputError(f"{self.root} is a file, not a folder")
         if self.root.exists() and any(self.root.iterdir()):
             raise InputError(f"{self.root} exists and is not empty; choose a new folder")
+
+    def create(self, identity: dict[str, Any], genesis: pa.Table) -> None:
+        """Create a new ledger folder holding the identity file and the genesis segment.
+        A failure leaves no folder, or the empty folder there was."""
+        self.check_new()
+        existed = self.root.exists()
         try:
             self.events_dir.mkdir(parents=True, exist_ok=True)
             with self.lock():
-                self._readers.ensure()
-                self.write_segment(genesis, eventindex.derive(genesis))
-                self._write_atomic(self.root / S.IDENTITY, S.identity_bytes(identity))
+                if (self.root / S.IDENTITY).exists() or self._names(S.EVENTS):
+                    raise InputError(f"{self.root} is already a ledger")  # (a racing init)
+                try:
+                    self._readers.ensure()
+                    self.write_segment(genesis, eventindex.derive(genesis))
+                    self._write_atomic(self.root / S.IDENTITY, S.identity_bytes(identity))
+                except BaseException:
+                    self._uncreate(existed)
+                    raise
         except OSError as exc:
             raise storage_error(exc, f"create the ledger in {self.root}") from None
+
+    def _uncreate(self, existed: bool) -> None:
+        """Remove what a failed :meth:`create` wrote, as far as the system lets us."""
+        import shutil
+
+        for p in list(self.root.iterdir()) if existed else [self.root]:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    p.unlink()
 
     # --- locks: one writer at a time; no segment deleted under a reader ---------------
     @contextlib.contextmanager

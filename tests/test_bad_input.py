@@ -7,13 +7,16 @@ refusal is one exact line with its exit code, and leaves the ledger as it was.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 
 import pytest
 
 from ledger import Ledger
 from ledger.errors import InputError
 from ledger.events import parse_instant
+from ledger.store import Store
 
 from .test_rules import snapshot
 
@@ -277,6 +280,84 @@ def test_the_python_api_has_the_same_limit(history):
         led.approve(XGB, 1, "qa", key=history.keys["bob"], comment=7)
     assert str(exc.value) == "comment must be text, got int"
     assert snapshot(history.path) == before
+
+
+# --- 3. init checks the folder before it makes a key, and a failure removes the key -------
+
+
+def listing(path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def test_init_refuses_a_key_inside_the_ledger_folder(invoke, tmp_path):
+    empty = tmp_path / "reg"
+    empty.mkdir()
+    for folder in (empty, tmp_path / "new"):
+        key = folder / "admin.pem"
+        r = invoke(["init", str(folder), "--key", str(key), "--actor", "admin"])
+        assert (r.exit_code, r.stdout, r.stderr) == (
+            2,
+            "",
+            f"Error: --key {key} is inside the ledger folder {folder}; private keys are never"
+            " stored in a ledger: give a path outside it\n",
+        )
+    assert listing(tmp_path) == ["reg"]  # the empty folder, still empty; nothing else
+
+
+def test_init_checks_the_folder_before_it_makes_a_key(invoke, tmp_path):
+    full = tmp_path / "reg"
+    full.mkdir()
+    (full / "notes.txt").write_text("mine")
+    r = invoke(["init", str(full), "--key", str(tmp_path / "admin.pem"), "--actor", "admin"])
+    assert (r.exit_code, r.stderr) == (
+        2,
+        f"Error: {full} exists and is not empty; choose a new folder\n",
+    )
+    assert listing(tmp_path) == ["reg", "reg/notes.txt"]
+
+
+def test_a_failed_init_removes_the_key_it_made(invoke, tmp_path):
+    key = tmp_path / "admin.pem"
+    r = invoke(["init", str(tmp_path / "reg"), "--key", str(key), "--actor", "bad actor!"])
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr.startswith("Error: invalid actor name 'bad actor!'")
+    assert listing(tmp_path) == []
+
+
+@pytest.mark.parametrize("existed", [False, True], ids=["new_folder", "empty_folder"])
+def test_a_full_disk_during_init_leaves_nothing(invoke, tmp_path, monkeypatch, existed):
+    reg = tmp_path / "reg"
+    if existed:
+        reg.mkdir()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Store, "write_segment", full)
+    r = invoke(["init", str(reg), "--key", str(tmp_path / "admin.pem"), "--actor", "admin"])
+    assert (r.exit_code, r.stdout, r.stderr) == (
+        7,
+        "",
+        f"Error: cannot create the ledger in {reg}: no space left on device\n",
+    )
+    assert listing(tmp_path) == (["reg"] if existed else [])
+
+
+def test_init_with_an_existing_key_and_a_folder_as_key(history, invoke, tmp_path):
+    admin = str(history.key_files["admin"])
+    r = invoke(["init", str(tmp_path / "two"), "--key", admin, "--actor", "admin"])
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        f"created ledger {Ledger.open(tmp_path / 'two').origin} in {tmp_path / 'two'};"
+        f" admin admin key {history.keys['admin'].key_id}"
+    ]
+    folder = tmp_path / "keys"
+    r = invoke(["init", str(tmp_path / "three"), "--key", str(folder), "--actor", "admin"])
+    assert (r.exit_code, r.stderr) == (
+        5,
+        f"Error: key file {folder} is a directory, not a key file\n",
+    )
+    assert not (tmp_path / "three").exists()
 
 
 # --- 5. the Python API: every instant as the CLI reads it, every error a LedgerError -------
