@@ -360,6 +360,52 @@ def test_init_with_an_existing_key_and_a_folder_as_key(history, invoke, tmp_path
     assert not (tmp_path / "three").exists()
 
 
+# --- 4. usage errors: one line, exit 2 ------------------------------------------------------
+
+USAGE = [
+    (["log", "--limit", "0"], "Error: Invalid value for '--limit': 0 is not in the range x>=1.\n"),
+    (["log", "--bogus"], "Error: No such option '--bogus'. Did you mean '--out'?\n"),
+    (
+        ["log", "--format", "xml"],
+        "Error: Invalid value for '--format': 'xml' is not one of 'table', 'json', 'jsonl',"
+        " 'csv'.\n",
+    ),
+    (["init"], "Error: Missing argument 'PATH'.\n"),
+    (["approve", f"{XGB}:1"], "Error: Missing option '--env'.\n"),
+    (["nosuch"], "Error: No such command 'nosuch'.\n"),
+    (["keys", "nosuch"], "Error: No such command 'nosuch'.\n"),
+    (["--bogus"], "Error: No such option '--bogus'.\n"),
+    (
+        ["lineage", f"{XGB}:1", "--depth", "-1"],
+        "Error: Invalid value for '--depth': -1 is not in the range x>=0.\n",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "stderr"), USAGE, ids=[" ".join(a) for a, _ in USAGE])
+def test_usage_errors_are_one_line(history, invoke, args, stderr):
+    refused(history, invoke, args, "bob", 2, stderr)
+
+
+def test_help_still_shows_the_usage(invoke):
+    r = invoke(["log", "--help"])  # (CliRunner names the program "cli")
+    assert (r.exit_code, r.stdout.splitlines()[0]) == (0, "Usage: cli log [OPTIONS]")
+    r = invoke(["keys"])  # (a group without a command shows its help, as click does)
+    assert r.output.splitlines()[0] == "Usage: cli keys [OPTIONS] COMMAND [ARGS]..."
+
+
+def test_a_folder_given_as_key_is_a_key_problem(history, invoke, tmp_path):
+    folder = tmp_path / "keys"
+    refused(
+        history,
+        invoke,
+        ["approve", f"{XGB}:1", "--env", "qa", "--key", str(folder)],
+        None,
+        5,
+        f"Error: key file {folder} is a directory, not a key file\n",
+    )
+
+
 # --- 5. the Python API: every instant as the CLI reads it, every error a LedgerError -------
 
 INSTANT_METHODS = {

@@ -166,10 +166,8 @@ NAME = st.from_regex(E.KEYNAME_RE, fullmatch=True) | TEXT
 
 
 def _refused(r: Any) -> bool:
-    """A clean refusal: our one-line ``Error:``, or click's usage error for a bad option."""
-    if r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1:
-        return True
-    return r.stderr.startswith("Usage: ") and "\nError: " in r.stderr
+    """A clean refusal: one ``Error:`` line (a usage error for a bad option too)."""
+    return r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1
 
 
 @SETTINGS
