@@ -465,3 +465,47 @@ def test_as_of_takes_the_instants_the_cli_takes(history, method):
 def test_a_checkpoint_that_is_not_a_path_is_bad_input(history):
     with pytest.raises(InputError, match=r"^a checkpoint file is a path, got int 5$"):
         history.ledger.verify(since=5)
+
+
+# --- 6–8. lineage --up --down, verify --policy wording, compact wording ----------------------
+
+
+def test_lineage_refuses_up_and_down_together(history, invoke):
+    refused(
+        history,
+        invoke,
+        ["lineage", f"{XGB}:1", "--up", "--down"],
+        None,
+        2,
+        "Error: give --up or --down, not both\n",
+    )
+
+
+def test_verify_policy_names_overridden_violations_truthfully(team, invoke):
+    led, k = team.ledger, team.keys
+    led.register(XGB, key=k["alice"])  # seq 5
+    led.set_policy({"approvals": {"required": {"production": 1}}}, key=k["admin"])  # seq 6
+    led.break_glass(
+        "deploy", XGB, 1, "production", rule="approvals", justification="INC-1", key=k["admin"]
+    )  # seq 7
+    led.deploy(XGB, 1, "production", key=k["carol"])  # seq 8, overridden
+    r = invoke(["verify", "--policy"], env=team.env())
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[1:] == [
+        "OK: policy: 1 violation in 9 events, overridden by a break-glass grant"
+        " (policies set at seq 6)",
+        f"  seq 8 deploy {XGB}:1 to production by carol [overridden by break-glass seq 7]:"
+        f" approvals: deploying {XGB}:1 to production needs approvals from 1 distinct approvers"
+        " for production, it has none; get 1 more approval for production",
+        f"  break-glass seq 7 by admin: deploy {XGB}:1 to production may bypass approvals,"
+        " used by seq 8; justification: INC-1",
+    ]
+
+
+def test_compact_counts_in_words_that_agree(history, invoke):
+    n = len(history.ledger.store.segments())
+    assert n > 1
+    r = invoke(["compact"], env=history.env())
+    assert r.stdout == f"compacted {n} segments into 1\n"
+    r = invoke(["compact"], env=history.env())
+    assert r.stdout == "compacted 1 segment into 1\n"

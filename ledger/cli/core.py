@@ -425,7 +425,7 @@ def _with_progress(run: Any) -> Any:
 def compact(ledger_path: str) -> None:
     """Merge small segments into large ones; every event's bytes stay the same."""
     before, after = _open(ledger_path).compact()
-    click.echo(f"compacted {before} segments into {after}")
+    click.echo(f"compacted {before} segment{'' if before == 1 else 's'} into {after}")
 
 
 @cli.command()
