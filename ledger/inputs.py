@@ -1,15 +1,17 @@
 """The values a user writes, each read one way everywhere (pure, no I/O): integers and
-numbers, and instants.
+numbers, instants, and digests.
 
 Every command and facade method that takes one of these from a person or a caller
 reads it here, so that ``--metric n=…``, a policy threshold, a query parameter and
-``MODEL:VERSION`` agree on what an integer is, and ``--as-of`` and ``as_of=`` on what an
-instant is.
+``MODEL:VERSION`` agree on what an integer is; ``--as-of`` and ``as_of=`` on what an
+instant is; and ``impact --dataset`` and ``query dataset-exposure --param dataset=`` on
+what names a digest.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -158,3 +160,41 @@ def check_seq(at_seq: Any) -> int | None:
     if type(at_seq) is not int or at_seq < 0:
         raise InputError(f"--at-seq must be a seq number >= 0, got {_cut(repr(at_seq))}")
     return at_seq
+
+
+# --- digests ---------------------------------------------------------------------------------
+
+DIGEST_PREFIX = "sha256:"
+#: The fewest hex digits that name a digest (48 bits: ambiguity is an accident then).
+MIN_DIGEST_HEX = 12
+_DIGEST_SPEC = re.compile(rf"(?:sha256:)?([0-9a-f]{{{MIN_DIGEST_HEX},64}})")
+
+
+def digest_hex(text: Any) -> str | None:
+    """The hex digits ``text`` names a digest by, or None when it is not digest syntax:
+    ``sha256:`` and 64 lowercase hex digits, the 64 digits alone, or a prefix of at least
+    12 of them, with or without ``sha256:``."""
+    m = _DIGEST_SPEC.fullmatch(text) if isinstance(text, str) else None
+    return m[1] if m else None
+
+
+def resolve_digest(text: Any, known: Callable[[str], Iterable[str]]) -> str | None:
+    """The full digest (``sha256:HEX``) that ``text`` names, or None when ``text`` is not
+    digest syntax (:func:`digest_hex`) or is a prefix of no digest ``known`` lists.
+
+    A complete digest needs no lookup. For a prefix, ``known(prefix)`` lists the digests
+    it may name (full ``sha256:…`` strings; those not starting with the prefix are
+    ignored); more than one is an InputError naming how many."""
+    h = digest_hex(text)
+    if h is None:
+        return None
+    full = DIGEST_PREFIX + h
+    if len(h) == 64:
+        return full
+    found = sorted({d for d in known(full) if d.startswith(full)})
+    if len(found) > 1:
+        raise InputError(
+            f"digest prefix {text} is ambiguous: {len(found)} digests start with it;"
+            " give more hex digits"
+        )
+    return found[0] if found else None

@@ -14,6 +14,7 @@ import os
 import pytest
 
 from ledger import Ledger
+from ledger import lineage as L
 from ledger.errors import InputError
 from ledger.events import parse_instant
 from ledger.store import Store
@@ -509,3 +510,94 @@ def test_compact_counts_in_words_that_agree(history, invoke):
     assert r.stdout == f"compacted {n} segments into 1\n"
     r = invoke(["compact"], env=history.env())
     assert r.stdout == "compacted 1 segment into 1\n"
+
+
+# --- 9. one digest syntax: full, the hex alone, or a unique prefix of 12+ digits ------------
+
+SPELLINGS = [BASE_DATA, "11" * 32, "sha256:" + "1" * 12, "1" * 12, "1" * 40]
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_impact_and_the_exposure_query_take_every_spelling(history, invoke, spelling):
+    env = history.env()
+    want = invoke(["impact", "--dataset", BASE_DATA, "--format", "csv"], env=env)
+    assert want.stdout.count("\n") == 3  # the header, base:1 and xgb:1
+    r = invoke(["impact", "--dataset", spelling, "--format", "csv"], env=env)
+    assert (r.exit_code, r.stdout) == (0, want.stdout)
+    want = invoke(
+        ["query", "dataset-exposure", "--param", f"dataset={BASE_DATA}", "--format", "csv"], env=env
+    )
+    assert want.stdout.count("\n") == 2  # the header and xgb:1 in production
+    r = invoke(
+        ["query", "dataset-exposure", "--param", f"dataset={spelling}", "--format", "csv"], env=env
+    )
+    assert (r.exit_code, r.stdout) == (0, want.stdout)
+
+
+@pytest.fixture
+def twins(history):
+    """``history`` plus two datasets whose digests share their first 12 hex digits with
+    the base model's (111111111111…), but not the 13th."""
+    for n, d in (("twin.a", "2"), ("twin.b", "3")):
+        history.ledger.register(
+            n,
+            key=history.keys["alice"],
+            datasets=[f"t=s3://b/{n}@sha256:{'1' * 12}{d * 52}"],
+        )
+    return history
+
+
+def test_an_ambiguous_prefix_is_refused_with_the_count(twins, invoke):
+    message = (
+        "Error: digest prefix 111111111111 is ambiguous: 3 digests start with it;"
+        " give more hex digits\n"
+    )
+    refused(twins, invoke, ["impact", "--dataset", "1" * 12], None, 2, message)
+    refused(
+        twins,
+        invoke,
+        ["query", "dataset-exposure", "--param", "dataset=111111111111"],
+        None,
+        2,
+        message,
+    )
+    r = invoke(["impact", "--dataset", "1" * 13, "--format", "csv"], env=twins.env())
+    assert r.exit_code == 0 and [ln.split(",")[0] for ln in r.stdout.splitlines()[1:]] == [
+        "fraud.detector.base:1",
+        f"{XGB}:1",
+    ]
+
+
+def test_a_prefix_naming_nothing_is_what_the_command_reports_for_nothing(history, invoke):
+    refused(
+        history,
+        invoke,
+        ["impact", "--dataset", "f" * 12],
+        None,
+        3,
+        "Error: no registered version was trained on a dataset whose digest starts with"
+        " sha256:ffffffffffff\n",
+    )
+    refused(
+        history,
+        invoke,
+        ["impact", "--dataset", "1" * 11],  # too short to be a digest: a URI
+        None,
+        3,
+        "Error: no registered version was trained on a dataset with URI 11111111111\n",
+    )
+    r = invoke(["query", "dataset-exposure", "--param", "dataset=ffffffffffff"], env=history.env())
+    assert (r.exit_code, r.stdout) == (0, "No rows for dataset-exposure.\n")
+
+
+@pytest.mark.filterwarnings("ignore::ledger.errors.UnverifiedWarning")
+def test_the_graph_and_the_index_read_digests_alike(twins):
+    led = twins.ledger
+    g = led.lineage_graph()
+    for spelling in [*SPELLINGS[:2], "1" * 13, "sha256:" + "1" * 12 + "2"]:
+        fast, ref = led.impact(dataset=spelling), L.impact(g, dataset=spelling)
+        assert (fast.sources, fast.versions) == (ref.sources, ref.versions), spelling
+        assert set(led.family_graph(dataset=spelling)) >= fast.nodes
+    for ask in (lambda: led.impact(dataset="1" * 12), lambda: L.impact(g, dataset="1" * 12)):
+        with pytest.raises(InputError, match="3 digests start with it"):
+            ask()
