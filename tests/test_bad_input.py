@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from ledger import Ledger
+from ledger import Ledger, SigningKey
 from ledger import lineage as L
 from ledger.errors import InputError
 from ledger.events import parse_instant
@@ -342,6 +342,17 @@ def test_a_full_disk_during_init_leaves_nothing(invoke, tmp_path, monkeypatch, e
         f"Error: cannot create the ledger in {reg}: no space left on device\n",
     )
     assert listing(tmp_path) == (["reg"] if existed else [])
+
+
+def test_the_api_refuses_a_file_as_the_ledger_folder(tmp_path):
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(InputError) as exc:
+        Ledger.init(tmp_path / "file", SigningKey.generate(), "admin")
+    assert str(exc.value) == f"{tmp_path / 'file'} exists and is a file; choose a new folder"
+    made = []
+    with pytest.raises(InputError):  # (a key is asked for only once the folder is free)
+        Ledger.init(tmp_path / "file", lambda: made.append(1) or SigningKey.generate(), "admin")
+    assert made == [] and listing(tmp_path) == ["file"]
 
 
 def test_init_with_an_existing_key_and_a_folder_as_key(history, invoke, tmp_path):
