@@ -133,10 +133,10 @@ def find_datasets(g: nx.MultiDiGraph, uri_or_digest: str) -> list[str]:
     """Dataset nodes whose URI or digest is ``uri_or_digest`` (a digest in any of the
     forms of ledger/inputs.py: ``sha256:HEX``, the hex alone, or a prefix of 12 or more
     digits naming one digest of the graph's datasets)."""
-    sets = [d for d in _nodes(g).values() if d["kind"] == DATASET]
+    datasets = [d for d in _nodes(g).values() if d["kind"] == DATASET]
     key, want = "uri", uri_or_digest
     if digest_hex(uri_or_digest) is not None:
-        digests = [d["digest"] for d in sets if d.get("digest")]
+        digests = [d["digest"] for d in datasets if d.get("digest")]
         key = "digest"
         want = resolve_digest(uri_or_digest, lambda _: digests) or uri_or_digest
     found = sorted(n for n, d in _nodes(g).items() if d["kind"] == DATASET and d.get(key) == want)
