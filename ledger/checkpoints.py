@@ -37,6 +37,8 @@ from .state import KeyRecord
 
 def read_note(path: str | os.PathLike[str]) -> str:
     """Read a checkpoint file given by the user (InputError if it is not one)."""
+    if not isinstance(path, str | os.PathLike):
+        raise InputError(f"a checkpoint file is a path, got {type(path).__name__} {path!r:.40}")
     p = Path(path)
     try:
         with open(p, "rb") as f:

@@ -6,12 +6,14 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from .canonical import MAX_SAFE_INTEGER as _SAFE
 from .canonical import canonicalize
 from .errors import InputError
+from .inputs import check_int, parse_int, parse_number
+from .inputs import parse_instant as parse_instant  # (re-exported: callers use E.parse_instant)
 
 FORMAT = "ledger/1"
 GENESIS_PREV_HASH = "0" * 64
@@ -123,16 +125,30 @@ def check_roles(roles: Sequence[str] | str) -> list[str]:
 
 
 def check_text(text: str | None, what: str) -> str | None:
+    """``text`` unchanged if it is None or text within the one limit on free text
+    (comments, reasons, descriptions, justifications, URIs, repositories, tag and param
+    values: MAX_TEXT characters; free-form metadata is bounded by the event's size)."""
+    if text is not None and not isinstance(text, str):
+        raise InputError(f"{what} must be text, got {type(text).__name__}")
     if text is not None and len(text) > MAX_TEXT:
-        raise InputError(f"{what} is longer than {MAX_TEXT} characters")
+        raise InputError(f"{what} is {too_long(text)}")
     return text
+
+
+def too_long(text: str) -> str:
+    """'too long (N characters, limit 4,096)', for a text over MAX_TEXT."""
+    return f"too long ({len(text):,} characters, limit {MAX_TEXT:,})"
 
 
 def parse_model_ref(ref: str) -> tuple[str, int]:
     """Parse ``MODEL:VERSION``."""
     name, sep, version = ref.rpartition(":")
-    if not sep or not version.isdigit() or int(version) < 1 or version != str(int(version)):
+    if not sep or not version.isdigit() or not version.isascii() or version.startswith("0"):
         raise InputError(f"expected MODEL:VERSION (e.g. fraud.detector.xgb:4), got {_r(ref)}")
+    try:
+        parse_int(version)  # (no version is beyond ±(2^53−1); int() stops at 4,300 digits)
+    except InputError as exc:
+        raise InputError(f"malformed MODEL:VERSION {_r(ref)}: {exc}") from None
     return check_model_name(name), int(version)
 
 
@@ -161,40 +177,6 @@ def parse_ts(text: str) -> int:
         raise ValueError(f"timestamp {_r(text)} is not YYYY-MM-DDTHH:MM:SS.ffffffZ")
     dt = datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
     return int(dt.timestamp()) * 1_000_000 + int(text[20:26])
-
-
-_INSTANT_RE = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})"
-    r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?"
-    r"(Z|z|[+-]\d{2}:\d{2})?"
-)
-
-
-def parse_instant(text: str, what: str = "--as-of") -> int:
-    """An instant as microseconds since the epoch, from RFC 3339 or a shorter form.
-
-    Accepted: ``2026-03-01``, ``2026-03-01T09:00``, ``2026-03-01 09:00:00``,
-    ``2026-03-01T09:00:00.123456Z``, ``…+01:00``. No zone means UTC; a date alone means
-    the start of that day.
-    """
-    m = _INSTANT_RE.fullmatch(text.strip()) if isinstance(text, str) else None
-    hint = "use YYYY-MM-DD[THH:MM[:SS[.ffffff]]][Z|+HH:MM], e.g. 2026-03-01T09:00:00Z"
-    if not m:
-        raise InputError(f"invalid {what} timestamp {text!r}: {hint}")
-    y, mo, d, h, mi, s, frac, zone = m.groups()
-    try:
-        dt = datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0), tzinfo=UTC)
-    except ValueError as exc:
-        raise InputError(f"invalid {what} timestamp {text!r}: {exc}") from None
-    if zone and zone not in ("Z", "z"):
-        sign = 1 if zone[0] == "+" else -1
-        zh, zm = int(zone[1:3]), int(zone[4:6])
-        if zh > 23 or zm > 59:
-            raise InputError(f"invalid {what} timestamp {text!r}: bad zone offset {zone}")
-        dt -= sign * timedelta(hours=zh, minutes=zm)
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    micros = (dt - epoch) // timedelta(microseconds=1)
-    return micros + (int(frac.ljust(6, "0")) if frac else 0)
 
 
 def now_micros() -> int:
@@ -360,8 +342,10 @@ def parse_dataset(spec: str | dict[str, Any]) -> dict[str, Any]:
             uri, digest = rest, None
     if not isinstance(name, str) or not KEYNAME_RE.fullmatch(name):
         raise InputError(f"malformed --dataset {_r(spec)}: the name must be a simple identifier")
-    if not isinstance(uri, str) or not uri or len(uri) > MAX_TEXT:
-        raise InputError(f"malformed --dataset {_r(spec)}: the URI is empty or too long")
+    if not isinstance(uri, str) or not uri:
+        raise InputError(f"malformed --dataset {_r(spec)}: the URI is empty")
+    if len(uri) > MAX_TEXT:
+        raise InputError(f"malformed --dataset {_r(spec)}: the URI is {too_long(uri)}")
     if digest is not None and (not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest)):
         raise InputError(
             f"malformed --dataset {_r(spec)}: the digest must be sha256: and 64 lowercase hex digits"
@@ -378,8 +362,10 @@ def parse_code(spec: str | dict[str, Any]) -> dict[str, Any]:
         repo, commit = spec.get("repo"), spec.get("commit")
     else:
         repo, _, commit = spec.rpartition("@")
-    if not isinstance(repo, str) or not repo or len(repo) > MAX_TEXT:
+    if not isinstance(repo, str) or not repo:
         raise InputError(f"malformed --code {_r(spec)}: expected REPOSITORY@COMMIT")
+    if len(repo) > MAX_TEXT:
+        raise InputError(f"malformed --code {_r(spec)}: the repository is {too_long(repo)}")
     if not isinstance(commit, str) or not COMMIT_RE.fullmatch(commit):
         raise InputError(
             f"malformed --code {_r(spec)}: the commit must be 7 to 64 lowercase hex digits"
@@ -412,12 +398,16 @@ def parse_parent(spec: str | dict[str, Any]) -> dict[str, Any]:
 def parse_metric(spec: str) -> tuple[str, float | int]:
     name, value = _kv(spec, "--metric", "NAME=NUMBER (e.g. auc=0.91)")
     try:
-        num = float(value)
+        num = parse_number(value)
     except ValueError:
         raise InputError(f"malformed --metric {_r(spec)}: {_r(value)} is not a number") from None
+    except InputError as exc:
+        raise InputError(f"malformed --metric {_r(spec)}: {exc}") from None
     if num != num or num in (float("inf"), float("-inf")):
         raise InputError(f"malformed --metric {_r(spec)}: metrics must be finite numbers")
-    return name, int(num) if num.is_integer() and abs(num) < 2**53 else num
+    if isinstance(num, float) and num.is_integer() and abs(num) < 2**53:
+        return name, int(num)  # (1.0 and 1 are the same JSON number)
+    return name, num
 
 
 def parse_pair(spec: str, what: str) -> tuple[str, str]:
@@ -477,6 +467,9 @@ def register_payload(
     if artifact is not None:
         if not isinstance(artifact, dict) or not DIGEST_RE.fullmatch(str(artifact.get("digest"))):
             raise InputError("artifact needs a digest of the form sha256:<64 hex digits>")
+        for k, v in artifact.items():
+            if isinstance(v, str):
+                check_text(v, "artifact URI" if k == "uri" else f"artifact {_r(k)}")
         payload["artifact"] = artifact
     if code is not None:
         payload["code"] = parse_code(code)
@@ -486,7 +479,12 @@ def register_payload(
         payload["metadata"] = metadata
     if description is not None:
         payload["description"] = check_text(description, "description")
+    for what in ("tags", "params"):
+        for k, v in payload[what].items():
+            check_text(v, f"{what[:-1]} {_r(k)}")
     for name, v in payload["metrics"].items():
         if type(v) not in (int, float):
             raise InputError(f"metric {_r(name)} must be a number")
+        if type(v) is int:
+            check_int(v, f"metric {_r(name)}")
     return payload

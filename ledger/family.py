@@ -25,6 +25,7 @@ from typing import Any
 
 from . import events as E
 from .bundles import Bundle, rows_in_order
+from .inputs import digest_hex, resolve_digest
 
 Version = tuple[str, int]
 
@@ -135,13 +136,23 @@ class Family:
             level, h = nxt, h + 1
         return seen
 
+    def digests(self, prefix: str) -> list[str]:
+        """The dataset digests starting with ``prefix`` that a register within the cutoff
+        names (what a digest prefix may stand for, see ledger/inputs.py)."""
+        keys = {k for b in self.bundles for k in b.edge_keys("digest") if k.startswith(prefix)}
+        return sorted(k for k in keys if self.edges("digest", k))
+
+    def dataset_key(self, uri_or_digest: str) -> tuple[str, str]:
+        """(edge kind, key) of a dataset named by URI or digest (any digest syntax; a
+        prefix naming none is kept as given, so that it matches nothing)."""
+        if digest_hex(uri_or_digest) is None:
+            return "uri", uri_or_digest
+        return "digest", resolve_digest(uri_or_digest, self.digests) or uri_or_digest
+
     def trained_on(self, uri_or_digest: str) -> set[Version]:
-        """Versions trained on a dataset with this digest (``sha256:HEX`` or the hex
-        alone) or URI, as :func:`ledger.lineage.find_datasets` matches them."""
-        if re.fullmatch(r"[0-9a-f]{64}", uri_or_digest):
-            uri_or_digest = "sha256:" + uri_or_digest
-        kind = "digest" if E.DIGEST_RE.fullmatch(uri_or_digest) else "uri"
-        return {(e["model"], e["version"]) for e in self.edges(kind, uri_or_digest)}
+        """Versions trained on a dataset with this digest or URI, as
+        :func:`ledger.lineage.find_datasets` matches them."""
+        return {(e["model"], e["version"]) for e in self.edges(*self.dataset_key(uri_or_digest))}
 
     def built_from(self, spec: str) -> set[Version]:
         """Versions built from a commit matching ``[REPOSITORY@]COMMIT`` as
@@ -325,10 +336,7 @@ def impact(
     labels: dict[str, str] = {}
     regs: dict[Version, dict[str, Any]] = {}
     if dataset is not None:
-        query = dataset
-        if re.fullmatch(r"[0-9a-f]{64}", query):
-            query = "sha256:" + query
-        field = "digest" if E.DIGEST_RE.fullmatch(query) else "uri"
+        field, query = fam.dataset_key(dataset)
         edges = fam.edges(field, query)
         rows = fam.rows_at((e["model"], e["seq"]) for e in edges)
         for e in edges:
@@ -340,10 +348,7 @@ def impact(
                 if d[field] == query:
                     hops[L.dataset_id(d["uri"], d["digest"])] = 0
         if not hops:
-            what = "digest" if field == "digest" else "URI"
-            raise NotFoundError(
-                f"no registered version was trained on a dataset with {what} {query}"
-            )
+            raise NotFoundError(L.no_dataset(dataset))
     elif commit is not None:
         _repo, _, spec = commit.rpartition("@")
         if not re.fullmatch(r"[0-9a-f]{7,64}", spec):

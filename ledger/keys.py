@@ -10,6 +10,7 @@ does not pay for importing ``cryptography``, which is needed only for encrypted 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import stat
@@ -161,8 +162,27 @@ def write_key_files(
         if p.exists():
             raise InputError(f"{p} already exists; refusing to overwrite a key file")
     _write_new(path, private_key_pem(key, passphrase), 0o600)
-    _write_new(pub_path, public_key_pem(key.public_key), 0o644)
+    try:
+        _write_new(pub_path, public_key_pem(key.public_key), 0o644)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            path.unlink()  # (both files or neither)
+        raise
     return pub_path
+
+
+def discard_key_files(path: str | os.PathLike[str]) -> None:
+    """Remove the two files :func:`write_key_files` wrote (after a command that generated
+    them failed: a failed command leaves nothing behind)."""
+    for p in (Path(path), Path(path).with_suffix(".pub")):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is (or would be) ``folder`` or inside it, symbolic links resolved."""
+    p, f = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return p == f or f in p.parents
 
 
 def _enclosing_ledger(path: Path) -> Path | None:
@@ -196,6 +216,8 @@ def load_signing_key(path: str | os.PathLike[str], passphrase: str | None = None
         data = p.read_bytes()
     except FileNotFoundError:
         raise KeyProblem(f"key file {p} does not exist") from None
+    except IsADirectoryError:
+        raise KeyProblem(f"key file {p} is a directory, not a key file") from None
     except OSError as exc:
         raise KeyProblem(f"cannot read key file {p}: {exc.strerror}") from None
     if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077:

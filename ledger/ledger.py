@@ -63,14 +63,19 @@ class Ledger(Opened):
     def init(
         cls,
         path: str | os.PathLike[str],
-        key: SigningKey,
+        key: SigningKey | Callable[[], SigningKey],
         actor: str,
         roles: Sequence[str] | str = (E.ADMIN,),
         origin: str | None = None,
         ts: int | None = None,
     ) -> Ledger:
-        """Create a ledger whose genesis event registers ``key`` for ``actor``. ``ts``
-        (µs since the epoch) lets an importer start the ledger at a historical time."""
+        """Create a ledger whose genesis event registers ``key`` for ``actor``: a key, or a
+        function making one, called once the folder is known to be free (so that no key
+        file is made for a folder init refuses). ``ts`` (µs since the epoch) lets an
+        importer start the ledger at a historical time."""
+        store = Store(path)
+        store.check_new()
+        key = key if isinstance(key, SigningKey) else key()
         origin = origin or f"ledger.local/{uuid.uuid4().hex}"
         when = E.now_micros() if ts is None else ts
         ev = actions.genesis(key.public_key, key.key_id, actor, roles, origin, when)
@@ -78,7 +83,6 @@ class Ledger(Opened):
         cols = _Columns()
         h = cols.add(ev, key)
         identity = {"format": E.FORMAT, "origin": origin, "genesis_hash": h.hex()}
-        store = Store(path)
         store.create(identity, cols.table())
         return cls(store, identity)
 
@@ -459,9 +463,9 @@ class Ledger(Opened):
 
     # --- lineage graph (issue 5) -------------------------------------------------------------
     @_checked
-    def lineage_graph(self, as_of: int | None = None, at_seq: int | None = None) -> Any:
+    def lineage_graph(self, as_of: int | str | None = None, at_seq: int | None = None) -> Any:
         """The lineage graph (a networkx MultiDiGraph, see ``ledger.lineage``) as the
-        ledger stood at ``as_of`` (µs since the epoch) / ``at_seq``, or now."""
+        ledger stood at ``as_of`` (µs since the epoch or text) / ``at_seq``, or now."""
         from . import lineage
 
         table = lineage.select(self.events(columns=lineage.COLUMNS), as_of, at_seq)
@@ -475,7 +479,7 @@ class Ledger(Opened):
         *,
         dataset: str | None = None,
         commit: str | None = None,
-        as_of: int | None = None,
+        as_of: int | str | None = None,
         at_seq: int | None = None,
         networkx: bool = True,
     ) -> Any:
@@ -498,7 +502,7 @@ class Ledger(Opened):
         with collector_paused():
             return lineage.build(rows, graph=None if networkx else lineage.Adjacency())
 
-    def _family(self, as_of: int | None, at_seq: int | None) -> Any:
+    def _family(self, as_of: int | str | None, at_seq: int | None) -> Any:
         return reads.family_at(self.store, as_of, at_seq)
 
     @_checked
@@ -507,7 +511,7 @@ class Ledger(Opened):
         ref: str,
         direction: str = "up",
         depth: int | None = None,
-        as_of: int | None = None,
+        as_of: int | str | None = None,
         at_seq: int | None = None,
     ) -> Any:
         """The subgraph of ``MODEL:VERSION``'s ancestors (``up``) or descendants
@@ -526,7 +530,7 @@ class Ledger(Opened):
         dataset: str | None = None,
         model: str | None = None,
         commit: str | None = None,
-        as_of: int | None = None,
+        as_of: int | str | None = None,
         at_seq: int | None = None,
     ) -> Any:
         """Every version downstream of a dataset (URI or digest), a ``MODEL:VERSION`` or

@@ -372,13 +372,20 @@ class PolicyAudit:
             if self.policies
             else "no policy ever set"
         )
-        n = len(self.open)
-        head = (
-            f"OK: policy: no violations in {self.events} events ({pol})"
-            if self.ok
-            else f"FAIL: policy: {n} violation{'s' if n > 1 else ''} not covered by a"
-            f" break-glass override in {self.events} events ({pol})"
-        )
+        n, covered = len(self.open), len(self.findings)
+        if not self.ok:
+            head = (
+                f"FAIL: policy: {n} violation{'s' if n > 1 else ''} not covered by a"
+                f" break-glass override in {self.events} events ({pol})"
+            )
+        elif covered:  # (never "no violations" above a list of them)
+            head = (
+                f"OK: policy: {covered} violation{'s' if covered > 1 else ''} in {self.events}"
+                f" events, {'each ' if covered > 1 else ''}overridden by a break-glass grant"
+                f" ({pol})"
+            )
+        else:
+            head = f"OK: policy: no violations in {self.events} events ({pol})"
         lines = [head]
         for f in self.findings:
             what = f"{f.action} {f.ref}" if f.ref else f.action

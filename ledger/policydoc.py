@@ -366,19 +366,19 @@ class _Parser:
 
     def threshold(self, spec: Any, where: str) -> Threshold:
         m = _THRESHOLD_RE.fullmatch(spec) if isinstance(spec, str) else None
-        value: float | None = None
-        if m:
-            try:
-                value = float(m[3])
-            except ValueError:
-                value = None
-        if m is None or value is None or not math.isfinite(value):
+        try:  # (an integer beyond ±(2^53−1) is refused in a new policy, read in a stored one)
+            value = E.parse_number(m[3], exact=self.strict) if m else math.nan
+        except ValueError:
+            value = math.nan
+        except InputError as exc:
+            raise self.fail(f"{where}: {_show(spec)}: {exc}") from None
+        if m is None or not math.isfinite(value):
             raise self.fail(
                 f"{where}: {_show(spec)} is not METRIC OP NUMBER"
                 " (e.g. 'auc >= 0.8'; OP is one of >=, >, <=, <, ==)"
             )
-        num: int | float = int(value) if value.is_integer() and abs(value) < 2**53 else value
-        return Threshold(m[1], m[2], num)
+        exact = isinstance(value, float) and value.is_integer() and abs(value) < 2**53
+        return Threshold(m[1], m[2], int(value) if exact else value)
 
     def signer(self, r: Any, where: str) -> SignerRule:
         r = self.table(r, where)

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from . import events as E
 from .errors import CorruptLedgerError, InputError, NotFoundError
-from .events import parse_instant
+from .inputs import instant, parse_instant, read_int, resolve_digest
 from .store import Store
 
 #: Where the named audit queries live: one ``NAME.sql`` file each.
@@ -217,9 +217,10 @@ def _sql_ts(micros: int) -> str:
 
 # --- named queries ---------------------------------------------------------------------------
 
-PARAM_TYPES = ("text", "int", "timestamp")
+#: (``digest``: text in which a digest is completed, see Session.complete_digests)
+PARAM_TYPES = ("text", "int", "timestamp", "digest")
 _PARAM_RE = re.compile(
-    r"(?P<name>[a-z_][a-z0-9_]*)\s+(?P<type>text|int|timestamp)"
+    r"(?P<name>[a-z_][a-z0-9_]*)\s+(?P<type>text|int|timestamp|digest)"
     r"(?:\s+(?P<optional>optional)|\s*=\s*(?P<default>\S+))?\s*:\s+(?P<doc>.*)"
 )
 _NAME_RE = re.compile(r"[a-z][a-z0-9-]*")
@@ -244,14 +245,7 @@ class Param:
         if value is None:
             return None
         if self.type == "int":
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-            try:
-                return int(str(value))
-            except ValueError:
-                raise InputError(
-                    f"parameter {self.name} of query {query} must be an integer, got {value!r}"
-                ) from None
+            return read_int(value, f"parameter {self.name} of query {query}")
         if self.type == "timestamp":
             if isinstance(value, datetime):
                 return value
@@ -400,8 +394,7 @@ class Session:
         paths = ", ".join(_sql_str(str(s.path)) for s in self.segments)
         scan = "read_parquet([" + paths + "], union_by_name = false)"
         last = self.segments[-1].last
-        if isinstance(as_of, str):
-            as_of = parse_instant(as_of)
+        as_of = instant(as_of)
         if at_seq is not None:
             if type(at_seq) is not int or at_seq < 0:
                 raise InputError(f"--at-seq must be a seq number >= 0, got {at_seq!r}")
@@ -431,11 +424,27 @@ class Session:
         # From here on nothing can change a setting (the sandbox included).
         self.con.execute("SET lock_configuration = true")
 
+    def complete_digests(self, params: Any, names: Sequence[str]) -> dict[str, Any] | None:
+        """``params`` with each of ``names`` completed: a digest prefix to the one dataset or
+        artifact digest the views record that starts with it (inputs.resolve_digest)."""
+
+        def known(prefix: str) -> list[str]:
+            return [r[0] for r in self.con.execute(_DIGESTS, {"p": prefix}).fetchall()]
+
+        out = dict(params or {})
+        for k in set(names) & set(out):
+            out[k] = resolve_digest(out[k], known) or out[k]
+        return out or None
+
     def run(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         return self.con.sql(sql, params=dict(params) if params else None).to_arrow_table()
 
     def close(self) -> None:
         self.con.close()
+
+
+_DIGESTS = """SELECT d FROM (SELECT digest FROM datasets UNION SELECT artifact_digest
+FROM registrations) AS t(d) WHERE starts_with(d, $p)"""
 
 
 def _short(exc: BaseException) -> str:
@@ -451,8 +460,10 @@ def run(
     as_of: int | str | None = None,
     at_seq: int | None = None,
     what: str = "query",
+    digests: Sequence[str] = (),
 ) -> tuple[pa.Table, Cutoff]:
-    """Run ``sql`` against the views; retries if a compaction swaps segments meanwhile."""
+    """Run ``sql`` against the views; retries if a compaction swaps segments meanwhile.
+    The ``digests`` parameters are completed first (:meth:`Session.complete_digests`)."""
     for attempt in range(5):
         with store.reading():
             try:
@@ -462,7 +473,7 @@ def run(
                     continue
                 raise CorruptLedgerError(f"cannot read the segments: {_short(exc)}") from None
             try:
-                return session.run(sql, params), session.cutoff
+                return session.run(sql, session.complete_digests(params, digests)), session.cutoff
             except duckdb.IOException as exc:
                 # A segment vanished under us (compaction): list again and retry.
                 if attempt < 4 and [s.path for s in store.segments()] != [
@@ -510,7 +521,8 @@ def named(
 ) -> tuple[pa.Table, Cutoff]:
     """Run the named audit query ``name`` with ``params``."""
     q = get_query(name, folder)
-    return run(store, q.sql, q.bind(params), as_of, at_seq, what=f"query {name}")
+    digests = [p.name for p in q.params if p.type == "digest"]
+    return run(store, q.sql, q.bind(params), as_of, at_seq, f"query {name}", digests)
 
 
 STATUS_MODELS = """

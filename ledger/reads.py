@@ -19,6 +19,7 @@ from . import events as E
 from . import family as F
 from . import policydoc as P
 from .errors import InputError
+from .inputs import check_seq, instant
 from .store import Store
 from .tree import read_rows
 
@@ -85,10 +86,8 @@ def _cutoff(store: Store, n: int, as_of: int | str | None, at_seq: int | None) -
         if at_seq > n - 1:
             raise InputError(f"--at-seq {at_seq} is beyond the last event (seq {n - 1})")
         return at_seq
-    if as_of is not None:
-        when = E.parse_instant(as_of) if isinstance(as_of, str) else as_of
-        return store.last_seq_at(when)
-    return None
+    when = instant(as_of)
+    return None if when is None else store.last_seq_at(when)
 
 
 def policy_at(store: Store, as_of: int | str | None = None, at_seq: int | None = None) -> Any:
@@ -98,8 +97,7 @@ def policy_at(store: Store, as_of: int | str | None = None, at_seq: int | None =
 
     if as_of is not None and at_seq is not None:
         raise InputError("give --as-of or --at-seq, not both")
-    if isinstance(as_of, str):
-        as_of = E.parse_instant(as_of)
+    as_of = instant(as_of)
     if at_seq is not None:
         last = store.tail()[0] - 1
         if type(at_seq) is not int or not 0 <= at_seq <= last:
@@ -121,12 +119,11 @@ def policy_at(store: Store, as_of: int | str | None = None, at_seq: int | None =
     return P.PolicyRecord(P.policy_from_payload(doc), seq, t, actor, doc.get("comment"))
 
 
-def family_at(store: Store, as_of: int | None, at_seq: int | None) -> F.Family:
-    """The index of every segment (``ledger.family.Family``) as of an instant."""
-    if at_seq is not None and at_seq < 0:
-        raise InputError(f"--at-seq must be 0 or more, got {at_seq}")
-    upto = at_seq
-    if as_of is not None:
-        before = store.last_seq_at(as_of)
+def family_at(store: Store, as_of: int | str | None, at_seq: int | None) -> F.Family:
+    """The index of every segment (``ledger.family.Family``) as of an instant (µs or a
+    timestamp string) and/or just after event ``at_seq``."""
+    upto, when = check_seq(at_seq), instant(as_of)
+    if when is not None:
+        before = store.last_seq_at(when)
         upto = before if upto is None else min(upto, before)
     return F.Family(store.bundles(), upto)

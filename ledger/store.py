@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
@@ -110,20 +111,45 @@ class Store:
             raise CorruptLedgerError(f"cannot read {p}: {exc.strerror}") from None
         return S.parse_identity(data, p)
 
-    def create(self, identity: dict[str, Any], genesis: pa.Table) -> None:
-        """Create a new ledger folder holding the identity file and the genesis segment."""
+    def check_new(self) -> None:
+        """InputError unless :meth:`create` may make a ledger here; writes nothing."""
         if (self.root / S.IDENTITY).exists():
             raise InputError(f"{self.root} is already a ledger")
-        if self.root.exists() and any(self.root.iterdir()):
-            raise InputError(f"{self.root} exists and is not empty; choose a new folder")
+        if self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
+            what = "is not empty" if self.root.is_dir() else "is a file"
+            raise InputError(f"{self.root} exists and {what}; choose a new folder")
+
+    def create(self, identity: dict[str, Any], genesis: pa.Table) -> None:
+        """Create a ledger folder (identity file, genesis segment); a failure leaves none."""
+        self.check_new()
+        existed, owned = self.root.exists(), False
         try:
             self.events_dir.mkdir(parents=True, exist_ok=True)
             with self.lock():
+                if (self.root / S.IDENTITY).exists() or self._names(S.EVENTS):
+                    raise InputError(f"{self.root} is already a ledger")  # (a racing init)
+                owned = True
                 self._readers.ensure()
                 self.write_segment(genesis, eventindex.derive(genesis))
                 self._write_atomic(self.root / S.IDENTITY, S.identity_bytes(identity))
-        except OSError as exc:
-            raise storage_error(exc, f"create the ledger in {self.root}") from None
+        except BaseException as exc:
+            self._uncreate(existed, owned)
+            if isinstance(exc, OSError):
+                raise storage_error(exc, f"create the ledger in {self.root}") from None
+            raise
+
+    def _uncreate(self, existed: bool, owned: bool) -> None:
+        """Remove what a failed create wrote: all of it once it held the lock on a folder no
+        other init had taken; before that, only the folders it made, if they are empty."""
+        made = [self.events_dir] + ([] if existed else [self.root])
+        for p in (list(self.root.iterdir()) if existed else [self.root]) if owned else made:
+            with contextlib.suppress(OSError):
+                if not owned:
+                    p.rmdir()
+                elif p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
 
     # --- locks: one writer at a time; no segment deleted under a reader ---------------
     @contextlib.contextmanager

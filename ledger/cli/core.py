@@ -46,7 +46,7 @@ def _receipt(r: Any) -> None:
     "key_path",
     envvar="LEDGER_KEY",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="Admin private key; generated (mode 0600) if the file does not exist.",
 )
 @click.option("--actor", required=True, help="Name the admin key is bound to.")
@@ -65,21 +65,36 @@ def init(
       ledger init reg --key admin.pem --actor admin    # writes admin.pem (0600) and admin.pub
       ledger init reg2 --key admin.pem --actor admin --origin example.com/models
     """
-    from ..keys import SigningKey, write_key_files
+    from ..keys import SigningKey, discard_key_files, inside, write_key_files
     from ..ledger import Ledger
 
-    if Path(key_path).exists():
-        key = load_key(key_path)
-    else:
-        key = SigningKey.generate()
-        write_key_files(
-            Path(key_path), key, passphrase(key_path, confirm=True) if encrypt else None
+    if inside(key_path, path):
+        raise InputError(
+            f"--key {key_path} is inside the ledger folder {path}; private keys are never"
+            " stored in a ledger: give a path outside it"
         )
-        click.echo(
-            f"generated key {key.key_id} in {key_path} (public key in {Path(key_path).with_suffix('.pub')})"
-        )
-    led = Ledger.init(path, key, actor, roles, origin)
-    click.echo(f"created ledger {led.origin} in {path}; admin {actor} key {key.key_id}")
+    generate = not Path(key_path).exists()
+    used: list[SigningKey] = []
+    written: list[Path] = []
+
+    def key() -> SigningKey:  # (called once the folder is known to be free)
+        if not generate:
+            used.append(load_key(key_path))
+            return used[0]
+        used.append(SigningKey.generate())
+        pw = passphrase(key_path, confirm=True) if encrypt else None
+        written.append(write_key_files(Path(key_path), used[0], pw))
+        return used[0]
+
+    try:
+        led = Ledger.init(path, key, actor, roles, origin)
+    except BaseException:
+        if written:  # (a failed command leaves nothing behind: not the key it made either)
+            discard_key_files(key_path)
+        raise
+    if written:
+        click.echo(f"generated key {used[0].key_id} in {key_path} (public key in {written[0]})")
+    click.echo(f"created ledger {led.origin} in {path}; admin {actor} key {used[0].key_id}")
 
 
 @cli.group()
@@ -569,7 +584,7 @@ def compact(ledger_path: str) -> None:
       ledger compact
     """
     before, after = _open(ledger_path).compact()
-    click.echo(f"compacted {before} segments into {after}")
+    click.echo(f"compacted {before} segment{'' if before == 1 else 's'} into {after}")
 
 
 @cli.command()

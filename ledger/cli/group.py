@@ -18,7 +18,30 @@ from ..errors import LedgerError, LedgerWarning
 INTERNAL_ERROR = 70
 
 
+#: Click's "no command given: here is the help" (8.2+), which is help, not an error.
+_HELP_ERRORS = tuple(
+    e for e in (getattr(click.exceptions, "NoArgsIsHelpError", None),) if e is not None
+)
+
+
+def _usage_error(ctx: click.Context, exc: click.UsageError) -> None:
+    """A usage error (unknown option, missing argument, bad value or choice) as one
+    ``Error: …`` line, exit 2, like every other error (click would print the usage and a
+    hint as well); ``--help`` shows the usage."""
+    if isinstance(exc, _HELP_ERRORS):
+        raise exc
+    click.echo(f"Error: {' '.join(exc.format_message().split())}", err=True)
+    ctx.exit(exc.exit_code)
+
+
 class LedgerGroup(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:  # (the group's own options: ledger --bogus)
+            _usage_error(ctx, exc)
+            raise  # pragma: no cover (ctx.exit raised)
+
     def invoke(self, ctx: click.Context) -> Any:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", LedgerWarning)
@@ -41,6 +64,8 @@ class LedgerGroup(click.Group):
         except LedgerError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except click.UsageError as exc:
+            _usage_error(ctx, exc)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt:

@@ -30,8 +30,8 @@ def _graph(ledger_path: str, as_of: str | None, at_seq: int | None, **question: 
 
 @cli.command()
 @click.argument("ref", metavar="MODEL:VERSION", required=False)
-@click.option("--up", "direction", flag_value="up", default=True, help="Ancestors (the default).")
-@click.option("--down", "direction", flag_value="down", help="Descendants and their deployments.")
+@click.option("--up", "up", is_flag=True, help="Ancestors (the default).")
+@click.option("--down", "down", is_flag=True, help="Descendants and their deployments.")
 @click.option("--all", "whole", is_flag=True, help="The whole ledger's graph (for exports).")
 @click.option("--depth", type=click.IntRange(min=0), help="At most N hops from MODEL:VERSION.")
 @click.option(
@@ -52,7 +52,8 @@ def _graph(ledger_path: str, as_of: str | None, at_seq: int | None, **question: 
 @read_options
 def lineage(
     ref: str | None,
-    direction: str,
+    up: bool,
+    down: bool,
     whole: bool,
     depth: int | None,
     fmt: str,
@@ -75,6 +76,9 @@ def lineage(
 
     if whole == (ref is not None):
         raise InputError("give MODEL:VERSION or --all (the whole graph), not both or neither")
+    if up and down:
+        raise InputError("give --up or --down, not both")
+    direction = "down" if down else "up"
     if whole and fmt == "tree":
         raise InputError("--all needs an export --format (e.g. graphml); the tree needs a root")
     if fmt in ("svg", "png") and not out_path:

@@ -33,7 +33,7 @@ def key_option(f: F) -> F:
         "key_path",
         envvar="LEDGER_KEY",
         required=True,
-        type=click.Path(dir_okay=False),
+        type=click.Path(),  # (a folder is a key problem, exit 5, which load_key reports)
         help="Private key file that signs the event (or $LEDGER_KEY).",
     )(f)
 

@@ -55,6 +55,7 @@ from .questions import (
     find_datasets,
     impact,
     live_deployments,
+    no_dataset,
     up,
     version_node,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "impact",
     "live_deployments",
     "model_id",
+    "no_dataset",
     "select",
     "up",
     "version_node",

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InputError
+from ..inputs import check_seq, instant
 
 if TYPE_CHECKING:  # networkx is imported when a graph is built (0.25 s of start-up)
     import networkx as nx
@@ -72,18 +72,18 @@ def env_id(env: str) -> str:
 # --- as-of ------------------------------------------------------------------------------------
 
 
-def select(table: Any, as_of: int | None = None, at_seq: int | None = None) -> Any:
-    """The events of an Arrow ``table`` with ``ts <= as_of`` and ``seq <= at_seq``."""
+def select(table: Any, as_of: int | str | None = None, at_seq: int | None = None) -> Any:
+    """The events of an Arrow ``table`` with ``ts <= as_of`` (µs or a timestamp string)
+    and ``seq <= at_seq``."""
+    as_of, at_seq = instant(as_of), check_seq(at_seq)
     if as_of is None and at_seq is None:
         return table
     import pyarrow as pa
     import pyarrow.compute as pc
 
     mask = None
-    if at_seq is not None:
-        if at_seq < 0:
-            raise InputError(f"--at-seq must be 0 or more, got {at_seq}")
-        mask = pc.less_equal(table["seq"], at_seq)
+    if at_seq is not None:  # (a seq beyond the int64 Arrow compares with is beyond them all)
+        mask = pc.less_equal(table["seq"], min(at_seq, 2**63 - 1))
     if as_of is not None:
         when = pa.scalar(as_of, pa.timestamp("us", tz="UTC"))
         m = pc.less_equal(table["ts"].cast(pa.timestamp("us", tz="UTC")), when)

@@ -17,6 +17,7 @@ from ..compat import nodes as _nodes
 from ..compat import pred as _pred
 from ..compat import succ as _succ
 from ..errors import InputError, NotFoundError
+from ..inputs import digest_hex, resolve_digest
 from .graph import (
     COMMIT,
     DATASET,
@@ -129,20 +130,31 @@ class Impact:
 
 
 def find_datasets(g: nx.MultiDiGraph, uri_or_digest: str) -> list[str]:
-    """Dataset nodes whose digest (``sha256:HEX``, or the 64 hex digits alone) or URI is
-    ``uri_or_digest``."""
-    if re.fullmatch(r"[0-9a-f]{64}", uri_or_digest):
-        uri_or_digest = "sha256:" + uri_or_digest
-    key = "digest" if E.DIGEST_RE.fullmatch(uri_or_digest) else "uri"
-    found = sorted(
-        n for n, d in _nodes(g).items() if d["kind"] == DATASET and d.get(key) == uri_or_digest
-    )
+    """Dataset nodes whose URI or digest is ``uri_or_digest`` (a digest in any of the
+    forms of ledger/inputs.py: ``sha256:HEX``, the hex alone, or a prefix of 12 or more
+    digits naming one digest of the graph's datasets)."""
+    datasets = [d for d in _nodes(g).values() if d["kind"] == DATASET]
+    key, want = "uri", uri_or_digest
+    if digest_hex(uri_or_digest) is not None:
+        digests = [d["digest"] for d in datasets if d.get("digest")]
+        key = "digest"
+        want = resolve_digest(uri_or_digest, lambda _: digests) or uri_or_digest
+    found = sorted(n for n, d in _nodes(g).items() if d["kind"] == DATASET and d.get(key) == want)
     if not found:
-        what = "digest" if key == "digest" else "URI"
-        raise NotFoundError(
-            f"no registered version was trained on a dataset with {what} {uri_or_digest}"
-        )
+        raise NotFoundError(no_dataset(uri_or_digest))
     return found
+
+
+def no_dataset(uri_or_digest: str) -> str:
+    """What a dataset question that finds nothing says."""
+    h = digest_hex(uri_or_digest)
+    if h is None:
+        what = f"with URI {uri_or_digest}"
+    elif len(h) == 64:
+        what = f"with digest sha256:{h}"
+    else:
+        what = f"whose digest starts with sha256:{h}"
+    return f"no registered version was trained on a dataset {what}"
 
 
 def find_commits(g: nx.MultiDiGraph, spec: str) -> list[str]:

@@ -2,7 +2,7 @@
 -- Versions live in an environment whose lineage (the version itself or any
 -- ancestor) was trained on a dataset, matched by digest, URI or name; e.g. a
 -- dataset later found to contain personal data.
--- param: dataset text: A dataset digest (sha256:...), URI or name.
+-- param: dataset digest: A dataset digest (sha256:HEX, the 64 hex digits, or 12+ of them), URI or name.
 -- param: env text = production: The environment.
 WITH RECURSIVE
 edges AS MATERIALIZED (SELECT model, version, parent_model, parent_version FROM lineage),
