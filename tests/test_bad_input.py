@@ -380,7 +380,7 @@ USAGE = [
     (
         ["log", "--format", "xml"],
         "Error: Invalid value for '--format': 'xml' is not one of 'table', 'json', 'jsonl',"
-        " 'csv'.\n",
+        " 'csv', 'parquet'.\n",
     ),
     (["init"], "Error: Missing argument 'PATH'.\n"),
     (["approve", f"{XGB}:1"], "Error: Missing option '--env'.\n"),
