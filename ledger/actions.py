@@ -102,17 +102,18 @@ def register(
     return E.Draft(E.REGISTER, payload, model)
 
 
-def model_action(action: str, model: str, version: int, **fields: Any) -> E.Draft:
+def model_action(action: str, model: str, version: int | str, **fields: Any) -> E.Draft:
     """The draft of an approve, reject, deploy, undeploy or deprecate of ``model:version``
-    (``fields``: ``env``, ``comment``; None ones left out)."""
+    (``version`` an int or ``"@alias"``; ``fields``: ``env``, ``comment``; None ones left
+    out)."""
     payload = {k: v for k, v in fields.items() if v is not None}
     if "env" in payload:
         E.check_env(payload["env"])
     if "comment" in payload:
         E.check_text(payload["comment"], "comment")
-    if type(version) is not int or version < 1:
-        raise InputError(f"version must be a positive integer, got {version!r}")
-    return E.Draft(action, payload, E.check_model_name(model), version)
+    if version is None:
+        raise InputError("version must be a positive integer or '@ALIAS', got None")
+    return model_draft(action, model, version, payload)
 
 
 def key_add(public_key: bytes, actor: str, roles: Sequence[str] | str) -> E.Draft:
@@ -157,3 +158,75 @@ def break_glass(
     """The draft of a break-glass grant (whether a policy in force has ``rule`` on is
     the caller's question: it needs the ledger's state)."""
     return E.Draft(E.BREAK_GLASS, P.grant_payload(action, rule, justification, model, version, env))
+
+
+# --- registry metadata: aliases, tags, descriptions (issue 17) -------------------------------
+
+
+def _version_or_alias(version: int | str | None) -> tuple[int | None, str | None]:
+    """A version given as an int, or as ``"@alias"`` (resolved by the writer)."""
+    if isinstance(version, str) and version.startswith("@"):
+        return None, E.check_alias(version[1:])
+    if version is not None and (type(version) is not int or version < 1):
+        raise InputError(f"version must be a positive integer or '@ALIAS', got {version!r}")
+    return version, None
+
+
+def model_draft(
+    action: str, model: str, version: int | str | None, payload: dict[str, Any]
+) -> E.Draft:
+    """A draft naming ``model`` and ``version`` (an int, ``"@alias"``, or None)."""
+    v, alias = _version_or_alias(version)
+    return E.Draft(action, payload, E.check_model_name(model), v, alias=alias)
+
+
+def alias_set(model: str, version: int | str, alias: str, comment: str | None = None) -> E.Draft:
+    """Point ``alias`` of ``model`` at ``version`` (moving it from any other version)."""
+    if version is None:
+        raise InputError("alias set needs MODEL:VERSION (or MODEL@ALIAS)")
+    payload: dict[str, Any] = {"alias": E.check_alias(alias)}
+    if comment is not None:
+        payload["comment"] = E.check_text(comment, "comment")
+    return model_draft(E.ALIAS_SET, model, version, payload)
+
+
+def alias_delete(model: str, alias: str, comment: str | None = None) -> E.Draft:
+    """Remove ``alias`` of ``model``; the event names the version it pointed at."""
+    payload: dict[str, Any] = {"alias": E.check_alias(alias)}
+    if comment is not None:
+        payload["comment"] = E.check_text(comment, "comment")
+    return model_draft(E.ALIAS_DELETE, model, f"@{alias}", payload)
+
+
+def tag_set(model: str, version: int | str | None, tags: Any) -> E.Draft:
+    """Set tags (``KEY=VALUE`` specs or a dict) on ``model:version``, or on the model."""
+    parsed = E.parse_pairs(tags, "--tag") if not isinstance(tags, dict) else dict(tags)
+    if not parsed:
+        raise InputError("tag set needs at least one KEY=VALUE")
+    for k, v in parsed.items():
+        if not isinstance(k, str) or not E.KEYNAME_RE.fullmatch(k):
+            raise InputError(f"invalid tag name {k!r}")
+        if not isinstance(v, str):
+            raise InputError(f"tag {k} must be text, got {v!r}")
+        E.check_text(v, f"tag {k}")
+    return model_draft(E.TAG_SET, model, version, {"tags": parsed})
+
+
+def tag_delete(model: str, version: int | str | None, keys: Iterable[str]) -> E.Draft:
+    """Remove the tags ``keys`` from ``model:version``, or from the model."""
+    names = sorted(set(keys))
+    if not names:
+        raise InputError("tag delete needs at least one KEY")
+    for k in names:
+        if not isinstance(k, str) or not E.KEYNAME_RE.fullmatch(k):
+            raise InputError(f"invalid tag name {k!r}")
+    return model_draft(E.TAG_DELETE, model, version, {"keys": names})
+
+
+def describe(model: str, version: int | str | None, text: str) -> E.Draft:
+    """Set the description of ``model:version``, or of the model."""
+    if not isinstance(text, str):
+        raise InputError("a description must be text")
+    return model_draft(
+        E.DESCRIBE, model, version, {"description": E.check_text(text, "description")}
+    )

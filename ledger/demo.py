@@ -309,6 +309,18 @@ def run_demo(path: Path, force: bool = False, echo: Callable[[str], None] = prin
         " (ledger verify --policy lists both)"
     )
 
+    write(actions.alias_set(xgb, 1, "champion"), "2026-09-16T09:00:00Z", "carol")
+    write(actions.alias_set(xgb, 3, "challenger"), "2026-09-16T09:05:00Z", "carol")
+    write(
+        actions.describe(xgb, None, "XGBoost card-fraud scorer, fine-tuned from the base model"),
+        "2026-09-16T09:10:00Z",
+        "alice",
+    )
+    step(
+        f"carol named {xgb}:1 champion and {xgb}:3 challenger (ledger alias list {xgb});"
+        f" alice described {xgb}"
+    )
+
     cp = led.checkpoint(keys["notary"])
     step(
         f"notary signed a checkpoint of all {cp.size} events"

@@ -92,6 +92,10 @@ def members(action: str, payload: dict[str, Any]) -> dict[str, Any]:
         out["comment"] = payload["comment"]
     if action in E.ENV_ACTIONS:
         out["env"] = _str(payload.get("env"))
+    elif action in E.ALIAS_ACTIONS:  # (the target policy reads as an environment)
+        out["env"] = _str(payload.get("alias"))
+    elif action == E.DESCRIBE:
+        out["description"] = _str(payload.get("description"))
     elif action == E.REGISTER:
         art = payload.get("artifact")
         if isinstance(art, dict):

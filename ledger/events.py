@@ -29,6 +29,13 @@ UNDEPLOY = "undeploy"
 DEPRECATE = "deprecate"
 POLICY_SET = "policy_set"
 BREAK_GLASS = "break_glass"
+#: Registry metadata (issue 17): an alias names one version of a model; tags and a
+#: description belong to a version, or (``version`` null) to the model itself.
+ALIAS_SET = "alias_set"
+ALIAS_DELETE = "alias_delete"
+TAG_SET = "tag_set"
+TAG_DELETE = "tag_delete"
+DESCRIBE = "describe"
 
 ADMIN, REGISTRAR, APPROVER, DEPLOYER = "admin", "registrar", "approver", "deployer"
 #: Signs Merkle checkpoints (ledger/checkpoint.py); no event action needs it.
@@ -49,6 +56,12 @@ ACTION_ROLE: dict[str, str] = {
     UNDEPLOY: DEPLOYER,
     POLICY_SET: ADMIN,
     BREAK_GLASS: ADMIN,
+    # (which version serves is a deployment decision; what a model is, its registrar's)
+    ALIAS_SET: DEPLOYER,
+    ALIAS_DELETE: DEPLOYER,
+    TAG_SET: REGISTRAR,
+    TAG_DELETE: REGISTRAR,
+    DESCRIBE: REGISTRAR,
 }
 ACTIONS = tuple(ACTION_ROLE)
 MODEL_ACTIONS = frozenset({REGISTER, APPROVE, REJECT, DEPLOY, UNDEPLOY, DEPRECATE})
@@ -56,6 +69,16 @@ ENV_ACTIONS = frozenset({APPROVE, DEPLOY, UNDEPLOY})
 KEY_ACTIONS = frozenset({GENESIS, KEY_ADD, KEY_REVOKE})
 #: Governance events (ledger/policy.py): they apply to every model, like key events.
 POLICY_ACTIONS = frozenset({POLICY_SET, BREAK_GLASS})
+#: Name a model and one of its versions (as MODEL_ACTIONS do); the alias is the target
+#: that policy treats as an environment (approvals, signers, separation of duties).
+ALIAS_ACTIONS = frozenset({ALIAS_SET, ALIAS_DELETE})
+#: Name a model, and a version or (null) the model itself.
+META_ACTIONS = frozenset({TAG_SET, TAG_DELETE, DESCRIBE})
+#: Every action that names a model.
+MODEL_SCOPED = MODEL_ACTIONS | ALIAS_ACTIONS | META_ACTIONS
+#: Actions with a *target* policy rules read as an environment: the environment of an
+#: approve, deploy or undeploy, the alias of an alias_set or alias_delete.
+TARGET_ACTIONS = ENV_ACTIONS | ALIAS_ACTIONS
 
 # --- limits (docs/FORMAT.md, "Limits") --------------------------------------------------
 MAX_NAME = 128
@@ -93,6 +116,36 @@ def check_model_name(name: str) -> str:
             f" with a letter or digit, at most {MAX_NAME} characters (e.g. fraud.detector.xgb)"
         )
     return name
+
+
+def check_alias(alias: str) -> str:
+    """An alias name: an environment name's pattern, except ``latest`` (MLflow reserves it
+    for the newest version)."""
+    if not isinstance(alias, str) or not ENV_RE.fullmatch(alias) or alias == "latest":
+        raise InputError(
+            f"invalid alias {_r(alias)}: lowercase letters, digits, '_' and '-', starting with"
+            " a letter, at most 32 characters, not 'latest' (e.g. champion)"
+        )
+    return alias
+
+
+def parse_target(ref: str) -> tuple[str, int | None, str | None]:
+    """``MODEL``, ``MODEL:VERSION`` or ``MODEL@ALIAS`` -> (model, version, alias)."""
+    if not isinstance(ref, str):
+        raise InputError(f"expected MODEL, MODEL:VERSION or MODEL@ALIAS, got {_r(ref)}")
+    if "@" in ref:
+        model, _, alias = ref.rpartition("@")
+        return check_model_name(model), None, check_alias(alias)
+    if ":" in ref:
+        model, version = parse_model_ref(ref)
+        return model, version, None
+    return check_model_name(ref), None, None
+
+
+def parse_version_ref(ref: str) -> tuple[str, int | None, str | None]:
+    """``MODEL:VERSION`` or ``MODEL@ALIAS`` (one version) -> (model, version, alias)."""
+    model, version, alias = parse_target(ref) if "@" in str(ref) else (*parse_model_ref(ref), None)
+    return model, version, alias
 
 
 def check_env(env: str) -> str:
@@ -279,6 +332,13 @@ class Draft:
     model: str | None = None
     version: int | None = None
     ts: int | None = None  # importers may carry historical times; must not go backwards
+    #: Resolve ``version`` from this alias of ``model`` when the writer holds the lock (so
+    #: that the version is the one the alias names at the instant the event is written).
+    alias: str | None = None
+    #: A reject or deprecate that the writer refuses, under the lock, while the version
+    #: is live anywhere (the facade's lifecycle guard; raw drafts, e.g. an importer's
+    #: history, may record a "zombie" deployment as it happened).
+    unless_live: bool = False
 
 
 def event_from_document(doc: dict[str, Any]) -> Event:

@@ -476,11 +476,24 @@ _VERBS = {
     E.DEPLOY: "deployed to {env}",
     E.UNDEPLOY: "undeployed from {env}",
     E.DEPRECATE: "deprecated",
+    E.ALIAS_SET: "named {alias}",
+    E.ALIAS_DELETE: "no longer named {alias}",
+    E.TAG_SET: "tagged {tags}",
+    E.TAG_DELETE: "untagged {keys}",
+    E.DESCRIBE: "described",
 }
 
 
 def _step(ev: E.Event) -> str:
-    verb = _VERBS[ev.action].format(env=ev.payload.get("env", "?"))
+    p = ev.payload
+    tags = p.get("tags")
+    keys = p.get("keys")
+    verb = _VERBS.get(ev.action, ev.action).format(
+        env=p.get("env", "?"),
+        alias=p.get("alias", "?"),
+        tags=", ".join(f"{k}={v}" for k, v in tags.items()) if isinstance(tags, dict) else "?",
+        keys=", ".join(map(str, keys)) if isinstance(keys, list) else "?",
+    )
     return f"{verb} by {ev.actor} at {E.format_ts(ev.ts)}"
 
 

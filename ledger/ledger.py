@@ -14,21 +14,23 @@ import pyarrow as pa
 
 from . import actions, readgate, reads
 from . import events as E
-from .errors import InputError, NotFoundError, RuleViolation
+from .errors import InputError, NotFoundError
 from .gcpause import collector_paused
+from .governance import GovernanceMethods
 from .keys import SigningKey, VerifierKey
 from .opened import Opened
 from .readgate import checked as _checked
 from .readgate import reading as _reading
+from .registry import RegistryMethods
 from .state import KeyRecord, State
-from .store import COLUMNS, STATE_COLUMNS, Store, replay, typed_events
+from .store import COLUMNS, STATE_COLUMNS, Store, replay
 from .verify import Problem, VerifyReport
 from .writer import Receipt, Writer, _Columns
 
 _T = TypeVar("_T")
 
 
-class Ledger(Opened):
+class Ledger(RegistryMethods, GovernanceMethods, Opened):
     """A ledger folder. Create one with ``Ledger.init``, open one with ``Ledger.open``.
 
     Reads warn (``ledger.errors.UnverifiedWarning``) when they answer from events that
@@ -137,39 +139,47 @@ class Ledger(Opened):
         return self.append(draft, key)
 
     def _model_action(
-        self, action: str, model: str, version: int, key: SigningKey, **fields: Any
+        self, action: str, model: str, version: int | str, key: SigningKey, **fields: Any
     ) -> Receipt:
         return self.append(actions.model_action(action, model, version, **fields), key)
 
     def approve(
-        self, model: str, version: int, env: str, *, key: SigningKey, comment: str | None = None
+        self,
+        model: str,
+        version: int | str,
+        env: str,
+        *,
+        key: SigningKey,
+        comment: str | None = None,
     ) -> Receipt:
-        """Record that the key's actor approves ``model:version`` for ``env``."""
+        """Record that the key's actor approves ``model:version`` for ``env`` (or for the
+        alias ``env``: policy governs an alias as an environment). ``version`` is an int,
+        or ``"@alias"`` for the version that alias names when the event is written."""
         return self._model_action(E.APPROVE, model, version, key, env=env, comment=comment)
 
-    def reject(
-        self, model: str, version: int, *, key: SigningKey, comment: str | None = None
-    ) -> Receipt:
-        """Reject ``model:version``: it can no longer be approved or deployed."""
-        return self._model_action(E.REJECT, model, version, key, comment=comment)
-
     def deploy(
-        self, model: str, version: int, env: str, *, key: SigningKey, comment: str | None = None
+        self,
+        model: str,
+        version: int | str,
+        env: str,
+        *,
+        key: SigningKey,
+        comment: str | None = None,
     ) -> Receipt:
         """Make ``model:version`` the live version in ``env`` (replacing any other)."""
         return self._model_action(E.DEPLOY, model, version, key, env=env, comment=comment)
 
     def undeploy(
-        self, model: str, version: int, env: str, *, key: SigningKey, comment: str | None = None
+        self,
+        model: str,
+        version: int | str,
+        env: str,
+        *,
+        key: SigningKey,
+        comment: str | None = None,
     ) -> Receipt:
         """Take ``model:version`` out of ``env``, where it must be live."""
         return self._model_action(E.UNDEPLOY, model, version, key, env=env, comment=comment)
-
-    def deprecate(
-        self, model: str, version: int, *, key: SigningKey, comment: str | None = None
-    ) -> Receipt:
-        """Deprecate ``model:version``: it can no longer be deployed (it stays live until undeployed)."""
-        return self._model_action(E.DEPRECATE, model, version, key, comment=comment)
 
     # --- keys ------------------------------------------------------------------------------
     def add_key(
@@ -375,7 +385,7 @@ class Ledger(Opened):
         model: str | None = None,
         env: str | None = None,
         *,
-        version: int | None = None,
+        version: int | str | None = None,
         as_of: int | str | None = None,
         at_seq: int | None = None,
     ) -> pa.Table:
@@ -390,8 +400,8 @@ class Ledger(Opened):
             E.check_model_name(model)
             if env is not None:
                 E.check_env(env)
-            self._registered(model, version)
             rows = self._points.rows(model, as_of, at_seq)
+            version = self._version_in(model, version, rows, as_of or at_seq is not None)
             table = pointread.versions(rows) if env is None else pointread.live(rows, model, env)
             if version is not None and "version" in table.column_names:
                 import pyarrow.compute as pc  # (not for a plain status: start-up time)
@@ -406,7 +416,7 @@ class Ledger(Opened):
     def history(
         self,
         model: str,
-        version: int | None = None,
+        version: int | str | None = None,
         *,
         as_of: int | str | None = None,
         at_seq: int | None = None,
@@ -416,8 +426,27 @@ class Ledger(Opened):
         from . import pointread
 
         E.check_model_name(model)
-        self._registered(model, version)
-        return pointread.history(self._points.rows(model, as_of, at_seq), version)
+        rows = self._points.rows(model, as_of, at_seq)
+        cut = as_of or at_seq is not None
+        return pointread.history(rows, self._version_in(model, version, rows, cut))
+
+    def _version_in(
+        self, model: str, version: int | str | None, rows: list[dict[str, Any]], cut: Any = False
+    ) -> int | None:
+        """``version`` checked registered; ``"@alias"`` read as the version the alias named
+        in ``rows`` (the model's events up to the cut of an as-of read)."""
+        if not isinstance(version, str):
+            self._registered(model, version)
+            return version
+        from .pointread import current_aliases
+
+        self._registered(model, None)
+        alias = E.check_alias(version.removeprefix("@"))
+        hit = current_aliases(rows).get(alias)
+        if hit is None:
+            then = " at the point in time asked" if cut else ""
+            raise NotFoundError(f"model {model} has no alias {alias}{then}", kind="unknown_alias")
+        return int(hit["version"])
 
     def _registered(self, model: str, version: int | None) -> None:
         """NotFoundError unless the ledger registered ``model`` (and ``version``) at all
@@ -538,62 +567,6 @@ class Ledger(Opened):
         from . import family as F
 
         return F.impact(self._family(as_of, at_seq), dataset=dataset, model=model, commit=commit)
-
-    # --- governance policy (issue 6) ---------------------------------------------------------
-    def set_policy(
-        self,
-        policy: Any,
-        *,
-        key: SigningKey,
-        comment: str | None = None,
-    ) -> Receipt:
-        """Record ``policy`` as the governance policy in force from this event on. It is a
-        ``Policy``, a parsed document (dict) or the path of a TOML/YAML/JSON policy file.
-        Signed by an admin key; an empty policy switches every rule off."""
-        return self.append(actions.policy_set(policy, comment), key)
-
-    @_checked
-    def policy(self, as_of: int | str | None = None, at_seq: int | None = None) -> Any:
-        """The policy in force now, ``as_of`` an instant (µs or text such as
-        2026-03-01T09:00Z) or after event ``at_seq``: a ``ledger.policy.PolicyRecord``, or
-        None when no policy was set by then."""
-        return reads.policy_at(self.store, as_of, at_seq)
-
-    def break_glass(
-        self,
-        action: str,
-        model: str | None = None,
-        version: int | None = None,
-        env: str | None = None,
-        *,
-        rule: str,
-        justification: str,
-        key: SigningKey,
-    ) -> Receipt:
-        """Let the next ``action`` on ``model:version`` (in ``env``) bypass ``rule`` once,
-        with a mandatory ``justification``; signed by an admin key, listed by every audit."""
-        draft = actions.break_glass(action, model, version, env, rule, justification)
-        with self._unchecked():
-            now = self.state(models=set())
-        if now.policy is None:
-            raise RuleViolation("no policy is in force, so there is no rule to bypass")
-        if rule not in now.policy.rules:
-            on = ", ".join(now.policy.rules) or "none"
-            raise RuleViolation(
-                f"the policy in force (seq {now.policy_seq}) does not switch on rule {rule}"
-                f" (its rules: {on}); there is nothing to bypass"
-            )
-        return self.append(draft, key)
-
-    @_checked
-    def policy_audit(self) -> Any:
-        """Check every event against the policy in force at its time; a
-        ``ledger.policy.PolicyAudit`` (falsy when a violation has no break-glass override).
-        Run it on a verified ledger (``verify --policy`` does both)."""
-        from . import policy as P
-
-        table = self.store.read(STATE_COLUMNS)
-        return P.audit(typed_events(table, self.origin))
 
 
 __all__ = ["Ledger", "NotFoundError", "Problem", "Receipt"]

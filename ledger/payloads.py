@@ -48,6 +48,11 @@ _MEMBERS: dict[str, frozenset[str]] = {
     E.DEPRECATE: frozenset({"comment"}),
     E.POLICY_SET: frozenset({"policy", "comment"}),
     E.BREAK_GLASS: frozenset({"action", "rule", "justification", "model", "version", "env"}),
+    E.ALIAS_SET: frozenset({"alias", "comment"}),
+    E.ALIAS_DELETE: frozenset({"alias", "comment"}),
+    E.TAG_SET: frozenset({"tags", "comment"}),
+    E.TAG_DELETE: frozenset({"keys", "comment"}),
+    E.DESCRIBE: frozenset({"description"}),
 }
 _REQUIRED: dict[str, frozenset[str]] = {
     E.GENESIS: frozenset({"format", "key_id", "actor", "public_key", "roles"}),
@@ -58,6 +63,11 @@ _REQUIRED: dict[str, frozenset[str]] = {
     E.UNDEPLOY: frozenset({"env"}),
     E.POLICY_SET: frozenset({"policy"}),
     E.BREAK_GLASS: frozenset({"action", "rule", "justification"}),
+    E.ALIAS_SET: frozenset({"alias"}),
+    E.ALIAS_DELETE: frozenset({"alias"}),
+    E.TAG_SET: frozenset({"tags"}),
+    E.TAG_DELETE: frozenset({"keys"}),
+    E.DESCRIBE: frozenset({"description"}),
 }
 _NO_CITATIONS = frozenset({E.GENESIS, E.BREAK_GLASS})
 
@@ -82,10 +92,12 @@ def check_event(ev: E.Event) -> None:
     if allowed is None:
         return
     p = ev.payload
-    if a in E.MODEL_ACTIONS:
+    if a in E.MODEL_SCOPED:
         if type(ev.model) is not str or not E.MODEL_RE.fullmatch(ev.model):
             raise _Bad(a, "the event's model", f"{_show(ev.model)} is not a model name")
-        if type(ev.version) is not int or ev.version < 1:
+        if (a not in E.META_ACTIONS or ev.version is not None) and (
+            type(ev.version) is not int or ev.version < 1
+        ):
             raise _Bad(a, "the event's version", f"{_show(ev.version)} is not a positive integer")
     elif ev.model is not None or ev.version is not None:
         raise InputError(f"{a} event names a model or version; both must be null", kind=KIND)
@@ -260,7 +272,44 @@ def _break_glass(a: str, p: dict[str, Any]) -> None:
     _text(a, "'justification'", p["justification"], empty=False)
 
 
+def _alias(a: str, p: dict[str, Any]) -> None:
+    alias = p["alias"]
+    if type(alias) is not str or not E.ENV_RE.fullmatch(alias) or alias == "latest":
+        raise _Bad(a, "'alias'", f"{_show(alias)} is not a valid alias name")
+
+
+def _tag_set(a: str, p: dict[str, Any]) -> None:
+    tags = _object(a, "'tags'", p["tags"])
+    if not tags:
+        raise _Bad(a, "'tags'", "must name at least one tag")
+    for k, v in tags.items():
+        _name(a, "'tags' name", k, E.KEYNAME_RE, "tag name")
+        _text(a, f"'tags.{k}'", v)
+
+
+def _tag_delete(a: str, p: dict[str, Any]) -> None:
+    keys = p["keys"]
+    if (
+        type(keys) is not list
+        or not keys
+        or any(type(k) is not str or not E.KEYNAME_RE.fullmatch(k) for k in keys)
+        or any(x >= y for x, y in itertools.pairwise(keys))
+    ):
+        raise _Bad(
+            a, "'keys'", "must be a non-empty list of distinct tag names in increasing order"
+        )
+
+
+def _describe(a: str, p: dict[str, Any]) -> None:
+    _text(a, "'description'", p["description"])
+
+
 _CHECKS: dict[str, Callable[[str, dict[str, Any]], None]] = {
+    E.ALIAS_SET: _alias,
+    E.ALIAS_DELETE: _alias,
+    E.TAG_SET: _tag_set,
+    E.TAG_DELETE: _tag_delete,
+    E.DESCRIBE: _describe,
     E.GENESIS: _key_event,
     E.KEY_ADD: _key_event,
     E.KEY_REVOKE: _key_revoke,

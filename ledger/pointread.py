@@ -26,6 +26,7 @@ VERSIONS = pa.schema(
         ("status", pa.string()),
         ("approved_for", _NAMES),
         ("live_in", _NAMES),
+        ("aliases", _NAMES),
         ("registered_by", pa.string()),
         ("registered_at", _TS),
         ("artifact_digest", pa.string()),
@@ -78,6 +79,17 @@ def _current(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return last
 
 
+def current_aliases(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per alias, the alias_set event that makes it point where it points now (an alias
+    whose last event deleted it is absent), as the ``aliases`` view finds them. An alias
+    event's ``env`` is its alias (FORMAT.md §5.3)."""
+    last: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r["action"] in E.ALIAS_ACTIONS:
+            last[r["env"]] = r
+    return {a: r for a, r in last.items() if r["action"] == E.ALIAS_SET}
+
+
 def _sorted_names(values: set[str | None]) -> list[str | None]:
     """``list(x ORDER BY x)`` of distinct values: NULL last, as DuckDB orders."""
     return sorted(v for v in values if v is not None) + ([None] if None in values else [])
@@ -100,6 +112,9 @@ def versions(rows: Sequence[dict[str, Any]]) -> pa.Table:
     for env, r in _current(rows).items():
         if r["action"] == E.DEPLOY:
             live.setdefault(r["version"], set()).add(env)
+    named: dict[int, set[str | None]] = {}
+    for alias, r in current_aliases(rows).items():
+        named.setdefault(r["version"], set()).add(alias)
     out = []
     for v in sorted(regs):
         r, acts = regs[v], fates.get(v, set())
@@ -118,6 +133,7 @@ def versions(rows: Sequence[dict[str, Any]]) -> pa.Table:
                 "status": status,
                 "approved_for": _sorted_names(approved.get(v, set())),
                 "live_in": _sorted_names(live.get(v, set())),
+                "aliases": _sorted_names(named.get(v, set())),
                 "registered_by": r["actor"],
                 "registered_at": r["ts"],
                 "artifact_digest": r["artifact_digest"],

@@ -73,7 +73,7 @@ def evaluate(state: State, policy: Policy, ev: E.Event) -> list[Violation]:
     it). Lifecycle errors (unknown version, wrong seq…) are ``State.check``'s business."""
     out: list[Violation] = []
     a = ev.action
-    v = state.versions.get((ev.model, ev.version)) if a in E.MODEL_ACTIONS else None  # type: ignore[arg-type]
+    v = state.versions.get((ev.model, ev.version)) if a in E.MODEL_SCOPED else None  # type: ignore[arg-type]
     if a == E.REGISTER:
         out += _register_metadata(policy, ev)
     elif a == E.APPROVE and v is not None:
@@ -85,9 +85,25 @@ def evaluate(state: State, policy: Policy, ev: E.Event) -> list[Violation]:
                     " a different approver must approve it",
                 )
             )
+    elif a == E.ALIAS_SET and v is not None:
+        # An alias is governed as an environment of its name: the approvals for it, and
+        # who approved the version for it may not also point it there.
+        alias = cast(str, event_env(ev))
+        out += _approvals(policy, v, alias, ev, f"pointing alias {alias} at {v.ref}")
+        if policy.approver_may_not_deploy:
+            mine = [ap for ap in v.approvals.get(alias, []) if ap.actor == ev.actor]
+            if mine:
+                out.append(
+                    Violation(
+                        SEPARATION,
+                        f"{ev.actor} approved {v.ref} for {alias} (seq {mine[0].seq}) and may"
+                        f" not also point alias {alias} at it; a deployer who did not approve"
+                        " it must",
+                    )
+                )
     elif a == E.DEPLOY and v is not None:
         env = cast(str, event_env(ev))  # (a deploy names its environment: step() checked)
-        out += _approvals(policy, v, env, ev)
+        out += _approvals(policy, v, env, ev, f"deploying {v.ref} to {env}")
         if policy.approver_may_not_deploy:
             mine = [ap for ap in v.approvals.get(env, []) if ap.actor == ev.actor]
             if mine:
@@ -113,7 +129,7 @@ def evaluate(state: State, policy: Policy, ev: E.Event) -> list[Violation]:
     return out
 
 
-def _approvals(policy: Policy, v: Any, env: str, ev: E.Event) -> list[Violation]:
+def _approvals(policy: Policy, v: Any, env: str, ev: E.Event, doing: str) -> list[Violation]:
     need = policy.approvals_required.get(env, 0)
     if not need:
         return []
@@ -138,7 +154,7 @@ def _approvals(policy: Policy, v: Any, env: str, ev: E.Event) -> list[Violation]
     return [
         Violation(
             APPROVALS,
-            f"deploying {v.ref} to {env} needs approvals from {need} distinct approvers for"
+            f"{doing} needs approvals from {need} distinct approvers for"
             f" {env}, it has {has}{note}; get {more} more approval{'s' if more > 1 else ''}"
             f" for {env}",
         )

@@ -390,7 +390,7 @@ class _Parser:
             raise self.fail(f"{where}.action must be one of {acts}, got {_show(action)}")
         env = r.get("env")
         if env is not None:
-            if action not in E.ENV_ACTIONS:
+            if action not in E.TARGET_ACTIONS:
                 raise self.fail(f"{where}.env: {action} events have no environment")
             try:
                 E.check_env(env)
@@ -444,8 +444,12 @@ class PolicyRecord:
 
 
 def event_env(ev: E.Event) -> str | None:
-    """The environment an approve, deploy or undeploy names (None for other events)."""
-    env = ev.payload.get("env") if ev.action in E.ENV_ACTIONS else None
+    """The environment an approve, deploy or undeploy names, or the alias an alias_set
+    or alias_delete names: policy treats an alias as an environment (None otherwise)."""
+    if ev.action in E.ALIAS_ACTIONS:
+        env = ev.payload.get("alias")
+    else:
+        env = ev.payload.get("env") if ev.action in E.ENV_ACTIONS else None
     return env if isinstance(env, str) else None
 
 
@@ -453,6 +457,8 @@ def env_phrase(action: str, env: str | None) -> str:
     """`` for ENV`` / `` to ENV`` / `` from ENV`` after an action, for messages."""
     if env is None:
         return ""
+    if action in E.ALIAS_ACTIONS:
+        return f" {env}"
     return {E.APPROVE: " for ", E.DEPLOY: " to ", E.UNDEPLOY: " from "}.get(action, " in ") + env
 
 
@@ -508,8 +514,8 @@ def grant_payload(
         raise InputError("break-glass needs a justification: say why the rule must be bypassed")
     E.check_text(justification, "justification")
     payload: dict[str, Any] = {"action": action, "justification": justification, "rule": rule}
-    if action in E.MODEL_ACTIONS:
-        if model is None or (version is None and action != E.REGISTER):
+    if action in E.MODEL_SCOPED:
+        if model is None or (version is None and action not in (E.REGISTER, *E.META_ACTIONS)):
             raise InputError(
                 f"break-glass for {action} needs the model version it applies to (MODEL:VERSION)"
             )
@@ -520,9 +526,10 @@ def grant_payload(
             payload["version"] = version
     elif model is not None or version is not None:
         raise InputError(f"{action} events name no model; give no MODEL:VERSION")
-    if action in E.ENV_ACTIONS:
+    if action in E.TARGET_ACTIONS:
         if env is None:
-            raise InputError(f"break-glass for {action} needs --env")
+            what = "the alias as --env" if action in E.ALIAS_ACTIONS else "--env"
+            raise InputError(f"break-glass for {action} needs {what}")
         payload["env"] = E.check_env(env)
     elif env is not None:
         raise InputError(f"{action} events have no environment; drop --env")

@@ -62,6 +62,9 @@ class Version:
     live: dict[str, int] = field(default_factory=dict)
     #: environment -> seq of this version's first deploy there (promotion order)
     deployed_to: dict[str, int] = field(default_factory=dict)
+    #: the version's tags: its register's, then tag_set / tag_delete (replaced, never
+    #: changed in place: it may be the register payload's own dict)
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
@@ -94,6 +97,10 @@ class State:
         self.latest: dict[str, int] = {}
         #: (model, environment) -> version live there now
         self.live: dict[tuple[str, str], int] = {}
+        #: (model, alias) -> the version the alias names now
+        self.aliases: dict[tuple[str, str], int] = {}
+        #: model -> its model-level tags (tag_set / tag_delete without a version)
+        self.model_tags: dict[str, dict[str, str]] = {}
         self.next_seq = 0
         self.last_ts = 0
         self.unknown_actions = 0
@@ -189,7 +196,9 @@ class State:
                 env = ev.payload.get("env")
                 if type(env) is not str or env not in self._envs_ok:
                     self._envs_ok.add(E.check_env(_need(ev.payload, "env", str, a)))
-        if a == E.GENESIS or a == E.KEY_ADD:
+        if a in E.ALIAS_ACTIONS or a in E.META_ACTIONS:
+            self._check_metadata(ev)
+        elif a == E.GENESIS or a == E.KEY_ADD:
             self._check_new_key(ev)
         elif a == E.KEY_REVOKE:
             kid = _need(ev.payload, "key_id", str, a)
@@ -263,6 +272,38 @@ class State:
             elif a == E.DEPRECATE and v.deprecated_seq is not None:
                 raise RuleViolation(f"{v.ref} is already deprecated (seq {v.deprecated_seq})")
 
+    def _check_metadata(self, ev: E.Event) -> None:
+        """The rules of aliases, tags and descriptions (check_event checked the shapes)."""
+        a, p, model = ev.action, ev.payload, cast(str, ev.model)
+        if ev.version is None:  # a model-level tag or description
+            if model not in self.latest:
+                raise NotFoundError(f"model {model} is not registered", kind="unknown_model")
+            tags = self.model_tags.get(model, {})
+            where = model
+        else:
+            v = self.version(model, ev.version)  # raises unknown_model / unknown_version
+            tags, where = v.tags, v.ref
+            if a == E.ALIAS_SET:
+                alias = p["alias"]
+                for fate, seq in (("rejected", v.rejected_seq), ("deprecated", v.deprecated_seq)):
+                    if seq is not None:
+                        raise RuleViolation(
+                            f"cannot point alias {alias} at {v.ref}: it was {fate} at seq {seq}"
+                        )
+                if self.aliases.get((model, alias)) == v.version:
+                    raise RuleViolation(f"alias {alias} already points at {v.ref}")
+            elif a == E.ALIAS_DELETE:
+                alias = p["alias"]
+                at = self.aliases.get((model, alias))
+                if at is None:
+                    raise NotFoundError(f"model {model} has no alias {alias}", kind="unknown_alias")
+                if at != v.version:
+                    raise RuleViolation(f"alias {alias} points at {model}:{at}, not {v.ref}")
+        if a == E.TAG_DELETE:
+            for k in p["keys"]:
+                if k not in tags:
+                    raise RuleViolation(f"tag {k} is not set on {where}")
+
     def _check_new_key(self, ev: E.Event) -> None:
         p = ev.payload
         kid = _need(p, "key_id", str, ev.action)
@@ -296,6 +337,8 @@ class State:
             latest = self.latest.get(m)
             vs = [self.versions[(m, n)] for n in range(1, (latest or 0) + 1)]
             saved[m] = (latest, [(v, _version_fields(v)) for v in vs])
+        aliases = {k: v for k, v in self.aliases.items() if k[0] in saved}
+        model_tags = {m: self.model_tags[m] for m in saved if m in self.model_tags}
 
         def restore() -> None:
             (
@@ -321,12 +364,17 @@ class State:
                 for v, fields in vs:
                     for env in v.live:
                         self.live.pop((m, env), None)
-                    (v.rejected_seq, v.deprecated_seq, approvals, live, deployed) = fields
+                    (v.rejected_seq, v.deprecated_seq, approvals, live, deployed, v.tags) = fields
                     v.approvals = {env: list(a) for env, a in approvals.items()}
                     v.live, v.deployed_to = dict(live), dict(deployed)
                 for v, _ in vs:
                     for env in v.live:
                         self.live[(m, env)] = v.version
+                for k in [k for k in self.aliases if k[0] == m]:
+                    del self.aliases[k]
+                self.model_tags.pop(m, None)
+            self.aliases.update(aliases)
+            self.model_tags.update(model_tags)
 
         return restore
 
@@ -421,8 +469,29 @@ class State:
         elif a == E.REGISTER:
             # (step() checked that a model event names a model and a version)
             m, n = cast(str, ev.model), cast(int, ev.version)
-            self.versions[(m, n)] = Version(m, n, ev.actor, ev.seq, ev.ts, _parents(p))
+            tags = p.get("tags")
+            self.versions[(m, n)] = Version(
+                m, n, ev.actor, ev.seq, ev.ts, _parents(p), tags=tags if type(tags) is dict else {}
+            )
             self.latest[m] = n
+        elif a in E.ALIAS_ACTIONS:
+            key = (cast(str, ev.model), p["alias"])
+            if a == E.ALIAS_SET:
+                self.aliases[key] = cast(int, ev.version)
+            else:
+                del self.aliases[key]
+        elif a == E.TAG_SET or a == E.TAG_DELETE:
+            m = cast(str, ev.model)
+            target = self.versions[(m, ev.version)] if ev.version is not None else None
+            old = target.tags if target is not None else self.model_tags.get(m, {})
+            if a == E.TAG_SET:
+                new = {**old, **p["tags"]}
+            else:
+                new = {k: v for k, v in old.items() if k not in p["keys"]}
+            if target is not None:
+                target.tags = new
+            else:
+                self.model_tags[m] = new
         elif a in E.MODEL_ACTIONS:
             v = self.versions[(ev.model, ev.version)]  # type: ignore[index]
             env: str = p.get("env")  # type: ignore[assignment]  # (step() checked it)
@@ -459,6 +528,7 @@ def _version_fields(v: Version) -> tuple[Any, ...]:
         {env: list(a) for env, a in v.approvals.items()},
         dict(v.live),
         dict(v.deployed_to),
+        v.tags,  # (replaced, never changed in place: the reference is the snapshot)
     )
 
 

@@ -20,12 +20,12 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 
 from . import events as E
-from .errors import InputError, LedgerError, StorageError
+from .errors import InputError, LedgerError, NotFoundError, RuleViolation, StorageError
 from .gcpause import collector_paused
 from .keys import SigningKey, pae
 from .merges import merge_fanout
@@ -226,6 +226,8 @@ class Writer:
             version = d.version
             if d.action == E.REGISTER and version is None:
                 version = state.latest.get(d.model, 0) + 1  # type: ignore[arg-type]
+            elif d.alias is not None:  # (under the lock: the version it names now)
+                version = _aliased(state, cast(str, d.model), d.alias)
             if d.ts is not None and d.ts < state.last_ts:
                 raise InputError(
                     f"timestamp {E.format_ts(d.ts)} is earlier than the ledger's last event"
@@ -243,6 +245,8 @@ class Writer:
                 model=d.model,
                 version=version,
             )
+            if d.unless_live:
+                live_guard(state, ev)
             if req.enforce_policy:
                 ev = _enforce_policy(state, ev)
             encoded = ev.encode()  # (may refuse the payload: before the state changes)
@@ -305,6 +309,36 @@ def _for_caller(exc: BaseException, leader: bool) -> BaseException:
     if not isinstance(exc, Exception):
         return StorageError("the append was abandoned: the thread committing it was stopped")
     return exc if leader else copy.copy(exc)
+
+
+def live_guard(state: State, ev: E.Event) -> None:
+    """The write path's lifecycle guard: a version is not rejected or deprecated while
+    it is live (FORMAT.md keeps that legal, as a "zombie" deployment; the ledger's own
+    writers refuse to make one). Key and lifecycle errors are reported first."""
+    action = ev.action
+    if action not in (E.REJECT, E.DEPRECATE):
+        return
+    state.authorize(ev)
+    state.check(ev)
+    v = state.versions[(cast(str, ev.model), cast(int, ev.version))]
+    if not v.live:
+        return
+    where = ", ".join(f"{env} (deployed at seq {seq})" for env, seq in sorted(v.live.items()))
+    verb = "reject" if action == E.REJECT else "deprecate"
+    raise RuleViolation(
+        f"cannot {verb} {v.ref}: it is live in {where}; undeploy it first, or give"
+        " --undeploy to record the undeploys with it",
+        kind="live_version",
+    )
+
+
+def _aliased(state: State, model: str, alias: str) -> int:
+    version = state.aliases.get((model, alias))
+    if version is None:
+        if model not in state.latest:
+            raise NotFoundError(f"model {model} is not registered", kind="unknown_model")
+        raise NotFoundError(f"model {model} has no alias {alias}", kind="unknown_alias")
+    return version
 
 
 def _actor_of(state: State, key: SigningKey) -> str:

@@ -208,6 +208,47 @@ def citation_of_a_later_seq(t):
     forge_raw(t, "bob", E.APPROVE, {"break_glass": [12], "env": "canary"}, XGB, 1)
 
 
+# --- aliases, tags and descriptions (issue 17) --------------------------------------------
+
+
+def alias_of_an_unregistered_version(t):
+    forge_raw(t, "carol", E.ALIAS_SET, {"alias": "champion"}, XGB, 5)
+
+
+def alias_named_latest(t):
+    forge_raw(t, "carol", E.ALIAS_SET, {"alias": "latest"}, XGB, 1)
+
+
+def alias_set_by_a_registrar(t):
+    forge_raw(t, "alice", E.ALIAS_SET, {"alias": "champion"}, XGB, 1)
+
+
+def alias_deleted_that_never_was(t):
+    forge_raw(t, "carol", E.ALIAS_DELETE, {"alias": "champion"}, XGB, 1)
+
+
+def alias_deleted_from_another_version(t):
+    forge_raw(t, "alice", E.REGISTER, {}, XGB, 2)
+    forge_raw(t, "carol", E.ALIAS_SET, {"alias": "champion"}, XGB, 1)
+    forge_raw(t, "carol", E.ALIAS_DELETE, {"alias": "champion"}, XGB, 2)
+
+
+def tag_deleted_that_is_not_set(t):
+    forge_raw(t, "alice", E.TAG_DELETE, {"keys": ["owner"]}, XGB, 1)
+
+
+def tag_of_an_unregistered_model(t):
+    forge_raw(t, "alice", E.TAG_SET, {"tags": {"owner": "risk"}}, "m.ghost", None)
+
+
+def tag_keys_unsorted(t):
+    forge_raw(t, "alice", E.TAG_DELETE, {"keys": ["team", "owner"]}, XGB, 1)
+
+
+def description_not_text(t):
+    forge_raw(t, "alice", E.DESCRIBE, {"description": 7}, XGB, None)
+
+
 def _rewrite(t: Any, fn: Any) -> None:
     path = t.ledger.path / "events" / "000000000000-000000000010.parquet"
     pq.write_table(fn(pq.read_table(path)), path)
@@ -290,6 +331,25 @@ CASES = [
      "key {bob} is already registered (actor bob)"),
     (key_id_not_of_its_key, 11, segment_name(11, 11), "bad_payload",
      "key_add payload: key_id 0123456789abcdef does not match its public key"),
+    (alias_of_an_unregistered_version, 11, segment_name(11, 11), "unknown_version",
+     f"{XGB}:5 is not registered (latest is {XGB}:1)"),
+    (alias_named_latest, 11, segment_name(11, 11), "bad_payload",
+     "alias_set payload: 'alias' 'latest' is not a valid alias name"),
+    (alias_set_by_a_registrar, 11, segment_name(11, 11), "missing_role",
+     "key {alice} (alice) lacks the 'deployer' role needed to alias_set"),
+    (alias_deleted_that_never_was, 11, segment_name(11, 11), "unknown_alias",
+     f"model {XGB} has no alias champion"),
+    (alias_deleted_from_another_version, 13, segment_name(13, 13), "rule_violation",
+     f"alias champion points at {XGB}:1, not {XGB}:2"),
+    (tag_deleted_that_is_not_set, 11, segment_name(11, 11), "rule_violation",
+     f"tag owner is not set on {XGB}:1"),
+    (tag_of_an_unregistered_model, 11, segment_name(11, 11), "unknown_model",
+     "model m.ghost is not registered"),
+    (tag_keys_unsorted, 11, segment_name(11, 11), "bad_payload",
+     "tag_delete payload: 'keys' must be a non-empty list of distinct tag names in"
+     " increasing order"),
+    (description_not_text, 11, segment_name(11, 11), "bad_payload",
+     "describe payload: 'description' must be a string, not 7"),
     (columns_reordered, 0, "000000000000-000000000010.parquet", "bad_schema",
      "segment's columns are in the order ts, seq, action, model, version, actor, key_id,"
      " payload, hash, sig, canonical; FORMAT.md §5's is seq, ts, action, model, version,"

@@ -38,7 +38,7 @@ def test_the_demo_events_carry_fixed_past_dates_in_order(tmp_path):
     led = run_demo(tmp_path / "demo", echo=_quiet)
     ts = [E.format_ts(t) for t in led.events(columns=["ts"])["ts"].cast("int64").to_pylist()]
     assert ts[0] == "2026-03-02T09:00:00.000000Z"  # genesis
-    assert ts[-1] == "2026-09-15T11:15:00.000000Z"  # the break-glass deploy
+    assert ts[-1] == "2026-09-16T09:10:00.000000Z"  # the model's description
     assert ts == sorted(ts)
     assert E.parse_ts(ts[-1]) < time.time() * 1_000_000
 
@@ -48,7 +48,7 @@ def test_evidence_works_right_after_the_demo(tmp_path, invoke, monkeypatch):
     r = invoke(["demo"])
     assert r.exit_code == 0, r.output
     (cp,) = Ledger.open("demo-ledger").checkpoints()
-    assert (cp.size, cp.signer_key_id) == (30, demo_key("notary").key_id)
+    assert (cp.size, cp.signer_key_id) == (33, demo_key("notary").key_id)
     r = invoke(
         ["evidence", "fraud.detector.xgb:1", "--out", "xgb1.json", "--ledger", "demo-ledger"]
     )

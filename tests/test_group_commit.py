@@ -175,9 +175,11 @@ def _dump(state: State) -> Any:
     return (
         {k: (r.actor, r.roles, r.revoked_seq, r.revoked_ts) for k, r in state.keys.items()},
         {
-            k: (v.rejected_seq, v.deprecated_seq, v.approvals, v.live, v.deployed_to)
+            k: (v.rejected_seq, v.deprecated_seq, v.approvals, v.live, v.deployed_to, v.tags)
             for k, v in state.versions.items()
         },
+        dict(state.aliases),
+        dict(state.model_tags),
         dict(state.latest),
         dict(state.live),
         (state.next_seq, state.last_ts, state.unknown_actions, state.policy_seq),

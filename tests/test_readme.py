@@ -60,6 +60,7 @@ ROW_COMMANDS = {
     ("sql",): ["SELECT model, version FROM model_versions"],
     ("queries",): [],
     ("keys", "list"): [],
+    ("alias", "list"): ["fraud.detector.xgb"],
 }
 
 #: The commands that answer as of a past instant (README: "--as-of T … --at-seq N").
@@ -72,6 +73,7 @@ POINT_IN_TIME = {
     ("sql",),
     ("lineage",),
     ("policy", "show"),
+    ("alias", "list"),
 }
 
 
@@ -122,7 +124,7 @@ def test_log_as_of_and_at_seq(demo, invoke):
     assert seqs("--as-of", "2026-03-03", "--limit", "2") == ["7", "8"]
     assert seqs("--at-seq", "3", "--model", "fraud.detector.xgb") == []
     assert seqs("--at-seq", "8", "--model", "fraud.detector.xgb") == ["8"]
-    assert seqs("--limit", "1") == ["29"]
+    assert seqs("--limit", "1") == ["32"]
     r = invoke(["log", "--ledger", str(demo), "--as-of", "2026-01-01"])
     assert (r.exit_code, r.stdout) == (0, "No events as of 2026-01-01T00:00:00.000000Z.\n")
     r = invoke(["log", "--ledger", str(demo), "--as-of", "2026-03-03", "--at-seq", "3"])

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ledger import Draft, InputError, KeyProblem, NotFoundError, RuleViolation, SigningKey
+from ledger import events as E
 
 
 def snapshot(path: Path) -> dict[str, str]:
@@ -145,9 +146,36 @@ def test_rejected_and_deprecated_versions(history):
         RuleViolation, match=r"^fraud.detector.base:1 is already deprecated \(seq \d+\)$"
     ):
         led.deprecate("fraud.detector.base", 1, key=k["alice"])
-    # A deprecated version may still be live (a zombie deployment), and can be undeployed.
-    led.deprecate(XGB, 1, key=k["alice"])
-    led.undeploy(XGB, 1, "production", key=k["carol"])
+    # The facade refuses to leave a deprecated version live (a zombie deployment) ...
+    with pytest.raises(RuleViolation) as info:
+        led.deprecate(XGB, 1, key=k["alice"])
+    assert (info.value.kind, str(info.value)) == (
+        "live_version",
+        f"cannot deprecate {XGB}:1: it is live in production (deployed at seq 10), staging"
+        " (deployed at seq 8); undeploy it first, or give --undeploy to record the undeploys"
+        " with it",
+    )
+    # ... unless asked to undeploy it first, in the same atomic batch, signed by the one
+    # key (which must then hold the deployer role too: alice's does not).
+    with pytest.raises(KeyProblem, match="lacks the 'deployer' role needed to undeploy"):
+        led.deprecate(XGB, 1, key=k["alice"], undeploy=True)
+    ops = SigningKey(b"o" * 32)
+    led.add_key(ops.public_key, "ops", "registrar,deployer", key=k["admin"])
+    r = led.deprecate(XGB, 1, key=ops, undeploy=True)
+    tail = led.history(XGB, 1).to_pylist()[-3:]
+    assert [(e["action"], e["env"], e["actor"]) for e in tail] == [
+        ("undeploy", "production", "ops"),
+        ("undeploy", "staging", "ops"),
+        ("deprecate", None, "ops"),
+    ]
+    assert r.action == "deprecate" and led.status(env="production").num_rows == 0
+    # A raw draft may still record one as it happened (an importer's history), and the
+    # format keeps it legal: verify accepts it, and the zombie can be undeployed.
+    led.register(XGB, key=k["alice"])
+    led.approve(XGB, 3, "staging", key=k["bob"])
+    led.deploy(XGB, 3, "staging", key=k["carol"])
+    led.append(Draft(E.DEPRECATE, {}, XGB, 3), k["alice"])
+    led.undeploy(XGB, 3, "staging", key=k["carol"])
     assert led.verify().ok
 
 

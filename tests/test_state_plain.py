@@ -66,6 +66,7 @@ def _mostly(value: Any, other: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]
 steps = st.tuples(
     st.sampled_from(
         [E.REGISTER, E.APPROVE, E.DEPLOY, E.UNDEPLOY, E.REJECT, E.DEPRECATE, E.KEY_REVOKE]
+        + [E.ALIAS_SET, E.ALIAS_DELETE, E.TAG_SET, E.TAG_DELETE]
         + [E.APPROVE, E.DEPLOY, E.UNDEPLOY] * 3  # mostly what step_plain takes
     ),
     _mostly(None, st.integers(0, len(KEYS) - 1)),
@@ -93,6 +94,11 @@ def _event(state: State, seq: int, ts: int, step: tuple[Any, ...]) -> E.Event:
         payload = {}
     elif action == E.KEY_REVOKE:  # (version 1 or 2: bob or carol)
         payload, model, v = {"key_id": KEYS[version].key_id}, None, None
+    elif action in E.ALIAS_ACTIONS:
+        payload = {"alias": ("champion", "challenger")[env]}
+    elif action in (E.TAG_SET, E.TAG_DELETE):  # (env 0: the version's tag, 1: the model's)
+        payload = {"tags": {"t": "x"}} if action == E.TAG_SET else {"keys": ["t"]}
+        v = None if env else v
     return E.Event(seq, ts, ORIGIN, action, ACTORS[actor], KEYS[k].key_id, payload, "", model, v)
 
 

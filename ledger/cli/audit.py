@@ -28,7 +28,7 @@ def _when(as_of: str | None, at_seq: int | None) -> str:
 
 
 @cli.command()
-@click.argument("ref", metavar="[MODEL[:VERSION]]", required=False)
+@click.argument("ref", metavar="[MODEL[:VERSION|@ALIAS]]", required=False)
 @click.option("--env", help="Only what is live in this environment, with who deployed it.")
 @point_in_time
 @read_options
@@ -42,8 +42,8 @@ def status(
     fmt: str,
     out_path: str | None,
 ) -> None:
-    """Current state: every model; every version of MODEL (or MODEL:VERSION alone); or
-    what is live in --env.
+    """Current state: every model; every version of MODEL (or one, MODEL[:VERSION|@ALIAS]:
+    a version, or the one an alias named as of the read); or what is live in --env.
 
     \b
     Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
@@ -63,7 +63,7 @@ def status(
 
 
 @cli.command()
-@click.argument("ref", metavar="MODEL[:VERSION]")
+@click.argument("ref", metavar="MODEL[:VERSION|@ALIAS]")
 @point_in_time
 @read_options
 @format_option()
@@ -75,7 +75,7 @@ def history(
     fmt: str,
     out_path: str | None,
 ) -> None:
-    """Every event of MODEL (or of MODEL:VERSION alone), in order.
+    """Every event of MODEL (or of one version, MODEL[:VERSION|@ALIAS]), in order.
 
     \b
     Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
@@ -90,11 +90,10 @@ def history(
     )
 
 
-def _ref(ref: str) -> tuple[str, int | None]:
-    """MODEL or MODEL:VERSION."""
-    if ":" in ref:
-        return E.parse_model_ref(ref)
-    return E.check_model_name(ref), None
+def _ref(ref: str) -> tuple[str, int | str | None]:
+    """MODEL, MODEL:VERSION or MODEL@ALIAS (the version the alias names, as of the read)."""
+    model, version, alias = E.parse_target(ref)
+    return model, version if alias is None else f"@{alias}"
 
 
 @cli.command("queries")

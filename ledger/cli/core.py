@@ -1,4 +1,4 @@
-"""Core commands: init, keys, register / approve / deploy …, log, verify, compact, demo."""
+"""Core commands: init, register / approve / deploy …, log, verify, compact, demo."""
 
 from __future__ import annotations
 
@@ -95,102 +95,6 @@ def init(
     if written:
         click.echo(f"generated key {used[0].key_id} in {key_path} (public key in {written[0]})")
     click.echo(f"created ledger {led.origin} in {path}; admin {actor} key {used[0].key_id}")
-
-
-@cli.group()
-def keys() -> None:
-    """Generate, register, revoke and list signing keys.
-
-    \b
-    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
-      ledger keys list
-      ledger keys generate frank.pem
-    """
-
-
-@keys.command("generate")
-@click.argument("path", type=click.Path(dir_okay=False))
-@click.option(
-    "--encrypt", is_flag=True, help="Encrypt with a passphrase ($LEDGER_PASSPHRASE or prompt)."
-)
-def keys_generate(path: str, encrypt: bool) -> None:
-    """Write a new Ed25519 private key to PATH (mode 0600) and its public key beside it,
-    named PATH with its suffix replaced by .pub (frank.pem: frank.pub; frank: frank.pub).
-
-    \b
-    Examples:
-      ledger keys generate frank.pem              # frank.pem (0600) and frank.pub
-      ledger keys generate grace.pem --encrypt    # asks for a passphrase
-    """
-    from ..keys import SigningKey, write_key_files
-
-    key = SigningKey.generate()
-    pub = write_key_files(Path(path), key, passphrase(path, confirm=True) if encrypt else None)
-    click.echo(f"key {key.key_id}: private {path}, public {pub}")
-
-
-@keys.command("add")
-@click.argument("public_key", type=click.Path(dir_okay=False))
-@click.option("--actor", required=True, help="Name the key is bound to.")
-@click.option("--roles", required=True, help=f"Comma separated: {', '.join(E.ROLES)}.")
-@ledger_option
-@key_option
-def keys_add(public_key: str, actor: str, roles: str, ledger_path: str, key_path: str) -> None:
-    """Register PUBLIC_KEY (a .pub file) for --actor with --roles (signed by an admin key).
-
-    \b
-    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
-      ledger keys generate frank.pem
-      ledger keys add frank.pub --actor frank --roles approver --key demo-ledger-keys/admin.pem
-    """
-    from ..keys import load_public_key
-
-    _receipt(
-        _open(ledger_path).add_key(
-            load_public_key(public_key), actor, roles, key=load_key(key_path)
-        )
-    )
-
-
-@keys.command("revoke")
-@click.argument("key_id")
-@click.option("--reason", help="Why the key is revoked.")
-@ledger_option
-@key_option
-def keys_revoke(key_id: str, reason: str | None, ledger_path: str, key_path: str) -> None:
-    """Revoke KEY_ID (see ledger keys list): events it signs from now on are refused.
-
-    \b
-    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
-      ledger keys revoke 101c1f11e9d699b5 --reason "left the company" --key demo-ledger-keys/admin.pem
-    """
-    _receipt(_open(ledger_path).revoke_key(key_id, key=load_key(key_path), reason=reason))
-
-
-@keys.command("list")
-@read_options
-@format_option()
-def keys_list(ledger_path: str, fmt: str, out_path: str | None) -> None:
-    """List every key ever registered, with its roles and revocation.
-
-    \b
-    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
-      ledger keys list
-      ledger keys list --format json --out keys.json
-    """
-    rows = [
-        {
-            "key_id": k.key_id,
-            "actor": k.actor,
-            "roles": ",".join(sorted(k.roles)),
-            "added_seq": k.added_seq,
-            "added": E.format_ts(k.added_ts),
-            "revoked_seq": k.revoked_seq,
-            "revoked": E.format_ts(k.revoked_ts) if k.revoked_ts is not None else None,
-        }
-        for k in _open(ledger_path).keys()
-    ]
-    render(rows, list(rows[0]) if rows else ["key_id"], fmt, path=out_path, empty="No keys.")
 
 
 # --- model actions -------------------------------------------------------------------------
@@ -290,29 +194,48 @@ def register(
     _receipt(r)
 
 
+def version_of(ref: str) -> tuple[str, int | str]:
+    """MODEL:VERSION or MODEL@ALIAS -> (model, version or "@alias") for the facade."""
+    model, version, alias = E.parse_version_ref(ref)
+    return model, version if version is not None else f"@{alias}"
+
+
 def _model_command(name: str, needs_env: bool, doc: str) -> None:
-    @click.argument("ref", metavar="MODEL:VERSION")
+    @click.argument("ref", metavar="MODEL:VERSION|MODEL@ALIAS")
     @click.option("--comment", help="Recorded with the event.")
     @ledger_option
     @key_option
     def command(
-        ref: str, comment: str | None, ledger_path: str, key_path: str, env: str | None = None
+        ref: str,
+        comment: str | None,
+        ledger_path: str,
+        key_path: str,
+        env: str | None = None,
+        undeploy: bool = False,
     ) -> None:
-        model, version = _ref(ref)
+        model, version = version_of(ref)
         led = _open(ledger_path)
         key = load_key(key_path)
         method = getattr(led, name)
-        r = (
-            method(model, version, env, key=key, comment=comment)
-            if needs_env
-            else method(model, version, key=key, comment=comment)
-        )
+        if needs_env:
+            r = method(model, version, env, key=key, comment=comment)
+        else:
+            r = method(model, version, key=key, comment=comment, undeploy=undeploy)
         _receipt(r)
 
     command.__doc__ = doc
     if needs_env:
         command = click.option(
-            "--env", required=True, help="Environment, e.g. staging or production."
+            "--env",
+            required=True,
+            help="Environment (or alias, for approve), e.g. staging or production.",
+        )(command)
+    else:
+        command = click.option(
+            "--undeploy",
+            is_flag=True,
+            help="Undeploy the version wherever it is live first (recorded as events);"
+            " without it, a live version is refused.",
         )(command)
     cli.command(name)(command)
 
@@ -320,7 +243,8 @@ def _model_command(name: str, needs_env: bool, doc: str) -> None:
 _model_command(
     "approve",
     True,
-    """Approve MODEL:VERSION for an environment.
+    """Approve MODEL:VERSION|MODEL@ALIAS (a version, or the one an alias names) for an
+    environment, or for an alias.
 
     \b
     Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
@@ -331,7 +255,8 @@ _model_command(
 _model_command(
     "reject",
     False,
-    """Reject MODEL:VERSION: it can no longer be approved or deployed.
+    """Reject MODEL:VERSION|MODEL@ALIAS: it can no longer be approved or deployed. A version
+    live somewhere is refused, unless --undeploy.
 
     \b
     Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
@@ -341,7 +266,7 @@ _model_command(
 _model_command(
     "deploy",
     True,
-    """Deploy MODEL:VERSION to an environment (replacing the live one).
+    """Deploy MODEL:VERSION|MODEL@ALIAS to an environment (replacing the live one).
 
     \b
     Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
@@ -352,7 +277,7 @@ _model_command(
 _model_command(
     "undeploy",
     True,
-    """Take MODEL:VERSION out of an environment.
+    """Take MODEL:VERSION|MODEL@ALIAS out of an environment.
 
     \b
     Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
@@ -362,11 +287,12 @@ _model_command(
 _model_command(
     "deprecate",
     False,
-    """Deprecate MODEL:VERSION: it can no longer be deployed.
+    """Deprecate MODEL:VERSION|MODEL@ALIAS: it can no longer be deployed. A version live
+    somewhere is refused, unless --undeploy.
 
     \b
     Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
-      ledger deprecate fraud.detector.xgb:2 --comment "superseded by 3" --key demo-ledger-keys/alice.pem
+      ledger deprecate fraud.detector.xgb:3 --comment "superseded" --key demo-ledger-keys/alice.pem
     """,
 )
 
