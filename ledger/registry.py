@@ -18,10 +18,12 @@ import pyarrow as pa
 from . import actions
 from . import events as E
 from .keys import SigningKey
+from .readgate import checked
 
 if TYPE_CHECKING:
     from .reads import PointReads
     from .state import State
+    from .store import Store
     from .writer import Receipt
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -41,6 +43,7 @@ class RegistryMethods:
 
     # (provided by Ledger)
     _points: PointReads
+    store: Store
 
     def append_many(
         self, drafts: Iterable[E.Draft], key: SigningKey, *, enforce_policy: bool = True
@@ -74,6 +77,7 @@ class RegistryMethods:
         """Remove ``alias`` of ``model`` (the event names the version it pointed at)."""
         return self.append_many([actions.alias_delete(model, alias, comment)], key)[0]
 
+    @checked
     def aliases(
         self, model: str, *, as_of: int | str | None = None, at_seq: int | None = None
     ) -> pa.Table:
@@ -116,6 +120,45 @@ class RegistryMethods:
     ) -> Receipt:
         """Set the description of ``model:version``, or of the model (history is kept)."""
         return self.append_many([actions.describe(model, version, text)], key)[0]
+
+    # --- show and search ----------------------------------------------------------------------
+    @checked
+    def show(self, model: str, version: int | str | None = None) -> dict[str, Any]:
+        """Everything about ``model:version`` (or ``"@alias"``), or about the model when
+        ``version`` is None, as one JSON-ready document: metrics, params, tags,
+        description, datasets, code, artifact, environment, parents and children,
+        approvals (and whether they count now), deployments past and present, aliases,
+        overrides, and the seq and hash of each event it rests on."""
+        from . import show
+
+        E.check_model_name(model)
+        if version is None:
+            return show.model_document(self, model)
+        return show.version_document(self, model, version)
+
+    @checked
+    def models(
+        self,
+        *,
+        name: str | None = None,
+        tags: Iterable[str] = (),
+        registered_by: str | None = None,
+        since: int | str | None = None,
+        until: int | str | None = None,
+        live_in: str | None = None,
+        alias: str | None = None,
+        metrics: Iterable[str] = (),
+        as_of: int | str | None = None,
+        at_seq: int | None = None,
+    ) -> pa.Table:
+        """The versions every given filter holds for: ``name`` a glob (``fraud.*``),
+        ``tags`` ``KEY=VALUE`` (the version's or its model's), ``since``/``until`` on the
+        registration time, ``live_in`` an environment, ``alias`` a name, ``metrics`` such
+        as ``"auc>=0.9"``; now, or ``as_of`` an instant / ``at_seq``."""
+        from .search import Filters, search
+
+        f = Filters(name, tuple(tags), registered_by, since, until, live_in, alias, tuple(metrics))
+        return search(self.store, f, as_of, at_seq)[0]
 
     # --- the end of a version's life --------------------------------------------------------
     def reject(

@@ -119,6 +119,26 @@ FROM (SELECT model, env AS alias, arg_max(action, seq) AS action, arg_max(versio
       FROM events WHERE action IN ('alias_set', 'alias_delete') GROUP BY model, env)
 WHERE action = 'alias_set';
 
+-- Every tag value a version (or, version NULL, a model) was given or lost, in order:
+-- its register's tags, then tag_set and tag_delete (value NULL: deleted).
+CREATE VIEW tag_log AS
+SELECT r.seq, r.model, r.version, t.key AS tag, t.value ->> '$' AS value
+FROM registrations r, json_each(r.tags) t
+UNION ALL
+SELECT e.seq, e.model, e.version, t.key, t.value ->> '$'
+FROM events e, json_each(e.payload -> '$.tags') t WHERE e.action = 'tag_set'
+UNION ALL
+SELECT e.seq, e.model, e.version, k.tag, NULL
+FROM events e, unnest(TRY_CAST(e.payload -> '$.keys' AS VARCHAR[])) AS k(tag)
+WHERE e.action = 'tag_delete';
+
+-- The tags each version (and each model, version NULL) has now.
+CREATE VIEW tags AS
+SELECT model, version, tag, value, seq
+FROM (SELECT model, version, tag, arg_max(value, seq) AS value, max(seq) AS seq
+      FROM tag_log GROUP BY model, version, tag)
+WHERE value IS NOT NULL;
+
 CREATE VIEW model_versions AS
 WITH acts AS (
     SELECT model, version,
@@ -178,6 +198,8 @@ VIEW_NAMES = (
     "live",
     "aliases",
     "alias_log",
+    "tags",
+    "tag_log",
     "live_deploys",
     "approvals",
     "keys",

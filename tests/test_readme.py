@@ -61,6 +61,7 @@ ROW_COMMANDS = {
     ("queries",): [],
     ("keys", "list"): [],
     ("alias", "list"): ["fraud.detector.xgb"],
+    ("models",): [],
 }
 
 #: The commands that answer as of a past instant (README: "--as-of T … --at-seq N").
@@ -74,6 +75,7 @@ POINT_IN_TIME = {
     ("lineage",),
     ("policy", "show"),
     ("alias", "list"),
+    ("models",),
 }
 
 

@@ -168,3 +168,100 @@ def test_the_api_takes_an_alias_wherever_it_takes_a_version(history):
     with pytest.raises(RuleViolation, match="already points"):
         led.set_alias(XGB, "@champion", "champion", key=k["carol"])
     assert led.verify().ok
+
+
+# --- show and models, on the demo ledger (deterministic: fixed keys and dates) ---------------
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from ledger.demo import run_demo
+
+    path = tmp_path_factory.mktemp("registry") / "demo-ledger"
+    run_demo(path, echo=lambda _line: None)
+    return path
+
+
+TINY = """\
+fraud.detector.tiny:1  approved
+  registered   by erin at 2026-03-03T09:30:00.000000Z  (seq 9, cb3504b3a68f3322…)
+  artifact     sha256:7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c  s3://models/fraud/tiny/1
+  code         https://git.example/risk/distill@c0ffee1
+  metrics      auc=0.89
+  tags         team=edge
+  parent       fraud.detector.xgb:1 (distill)
+  approved     for staging by bob at 2026-07-02T10:00:00.000000Z (seq 22; does not count: older than 90 days)
+  approved     for production by bob at 2026-09-15T10:00:00.000000Z (seq 27; counts)
+  deployed     to staging by carol at 2026-07-02T10:30:00.000000Z (seq 23): live
+  deployed     to production by carol at 2026-09-15T11:15:00.000000Z (seq 29): live
+  override     break-glass grant seq 28 (approvals): "INC-2291: edge fraud scoring is down; the second reviewer left the company", used by seq 29
+  events       9 register, 22 approve, 23 deploy, 27 approve, 29 deploy
+"""
+
+
+def test_show_puts_a_version_on_one_screen(demo, invoke, monkeypatch):
+    # (whether an approval still counts depends on today: the policy's max_age_days)
+    monkeypatch.setattr(E, "now_micros", lambda: E.parse_instant("2026-10-01"))
+    r = invoke(["show", "fraud.detector.tiny:1", "--ledger", str(demo)])
+    assert (r.exit_code, r.stdout) == (0, TINY)
+
+
+def test_show_json_names_the_event_each_fact_rests_on(demo, invoke):
+    import json
+
+    r = invoke(["show", f"{XGB}@champion", "--format", "json", "--ledger", str(demo)])
+    doc = json.loads(r.stdout)
+    assert (doc["version"], doc["aliases"], doc["status"]) == (1, ["champion"], "approved")
+    assert doc["children"] == [
+        {"model": "fraud.detector.tiny", "version": 1, "relation": "distill"},
+        {"model": XGB, "version": 3, "relation": "retrain"},
+    ]
+    assert [(d["env"], d["deployed"]["seq"], d["live"]) for d in doc["deployments"]] == [
+        ("staging", 11, False), ("production", 13, False), ("production", 19, True),
+    ]  # fmt: skip
+    assert doc["deployments"][1]["until"]["version"] == 2
+    hashes = {e["seq"]: e["hash"] for e in doc["events"]}
+    log = {e["seq"]: e["hash"] for e in json.loads(
+        invoke(["log", "--format", "json", "--ledger", str(demo)]).stdout)}  # fmt: skip
+    assert all(log[s] == h for s, h in hashes.items()) and doc["description"]["seq"] == 32
+    r = invoke(["show", XGB, "--ledger", str(demo)])
+    assert r.stdout.splitlines()[2:] == [
+        "  aliases      challenger=3, champion=1",
+        "  version 1    approved    seq 8  (live in production; alias champion)",
+        "  version 2    rejected    seq 14  (live in staging)",
+        "  version 3    registered  seq 26  (alias challenger)",
+    ]
+    r = invoke(["show", "fraud.detector.nope:1", "--ledger", str(demo)])
+    assert (r.exit_code, r.stderr) == (3, "Error: model fraud.detector.nope is not registered\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "rows"),
+    [
+        (["--name", "fraud.*", "--tag", "team=risk", "--metric", "auc>=0.9"],
+         [f"{XGB},1", f"{XGB},2", f"{XGB},3"]),
+        (["--metric", "auc>0.915", "--metric", "precision<0.86"], [f"{XGB},2"]),
+        (["--live-in", "production"], ["fraud.detector.tiny,1", f"{XGB},1"]),
+        (["--live-in", "production", "--as-of", "2026-06-24"], [f"{XGB},2"]),
+        (["--alias", "challenger"], [f"{XGB},3"]),
+        (["--registered-by", "erin"], ["fraud.detector.tiny,1"]),
+        (["--since", "2026-06-01", "--until", "2026-06-30"], [f"{XGB},2"]),
+        (["--name", "*.tiny", "--tag", "team=risk"], []),
+    ],
+    ids=["name_tag_metric", "two_metrics", "live", "live_as_of", "alias", "registrant",
+         "dates", "nothing"],
+)  # fmt: skip
+def test_models_finds_versions_by_every_filter(demo, invoke, args, rows):
+    r = invoke(["models", *args, "--format", "csv", "--ledger", str(demo)])
+    assert r.exit_code == 0, r.output
+    got = [",".join(line.split(",")[:2]) for line in r.stdout.splitlines()[1:]]
+    assert got == rows
+
+
+def test_models_refuses_a_malformed_filter(demo, invoke):
+    r = invoke(["models", "--metric", "auc is high", "--ledger", str(demo)])
+    assert (r.exit_code, r.stderr) == (
+        2,
+        "Error: malformed --metric 'auc is high': expected NAME OP NUMBER, e.g. 'auc>=0.9'"
+        " (OP one of >=, <=, ==, !=, >, <)\n",
+    )

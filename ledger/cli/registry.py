@@ -162,3 +162,82 @@ def describe(ref: str, text: str, ledger_path: str, key_path: str) -> None:
     model, version = _target(ref)
     led = _open(ledger_path)
     _receipt(led.describe(model, version, text=text, key=load_key(key_path)))
+
+
+@cli.command()
+@click.argument("ref", metavar="MODEL[:VERSION|@ALIAS]")
+@read_options
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="text: one screen; json: the whole document, each fact with its event's seq and hash.",
+)  # fmt: skip
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write to FILE.")
+def show(ref: str, ledger_path: str, fmt: str, out_path: str | None) -> None:
+    """Everything about MODEL[:VERSION|@ALIAS]: metrics, params, tags, description,
+    datasets, code, artifact, environment, parents and children, approvals (still
+    counting?), deployments past and present, aliases, overrides; or, for MODEL alone, its
+    own tags and description, aliases and versions.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger show fraud.detector.xgb:1
+      ledger show fraud.detector.xgb@champion --format json
+    """
+    import json
+
+    from ..outfile import write_text
+    from ..show import render
+
+    model, version = _target(ref)
+    doc = _open(ledger_path).show(model, version)
+    text = json.dumps(doc, indent=2, ensure_ascii=False) if fmt == "json" else render(doc)
+    if out_path:
+        write_text(out_path, text + "\n")
+    else:
+        click.echo(text)
+
+
+@cli.command()
+@click.option("--name", help="A model name or glob, e.g. 'fraud.*'.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
+              help="A tag the version (or its model) has; repeatable, all must hold.")  # fmt: skip
+@click.option("--registered-by", help="The actor who registered the version.")
+@click.option("--since", help="Registered at or after this instant (e.g. 2026-03-01).")
+@click.option("--until", help="Registered at or before this instant.")
+@click.option("--live-in", help="Live in this environment now (or as of --as-of).")
+@click.option("--alias", "alias_name", help="Named by this alias.")
+@click.option("--metric", "metrics", multiple=True, metavar="NAME OP NUMBER",
+              help="A metric bound, e.g. 'auc>=0.9'; repeatable, all must hold.")  # fmt: skip
+@point_in_time
+@read_options
+@format_option()
+def models(
+    name: str | None,
+    tags: tuple[str, ...],
+    registered_by: str | None,
+    since: str | None,
+    until: str | None,
+    live_in: str | None,
+    alias_name: str | None,
+    metrics: tuple[str, ...],
+    as_of: str | None,
+    at_seq: int | None,
+    ledger_path: str,
+    fmt: str,
+    out_path: str | None,
+) -> None:
+    """Find versions by name, tag, registrant, date, environment, alias or metric.
+
+    \b
+    Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
+      ledger models --name 'fraud.*' --tag team=risk --metric 'auc>=0.9'
+      ledger models --live-in production --as-of 2026-06-24
+    """
+    when = _when(as_of, at_seq)
+    table = _open(ledger_path).models(
+        name=name, tags=tags, registered_by=registered_by, since=since, until=until,
+        live_in=live_in, alias=alias_name, metrics=metrics, as_of=as_of, at_seq=at_seq,
+    )  # fmt: skip
+    render_arrow(
+        table, fmt, path=out_path, empty=f"No versions match{when}.", title=when.strip() or None
+    )
