@@ -17,11 +17,11 @@ from . import events as E
 from .errors import InputError, NotFoundError, RuleViolation
 from .gcpause import collector_paused
 from .keys import SigningKey, VerifierKey
-from .opened import Opened
+from .opened import Opened, state_of
 from .readgate import checked as _checked
 from .readgate import reading as _reading
 from .state import KeyRecord, State
-from .store import COLUMNS, STATE_COLUMNS, Store, replay, typed_events
+from .store import COLUMNS, STATE_COLUMNS, Store, typed_events
 from .verify import Problem, VerifyReport
 from .writer import Receipt, Writer, _Columns
 
@@ -205,23 +205,7 @@ class Ledger(Opened):
     def state(self, models: set[str] | None = None, at_seq: int | None = None) -> State:
         """Replay the typed columns into a State. ``models`` limits the replay to those
         models' events (plus every key event), which is all a write needs."""
-        if models is not None and at_seq is None:
-            table = self.store.read_where(STATE_COLUMNS, E.KEY_ACTIONS | E.POLICY_ACTIONS, models)
-            return replay(table, self.origin, State())
-        table = self.store.read(STATE_COLUMNS)
-        if models is not None or at_seq is not None:
-            import pyarrow.compute as pc
-
-            mask = None
-            if models is not None:
-                mask = pc.is_in(table["action"], pa.array(sorted(E.KEY_ACTIONS | E.POLICY_ACTIONS)))
-                if models:
-                    mask = pc.or_(mask, pc.is_in(table["model"], pa.array(sorted(models))))
-            if at_seq is not None:
-                upto = pc.less_equal(table["seq"], at_seq)
-                mask = upto if mask is None else pc.and_(mask, upto)
-            table = table.filter(mask)
-        return replay(table, self.origin, State())
+        return state_of(self, models, at_seq)
 
     # --- verification and maintenance -------------------------------------------------------
     @_reading
