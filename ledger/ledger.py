@@ -579,5 +579,22 @@ class Ledger(Opened):
         table = self.store.read(STATE_COLUMNS)
         return P.audit(typed_events(table, self.origin))
 
+    # --- the audit report (issue 17) ----------------------------------------------------------
+    @_checked
+    def report(
+        self,
+        ref: str | None = None,
+        *,
+        env: str | None = None,
+        as_of: int | str | None = None,
+        at_seq: int | None = None,
+        out: str | os.PathLike[str] | None = None,
+    ) -> str:
+        """A self-contained HTML audit report (ledger/report.py) of ``MODEL:VERSION`` ``ref``,
+        or of every version live in ``env`` at ``as_of``/``at_seq``; written to ``out`` too."""
+        from . import report
+
+        return report.make(self, ref, env=env, as_of=as_of, at_seq=at_seq, out=out)
+
 
 __all__ = ["Ledger", "NotFoundError", "Problem", "Receipt"]

@@ -72,6 +72,7 @@ POINT_IN_TIME = {
     ("sql",),
     ("lineage",),
     ("policy", "show"),
+    ("report",),
 }
 
 
