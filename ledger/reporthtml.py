@@ -487,9 +487,9 @@ thead th{background:#eee}tbody th{font-weight:600;background:#f7f7f7}
 table.facts{width:auto}table.facts th{white-space:nowrap}
 code{font:12.5px/1.3 ui-monospace,Menlo,Consolas,monospace;overflow-wrap:anywhere}
 code.hash{word-break:break-all}time,code.key{white-space:nowrap}
-table.timeline code.hash{display:inline-block;width:32.5ch}
+table.timeline{font-size:.92em}table.timeline code.hash{display:inline-block;width:16.5ch}
 .prose{white-space:pre-wrap}.ctl{border:1px dashed currentColor;font-size:.8em}
-.flag{padding:0 .25rem;border:1px solid currentColor;border-radius:3px;white-space:nowrap}
+.flag{padding:0 .25rem;border:1px solid currentColor;border-radius:3px}
 .violation{color:var(--bad);background:var(--badbg)}.overridden{color:var(--warn);background:var(--warnbg)}
 .ok,.live{color:var(--good);background:var(--goodbg)}
 .banner{border:2px solid currentColor;padding:.4rem .7rem;margin:.6rem 0}
