@@ -18,12 +18,12 @@ from .errors import InputError, NotFoundError
 from .gcpause import collector_paused
 from .governance import GovernanceMethods
 from .keys import SigningKey, VerifierKey
-from .opened import Opened
+from .opened import Opened, state_of
 from .readgate import checked as _checked
 from .readgate import reading as _reading
 from .registry import RegistryMethods
 from .state import KeyRecord, State
-from .store import COLUMNS, STATE_COLUMNS, Store, replay
+from .store import COLUMNS, Store
 from .verify import Problem, VerifyReport
 from .writer import Receipt, Writer, _Columns
 
@@ -215,23 +215,7 @@ class Ledger(RegistryMethods, GovernanceMethods, Opened):
     def state(self, models: set[str] | None = None, at_seq: int | None = None) -> State:
         """Replay the typed columns into a State. ``models`` limits the replay to those
         models' events (plus every key event), which is all a write needs."""
-        if models is not None and at_seq is None:
-            table = self.store.read_where(STATE_COLUMNS, E.KEY_ACTIONS | E.POLICY_ACTIONS, models)
-            return replay(table, self.origin, State())
-        table = self.store.read(STATE_COLUMNS)
-        if models is not None or at_seq is not None:
-            import pyarrow.compute as pc
-
-            mask = None
-            if models is not None:
-                mask = pc.is_in(table["action"], pa.array(sorted(E.KEY_ACTIONS | E.POLICY_ACTIONS)))
-                if models:
-                    mask = pc.or_(mask, pc.is_in(table["model"], pa.array(sorted(models))))
-            if at_seq is not None:
-                upto = pc.less_equal(table["seq"], at_seq)
-                mask = upto if mask is None else pc.and_(mask, upto)
-            table = table.filter(mask)
-        return replay(table, self.origin, State())
+        return state_of(self, models, at_seq)
 
     # --- verification and maintenance -------------------------------------------------------
     @_reading
@@ -567,6 +551,23 @@ class Ledger(RegistryMethods, GovernanceMethods, Opened):
         from . import family as F
 
         return F.impact(self._family(as_of, at_seq), dataset=dataset, model=model, commit=commit)
+
+    # --- the audit report (issue 17) ----------------------------------------------------------
+    @_checked
+    def report(
+        self,
+        ref: str | None = None,
+        *,
+        env: str | None = None,
+        as_of: int | str | None = None,
+        at_seq: int | None = None,
+        out: str | os.PathLike[str] | None = None,
+    ) -> str:
+        """A self-contained HTML audit report (ledger/report.py) of ``MODEL:VERSION`` ``ref``,
+        or of every version live in ``env`` at ``as_of``/``at_seq``; written to ``out`` too."""
+        from . import report
+
+        return report.make(self, ref, env=env, as_of=as_of, at_seq=at_seq, out=out)
 
 
 __all__ = ["Ledger", "NotFoundError", "Problem", "Receipt"]

@@ -49,3 +49,27 @@ def partial_state(
     if upto is not None:
         state.next_seq = upto
     return state
+
+
+def state_of(led: Opened, models: set[str] | None = None, at_seq: int | None = None) -> State:
+    """The State after replaying the typed columns (``Ledger.state``): every event, or
+    with ``models`` only those models' events plus every key and policy event, all or
+    only those up to event ``at_seq``."""
+    keyed = E.KEY_ACTIONS | E.POLICY_ACTIONS
+    if models is not None and at_seq is None:
+        return replay(led.store.read_where(STATE_COLUMNS, keyed, models), led.origin, State())
+    table = led.store.read(STATE_COLUMNS)
+    if models is not None or at_seq is not None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        mask = None
+        if models is not None:
+            mask = pc.is_in(table["action"], pa.array(sorted(keyed)))
+            if models:
+                mask = pc.or_(mask, pc.is_in(table["model"], pa.array(sorted(models))))
+        if at_seq is not None:
+            upto = pc.less_equal(table["seq"], at_seq)
+            mask = upto if mask is None else pc.and_(mask, upto)
+        table = table.filter(mask)
+    return replay(table, led.origin, State())

@@ -251,6 +251,37 @@ def _save(led: Opened, record: Record) -> None:
                 os.unlink(tmp)
 
 
+@dataclass(frozen=True)
+class Summary:
+    """What the record of a ledger says (for a report): read only, nothing checked."""
+
+    path: Path
+    #: when the record was last written (µs since the epoch: the file's mtime)
+    written: int
+    #: events 0..events-1 accepted by verify (or by reads checking on the fly)
+    events: int
+    #: the hash (hex) of the last accepted event, None when none is
+    head: str | None
+    #: the problem of the last verify, when it failed
+    failed: str | None
+
+
+def summary(led: Opened) -> Summary | None:
+    """The record of ``led`` on this machine, or None when there is none (never verified
+    here, or a record of another ledger at this path). Reads only, outside the ledger."""
+    path = record_path(led)
+    record = _load(led)
+    if path is None or record is None:
+        return None
+    try:
+        written = path.stat().st_mtime_ns // 1000
+    except OSError:
+        return None
+    last = max(record.entries, key=lambda e: e.last, default=None)
+    head = last.last_hash if last is not None else None
+    return Summary(path, written, record.end, head, record.failed)
+
+
 # --- verify keeps the record ------------------------------------------------------------------
 
 
@@ -470,4 +501,12 @@ def _recheck(
     return _entry(led.store, seg, file, table.select(["hash", "sig"]))
 
 
-__all__ = ["ON_THE_FLY_EVENTS", "ON_THE_FLY_SEGMENTS", "accept", "check", "record_dir"]
+__all__ = [
+    "ON_THE_FLY_EVENTS",
+    "ON_THE_FLY_SEGMENTS",
+    "Summary",
+    "accept",
+    "check",
+    "record_dir",
+    "summary",
+]

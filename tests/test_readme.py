@@ -76,6 +76,7 @@ POINT_IN_TIME = {
     ("policy", "show"),
     ("alias", "list"),
     ("models",),
+    ("report",),
 }
 
 
