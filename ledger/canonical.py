@@ -22,6 +22,9 @@ from .errors import InputError
 MAX_DEPTH = 32
 #: Integers must be exactly representable as IEEE-754 doubles (I-JSON, RFC 7493).
 MAX_SAFE_INTEGER = 2**53 - 1
+#: Floats from here up to 1e21 are whole numbers that RFC 8785 writes without an exponent,
+#: i.e. as integers beyond MAX_SAFE_INTEGER, which a reader could not take back exactly.
+_WHOLE_BEYOND = 2.0**53
 
 _encoder = json.JSONEncoder(
     ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
@@ -121,7 +124,7 @@ def _scan(value: Any, depth: int) -> bool:
             return False
         raise _Bad
     if t is float:
-        if not math.isfinite(value):
+        if not math.isfinite(value) or _WHOLE_BEYOND <= abs(value) < 1e21:
             raise _Bad
         return not (1e-4 <= abs(value) < 1e16) or value.is_integer()
     if value is None or t is bool:
@@ -144,6 +147,11 @@ def _check(value: Any, depth: int, where: str) -> bool:
     if t is float:
         if not math.isfinite(value):
             raise InputError(f"number at {_cut(where)} is {value!r}; JSON has no NaN or infinity")
+        if _WHOLE_BEYOND <= abs(value) < 1e21:
+            raise InputError(
+                f"number at {_cut(where)} is {value!r}: RFC 8785 writes it as an integer"
+                " beyond the exact JSON range ±(2**53-1)"
+            )
         mag = abs(value)
         # Python's repr matches ECMAScript's Number.toString only here.
         return not (1e-4 <= mag < 1e16) or value.is_integer()

@@ -33,6 +33,12 @@ def test_jcs_number_vectors():
         if vec["expected"] is None:
             with pytest.raises(InputError, match="NaN or infinity"):
                 canonicalize(value)
+        elif 2.0**53 <= abs(value) < 1e21:
+            # RFC 8785 writes it as an integer beyond ±(2^53−1): the ledger's limit (I-JSON,
+            # FORMAT.md §3.5) refuses what a reader could not take back exactly.
+            assert vec["expected"].lstrip("-").isdigit(), vec["comment"]
+            with pytest.raises(InputError, match="integer beyond the exact JSON range"):
+                canonicalize(value)
         else:
             assert canonicalize(value) == vec["expected"].encode(), vec["comment"]
 
@@ -41,7 +47,9 @@ json_scalars = (
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.floats(allow_nan=False, allow_infinity=False).filter(
+        lambda x: not 2.0**53 <= abs(x) < 1e21
+    )
     | st.text()
 )
 json_values = st.recursive(
@@ -125,3 +133,16 @@ def test_loads_rejects_duplicates_and_constants():
     with pytest.raises(InputError, match="NaN is not valid JSON"):
         loads('{"a": NaN}')
     assert loads('{"a": [1, 2.5]}') == {"a": [1, 2.5]}
+
+
+@pytest.mark.parametrize("value", [2.0**53, -(2.0**53), 1e16, 1e20, 123456789012345678.0])
+def test_a_whole_float_rfc8785_writes_as_an_unsafe_integer_is_refused(value):
+    """RFC 8785 writes 1e16 as 10000000000000000: read back, an integer beyond ±(2^53−1),
+    which verify refuses. So the writer refuses it (found by test_hostile.py)."""
+    with pytest.raises(InputError, match="writes it as an integer beyond the exact JSON range"):
+        canonicalize({"m": value})
+
+
+@pytest.mark.parametrize("value", [2.0**53 - 1, 1e21, 1.5e300, -1e21, 0.5])
+def test_floats_rfc8785_writes_exactly_are_kept(value):
+    assert json.loads(canonicalize({"m": value})) == {"m": value}

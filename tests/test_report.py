@@ -336,15 +336,15 @@ def test_a_version_s_facts_timeline_and_overrides(demo):
 
 
 def test_a_newer_format_s_action_is_listed_and_changes_nothing(history):
-    """An action this version does not know (another branch adds aliases) is shown in the
-    timeline with its payload, and replays as nothing, as in verify."""
+    """An action this version does not know (a newer format's) is shown in the timeline
+    with its payload, and replays as nothing, as in verify."""
     gather = R._Gather(history.ledger, [(XGB, 1)], 99)
     gather._event(E.Event(5, 0, "o", E.REGISTER, "alice", "k", {}, "", XGB, 1), "aa" * 32)
-    alias = E.Event(6, 1, "o", "alias_set", "alice", "k", {"alias": "<champion>"}, "", XGB, 1)
+    alias = E.Event(6, 1, "o", "retire", "alice", "k", {"alias": "<champion>"}, "", XGB, 1)
     gather._event(alias, "bb" * 32)
     assert [(e.seq, e.action, e.details) for e in gather.builders[(XGB, 1)].events] == [
         (5, "register", None),
-        (6, "alias_set", '{"alias": "<champion>"}'),
+        (6, "retire", '{"alias": "<champion>"}'),
     ]
     assert gather.state.versions[(XGB, 1)].status == "registered"
     assert gather.state.next_seq == 6
@@ -384,10 +384,10 @@ def test_the_report_of_a_version_through_the_api(demo, tmp_path):
         "28 ⚑ BREAK-GLASS",
         "INC-2291: edge fraud scoring is down",
         "bob 27 2026-09-15T10:00:00.000000Z production ✔ counts: a distinct approver",
-        "Tree size 30 events (seq 0 to 29; the version's last: 29)",
+        "Tree size 33 events (seq 0 to 32; the version's last: 29)",
         "Signed by notary",
         "Ledger origin demo.example/fraud-models",
-        "Ledger head 30 events, last hash 25b1b235e3930da52ac6ffbd33587b6d",
+        "Ledger head 33 events, last hash 084855e849c94b8971139e221554005a",
     ):
         assert fact in text, fact
     assert html.startswith('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">')
@@ -469,7 +469,7 @@ def test_the_command_writes_the_page_or_prints_it(demo, invoke, tmp_path):
          " digits, '_' and '-', starting with a letter, at most 32 characters (e.g. production)"),
         ([f"{XGB}:1", "--as-of", "2026-06-24", "--at-seq", "3"], 2,
          "give --as-of or --at-seq, not both"),
-        ([f"{XGB}:1", "--at-seq", "99"], 2, "--at-seq 99 is beyond the last event (seq 29)"),
+        ([f"{XGB}:1", "--at-seq", "99"], 2, "--at-seq 99 is beyond the last event (seq 32)"),
         (["xgb"], 2, "expected MODEL:VERSION (e.g. fraud.detector.xgb:4), got 'xgb'"),
     ],
 )  # fmt: skip
