@@ -197,6 +197,7 @@ def test_library_has_the_issue_queries_with_headers() -> None:
     qs = load_queries()
     assert sorted(qs) == [
         "actor-activity",
+        "alias-moves",  # issue 17
         "break-glass",  # issue 6
         "dataset-exposure",
         "missing-metadata",
@@ -737,7 +738,7 @@ def test_cli_queries_lists_them(invoke) -> None:
     lines = r.stdout.splitlines()
     assert lines[0] == "name,params,description"
     assert [ln.split(",")[0] for ln in lines[1:]] == sorted(load_queries())
-    assert lines[6].startswith('production-history,model env=production,"Every version')
+    assert lines[7].startswith('production-history,model env=production,"Every version')
 
 
 def test_queries_folder_is_next_to_the_package() -> None:

@@ -265,3 +265,15 @@ def test_models_refuses_a_malformed_filter(demo, invoke):
         "Error: malformed --metric 'auc is high': expected NAME OP NUMBER, e.g. 'auc>=0.9'"
         " (OP one of >=, <=, ==, !=, >, <)\n",
     )
+
+
+def test_the_alias_moves_query(demo, invoke):
+    r = invoke(["query", "alias-moves", "--param", f"model={XGB}", "--format", "csv",
+                "--ledger", str(demo)])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0] == "seq,ts,model,alias,action,version,previous_version,actor,until,comment"
+    assert [line.split(",")[:8] for line in lines[1:]] == [
+        ["30", "2026-09-16T09:00:00.000000Z", XGB, "champion", "alias_set", "1", "", "carol"],
+        ["31", "2026-09-16T09:05:00.000000Z", XGB, "challenger", "alias_set", "3", "", "carol"],
+    ]
