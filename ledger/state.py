@@ -62,6 +62,8 @@ class Version:
     live: dict[str, int] = field(default_factory=dict)
     #: environment -> seq of this version's first deploy there (promotion order)
     deployed_to: dict[str, int] = field(default_factory=dict)
+    #: the register payload's metrics (policy criteria compare versions by them)
+    metrics: dict[str, Any] | None = None
 
     @property
     def ref(self) -> str:
@@ -421,7 +423,10 @@ class State:
         elif a == E.REGISTER:
             # (step() checked that a model event names a model and a version)
             m, n = cast(str, ev.model), cast(int, ev.version)
-            self.versions[(m, n)] = Version(m, n, ev.actor, ev.seq, ev.ts, _parents(p))
+            v = Version(m, n, ev.actor, ev.seq, ev.ts, _parents(p))
+            if type(p.get("metrics")) is dict and p["metrics"]:
+                v.metrics = p["metrics"]
+            self.versions[(m, n)] = v
             self.latest[m] = n
         elif a in E.MODEL_ACTIONS:
             v = self.versions[(ev.model, ev.version)]  # type: ignore[index]
