@@ -118,9 +118,13 @@ class Ledger(Opened):
         tags: Any = None,
         metadata: dict[str, Any] | None = None,
         description: str | None = None,
+        requirements: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
+        conda: str | os.PathLike[str] | None = None,
+        python: str | None = None,
     ) -> Receipt:
-        """Register the next version of ``model``. ``artifact`` is a local file or folder
-        (digested here), or a ready ``{"digest": "sha256:…", …}`` object."""
+        """Register the next version of ``model``. ``artifact``: a local file or folder
+        (digested here) or a ready ``{"digest": "sha256:…", …}`` object; ``requirements``
+        files, a ``conda`` file and a ``python`` version declare where it runs."""
         draft = actions.register(
             model,
             artifact=artifact,
@@ -133,6 +137,9 @@ class Ledger(Opened):
             tags=tags,
             metadata=metadata,
             description=description,
+            requirements=requirements,
+            conda=conda,
+            python=python,
         )
         return self.append(draft, key)
 
@@ -540,13 +547,7 @@ class Ledger(Opened):
         return F.impact(self._family(as_of, at_seq), dataset=dataset, model=model, commit=commit)
 
     # --- governance policy (issue 6) ---------------------------------------------------------
-    def set_policy(
-        self,
-        policy: Any,
-        *,
-        key: SigningKey,
-        comment: str | None = None,
-    ) -> Receipt:
+    def set_policy(self, policy: Any, *, key: SigningKey, comment: str | None = None) -> Receipt:
         """Record ``policy`` as the governance policy in force from this event on. It is a
         ``Policy``, a parsed document (dict) or the path of a TOML/YAML/JSON policy file.
         Signed by an admin key; an empty policy switches every rule off."""

@@ -125,6 +125,12 @@ def dataset_digest_malformed(t):
     _register(t, {"datasets": [{"digest": "sha256:beef", "name": "train", "uri": "s3://d"}]})
 
 
+def environment_member_malformed(t):
+    # A package name pip would never have recorded (not PEP 503-normalized).
+    _register(t, {"environment": {"files": [], "packages": [
+        {"name": "NumPy", "source": "pip", "spec": "<2"}]}})  # fmt: skip
+
+
 def key_event_naming_a_model(t):
     forge_raw(t, "admin", E.KEY_REVOKE, {"key_id": t.keys["bob"].key_id}, XGB, 1)
 
@@ -251,6 +257,9 @@ CASES = [
     (dataset_digest_malformed, 11, segment_name(11, 11), "bad_payload",
      "register payload: 'datasets[0].digest' 'sha256:beef' is not sha256: and 64 lowercase"
      " hex digits"),
+    (environment_member_malformed, 11, segment_name(11, 11), "bad_payload",
+     "register payload: 'environment.packages[0].name' 'NumPy' is not a valid normalized"
+     " package name (PEP 503)"),
     (key_event_naming_a_model, 11, segment_name(11, 11), "bad_payload",
      "key_revoke event names a model or version; both must be null"),
     (newer_action_backdated, 11, segment_name(11, 11), "timestamp_backwards",
