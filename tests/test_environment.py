@@ -268,3 +268,67 @@ def test_a_file_named_twice_is_read_once(team, tmp_path: Path):
     r = team.ledger.register(XGB, key=team.keys["alice"], requirements=[req, req])
     env = stored(team.ledger, r.seq)["environment"]
     assert (len(env["files"]), len(env["packages"])) == (1, 1)
+
+
+# --- the live-by-package query ------------------------------------------------------------
+
+SPECS = {
+    "pinned": "numpy==1.26.4",
+    "range": "NumPy>=1.24,<2",
+    "newer": "numpy>=2.1",
+    "any": "numpy",
+    "two": "numpy==2.0.0",
+    "prefix": "numpy==1.26.*",
+    "old": "numpy<1.20",
+    "other": "scipy==1.13",
+}
+
+
+@pytest.fixture
+def fleet(team, tmp_path):
+    """One model per spec, each version 1 live in production (and 'pinned' in staging),
+    plus one version with no declared environment."""
+    led, k = team.ledger, team.keys
+    for m, spec in SPECS.items():
+        req = tmp_path / f"{m}.txt"
+        req.write_text(spec + "\n")
+        led.register(f"svc.{m}", key=k["alice"], requirements=req)
+        led.deploy(f"svc.{m}", 1, "production", key=k["carol"])
+    led.deploy("svc.pinned", 1, "staging", key=k["carol"])
+    led.register("svc.bare", key=k["alice"])
+    led.deploy("svc.bare", 1, "production", key=k["carol"])
+    return team
+
+
+def live_by_package(led, **params) -> list[tuple]:
+    rows = led.query("live-by-package", params).to_pylist()
+    return [(r["ref"], r["env"], r["spec"], r["pinned"], r["match"]) for r in rows]
+
+
+def test_live_by_package_finds_pins_in_the_range_and_specs_that_allow_it(fleet):
+    pytest.importorskip("duckdb")
+    led = fleet.ledger
+    assert live_by_package(led, package="numpy", below="2") == [
+        ("svc.any:1", "production", "", None, "allowed"),
+        ("svc.old:1", "production", "<1.20", None, "allowed"),
+        ("svc.pinned:1", "production", "==1.26.4", "1.26.4", "pinned"),
+        ("svc.prefix:1", "production", "==1.26.*", None, "allowed"),
+        ("svc.range:1", "production", "<2,>=1.24", None, "allowed"),
+        ("svc.pinned:1", "staging", "==1.26.4", "1.26.4", "pinned"),
+    ]
+    assert live_by_package(led, package="NumPy", below="2.0.0", at_least="1.25", pinned=1, env="production") == [
+        ("svc.pinned:1", "production", "==1.26.4", "1.26.4", "pinned"),
+    ]  # fmt: skip
+    # 2.0.0 is not below 2; <1.20 rules out 1.25 and up; >=2.1 rules out below 2.
+    assert [r[0] for r in live_by_package(led, package="numpy", at_least="1.25")] == [
+        "svc.any:1", "svc.newer:1", "svc.pinned:1", "svc.prefix:1", "svc.range:1", "svc.two:1",
+        "svc.pinned:1",
+    ]  # fmt: skip
+    row = led.query("live-by-package", {"package": "scipy"}).to_pylist()
+    assert [(r["ref"], r["package"], r["source"], r["deployed_by"]) for r in row] == [
+        ("svc.other:1", "scipy", "pip", "carol")
+    ]
+    led.undeploy("svc.pinned", 1, "production", key=fleet.keys["carol"])
+    assert [r[:2] for r in live_by_package(led, package="numpy", below="2", pinned=1)] == [
+        ("svc.pinned:1", "staging")
+    ]
