@@ -205,6 +205,11 @@ def policy_document_malformed(t):
     forge_raw(t, "admin", E.POLICY_SET, {"policy": {"approvals": {"required": {"production": -1}}}})
 
 
+def policy_pattern_outside_the_subset(t):
+    # A pattern the write path would refuse: a lazy quantifier is outside the subset.
+    forge_raw(t, "admin", E.POLICY_SET, {"policy": {"format": 2, "naming": {"model": "^(a+)+?$"}}})
+
+
 def grant_without_justification(t):
     forge_raw(t, "admin", E.BREAK_GLASS, {"action": "deploy", "env": "production",
               "justification": " ", "model": XGB, "rule": "approvals", "version": 1})  # fmt: skip
@@ -277,6 +282,9 @@ CASES = [
     (policy_document_malformed, 11, segment_name(11, 11), "bad_payload",
      "policy_set payload: approvals.required.production must be a whole number from 0 to"
      " 1000, got -1"),
+    (policy_pattern_outside_the_subset, 11, segment_name(11, 11), "bad_payload",
+     "policy_set payload: naming.model: pattern '^(a+)+?$': '?' at position 6 repeats a"
+     " repetition (lazy and possessive quantifiers are not part of the subset)"),
     (grant_without_justification, 11, segment_name(11, 11), "bad_payload",
      "break_glass payload: break-glass needs a justification: say why the rule must be"
      " bypassed"),
