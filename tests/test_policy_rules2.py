@@ -161,6 +161,33 @@ def test_format_2_mistakes_are_named(text, error):
     assert str(exc.value) == error
 
 
+def test_policy_set_and_show_a_format_2_policy(team, invoke, tmp_path):
+    f = tmp_path / "mrm.toml"
+    f.write_text(RICH_TOML)
+    r = invoke(["policy", "set", str(f)], env=team.env("admin"))
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[-1] == (
+        "rules switched on: register_metadata, environments, naming, promotion_criteria"
+    )
+    r = invoke(["policy", "show"], env=team.env())
+    body = r.stdout.split("format = 2\n", 1)[1]
+    assert body == (
+        "\n[register_metadata]\n"
+        'tags = ["ticket"]\n'
+        'tag_values = { data_sensitivity = ["public", "internal", "confidential"] }\n'
+        'tag_patterns = { ticket = "^MRM-[0-9]+$" }\n'
+        "\n[environments]\n"
+        'allowed = ["staging", "production"]\n'
+        "\n[naming]\n"
+        'model = "^[a-z]+\\\\.[a-z]+\\\\.[a-z0-9]+$"\n'
+        "\n[promotion_criteria.production]\n"
+        'metrics = ["auc >= live + 0.01", "auc >= live:staging", "f1 >= previous - 0.05"]\n'
+    )
+    shown = tmp_path / "shown.toml"
+    shown.write_text(r.stdout)
+    assert P.parse_policy(shown.read_text(), "shown.toml") == team.ledger.policy().policy
+
+
 # --- each rule at write time ----------------------------------------------------------------
 
 
@@ -188,6 +215,10 @@ def test_tag_values_and_patterns(led):
     assert ledger.register(XGB, key=k["alice"], tags=["ticket=MRM-12"]).version == 1
     r = ledger.register(XGB, key=k["alice"], tags=["ticket=MRM-1", "data_sensitivity=internal"])
     assert r.version == 2
+    ledger.break_glass(
+        "register", XGB, rule="register_metadata", justification="MRM-3", key=k["admin"]
+    )
+    assert ledger.register(XGB, key=k["alice"], tags=["ticket=INC-4"]).version == 3
 
 
 def test_naming(led):
