@@ -5,7 +5,8 @@ The facade's write methods (``Ledger.register``, ``approve``, ``add_key``,
 path (:mod:`ledger.writer`); ``Ledger.init`` takes its genesis event from here. What an
 action may do given the ledger's state is :mod:`ledger.state` and :mod:`ledger.policy`;
 this module checks only what the arguments alone decide (names, limits, shapes).
-Reading a local artifact (to digest it) or a policy file is the only I/O.
+Reading a local artifact (to digest it), a policy file or an environment file is the
+only I/O.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from . import events as E
 from . import policydoc as P
+from . import requirements as R
 from .errors import InputError
 from .keys import key_id
 
@@ -74,10 +76,16 @@ def register(
     tags: Any = None,
     metadata: dict[str, Any] | None = None,
     description: str | None = None,
+    requirements: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
+    conda: str | os.PathLike[str] | None = None,
+    python: str | None = None,
 ) -> E.Draft:
     """The draft registering the next version of ``model``; ``artifact`` is a local file
-    or folder (digested here) or a ready ``{"digest": "sha256:…", …}`` object."""
+    or folder (digested here) or a ready ``{"digest": "sha256:…", …}`` object;
+    ``requirements`` (one or more pip requirements files), ``conda`` (an environment
+    file) and ``python`` (a version) declare the environment it runs in."""
     E.check_model_name(model)
+    env = declared_environment(requirements, conda, python)
     if artifact is not None and not isinstance(artifact, dict):
         from .artifact import describe
 
@@ -98,8 +106,40 @@ def register(
         tags=tags,
         metadata=metadata,
         description=description,
+        environment=env,
     )
     return E.Draft(E.REGISTER, payload, model)
+
+
+def declared_environment(
+    requirements: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None,
+    conda: str | os.PathLike[str] | None,
+    python: str | None,
+) -> dict[str, Any] | None:
+    """The register payload's ``environment`` member read from the files named (None
+    when nothing is declared); files a requirements file includes (``-r``) are read
+    relative to it."""
+    if isinstance(requirements, str | os.PathLike):
+        requirements = [requirements]
+    paths = [Path(p) for p in requirements or ()]
+    if not paths and conda is None and python is None:
+        return None
+
+    def read(path: Path) -> tuple[str, str, bytes]:
+        try:
+            return str(path.resolve()), path.name, path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read environment file {path}: {exc.strerror}") from None
+
+    def include(fid: str, ref: str) -> tuple[str, str, bytes]:
+        return read(Path(fid).parent / ref)
+
+    return R.environment(
+        [read(p) for p in paths],
+        read(Path(conda)) if conda is not None else None,
+        python,
+        opener=include,
+    )
 
 
 def model_action(action: str, model: str, version: int | str, **fields: Any) -> E.Draft:

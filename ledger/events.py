@@ -508,8 +508,10 @@ def register_payload(
     tags: Any = None,
     metadata: dict[str, Any] | None = None,
     description: str | None = None,
+    environment: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Validate and assemble a register payload; strings use the CLI's spec syntax."""
+    """Validate and assemble a register payload; strings use the CLI's spec syntax.
+    ``environment`` is the declared inference environment (ledger/requirements.py)."""
     ds = [parse_dataset(d) for d in datasets]
     names = [d["name"] for d in ds]
     if len(set(names)) != len(names):
@@ -539,6 +541,8 @@ def register_payload(
         payload["metadata"] = metadata
     if description is not None:
         payload["description"] = check_text(description, "description")
+    if environment is not None:
+        payload["environment"] = environment
     for what in ("tags", "params"):
         for k, v in payload[what].items():
             check_text(v, f"{what[:-1]} {_r(k)}")

@@ -120,9 +120,13 @@ class Ledger(RegistryMethods, GovernanceMethods, Opened):
         tags: Any = None,
         metadata: dict[str, Any] | None = None,
         description: str | None = None,
+        requirements: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
+        conda: str | os.PathLike[str] | None = None,
+        python: str | None = None,
     ) -> Receipt:
-        """Register the next version of ``model``. ``artifact`` is a local file or folder
-        (digested here), or a ready ``{"digest": "sha256:…", …}`` object."""
+        """Register the next version of ``model``. ``artifact``: a local file or folder
+        (digested here) or a ready ``{"digest": "sha256:…", …}`` object; ``requirements``
+        files, a ``conda`` file and a ``python`` version declare where it runs."""
         draft = actions.register(
             model,
             artifact=artifact,
@@ -135,6 +139,9 @@ class Ledger(RegistryMethods, GovernanceMethods, Opened):
             tags=tags,
             metadata=metadata,
             description=description,
+            requirements=requirements,
+            conda=conda,
+            python=python,
         )
         return self.append(draft, key)
 

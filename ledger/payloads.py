@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import events as E
+from . import requirements as R
 from .errors import InputError
 
 KIND = "bad_payload"
@@ -39,6 +40,7 @@ _MEMBERS: dict[str, frozenset[str]] = {
             "tags",
             "metadata",
             "description",
+            "environment",
         }
     ),
     E.APPROVE: frozenset({"env", "comment"}),
@@ -76,6 +78,11 @@ _DATASET = frozenset({"name", "uri", "digest"})
 _PARENT = frozenset({"model", "version", "relation"})
 _CODE = frozenset({"repo", "commit"})
 _KEY_ID_RE = re.compile(r"[0-9a-f]{16}")
+_ENVIRONMENT = frozenset({"python", "packages", "files"})
+_PACKAGE = frozenset({"name", "spec", "source", "extras", "marker", "url", "channel", "build"})
+#: The members each package source may hold besides name, spec and source.
+_PACKAGE_EXTRA = {R.PIP: ("extras", "marker", "url"), R.CONDA: ("channel", "build")}
+_FILE = frozenset({"kind", "name", "digest"})
 
 
 class _Bad(InputError):
@@ -165,7 +172,7 @@ def _members(a: str, where: str, v: Any, allowed: frozenset[str], required: set[
     for k in obj:
         if k not in allowed:
             raise _Bad(a, f"'{path}.{k}'", f"is not a member ({', '.join(sorted(allowed))})")
-    for k in required:
+    for k in sorted(required):
         if k not in obj:
             raise _Bad(a, f"'{path}.{k}'", "is missing")
 
@@ -261,6 +268,46 @@ def _register(a: str, p: dict[str, Any]) -> None:
         _object(a, "'metadata'", p["metadata"])
     if "description" in p:
         _text(a, "'description'", p["description"])
+    if "environment" in p:
+        _environment(a, p["environment"])
+
+
+def _environment(a: str, env: Any) -> None:
+    """The declared inference environment (ledger/requirements.py writes it)."""
+    _members(a, "'environment'", env, _ENVIRONMENT, {"packages", "files"})
+    if "python" in env:
+        _name(a, "'environment.python'", env["python"], R.PYTHON_RE, "Python version (3.11)")
+    for member in ("packages", "files"):
+        if type(env[member]) is not list:
+            raise _Bad(a, f"'environment.{member}'", "must be a list")
+    for i, pkg in enumerate(env["packages"]):
+        where = f"'environment.packages[{i}]"
+        _members(a, f"{where}'", pkg, _PACKAGE, {"name", "spec", "source"})
+        source = pkg["source"]
+        if source not in _PACKAGE_EXTRA:
+            raise _Bad(a, f"{where}.source'", f"{_show(source)} is not pip or conda")
+        name_re = R.PIP_NAME_RE if source == R.PIP else R.CONDA_NAME_RE
+        what = "normalized package name (PEP 503)" if source == R.PIP else "conda package name"
+        _name(a, f"{where}.name'", pkg["name"], name_re, what)
+        _name(a, f"{where}.spec'", pkg["spec"], R.SPEC_RE, "version specifier")
+        for k in sorted(set(pkg) - {"name", "spec", "source"}):
+            if k not in _PACKAGE_EXTRA[source]:
+                raise _Bad(a, f"{where}.{k}'", f"is not a member of a {source} package")
+            if k == "extras":
+                ex = pkg[k]
+                if type(ex) is not list or not ex or ex != sorted(set(ex)):
+                    raise _Bad(a, f"{where}.extras'", "must be a sorted list of distinct names")
+                for x in ex:
+                    _name(a, f"{where}.extras'", x, R.PIP_NAME_RE, "normalized extra name")
+            else:
+                _text(a, f"{where}.{k}'", pkg[k], empty=False)
+    for i, f in enumerate(env["files"]):
+        where = f"'environment.files[{i}]"
+        _members(a, f"{where}'", f, _FILE, set(_FILE))
+        if f["kind"] not in (R.REQUIREMENTS_FILE, R.CONDA_FILE):
+            raise _Bad(a, f"{where}.kind'", f"{_show(f['kind'])} is not requirements or conda")
+        _text(a, f"{where}.name'", f["name"], empty=False)
+        _digest(a, f"{where}.digest'", f["digest"])
 
 
 def _policy_set(a: str, p: dict[str, Any]) -> None:

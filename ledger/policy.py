@@ -22,13 +22,17 @@ from .errors import RuleViolation
 from .policydoc import (
     APPROVALS,
     BREAK_GLASS_RULE,
+    CRITERIA,
     DAY_US,
+    ENVIRONMENTS,
     METADATA,
+    NAMING,
     POLICY_FORMAT,
     PROMOTION,
     RULES,
     SEPARATION,
     SIGNERS,
+    Criterion,
     Grant,
     Policy,
     PolicyRecord,
@@ -42,14 +46,15 @@ from .policydoc import (
     policy_from_payload,
     to_toml,
 )
+from .policyterms import closest
 from .state import State
 
 __all__ = [
-    "APPROVALS", "BREAK_GLASS_RULE", "DAY_US", "METADATA", "POLICY_FORMAT", "PROMOTION",
-    "RULES", "SEPARATION", "SIGNERS", "Finding", "Grant", "Override", "Policy",
-    "PolicyAudit", "PolicyRecord", "SignerRule", "Threshold", "Violation", "audit",
-    "check", "enforce", "evaluate", "grant_from_event", "grant_payload", "parse_policy",
-    "policy_from_payload", "to_toml",
+    "APPROVALS", "BREAK_GLASS_RULE", "CRITERIA", "DAY_US", "ENVIRONMENTS", "METADATA",
+    "NAMING", "POLICY_FORMAT", "PROMOTION", "RULES", "SEPARATION", "SIGNERS", "Criterion",
+    "Finding", "Grant", "Override", "Policy", "PolicyAudit", "PolicyRecord", "SignerRule",
+    "Threshold", "Violation", "audit", "check", "enforce", "evaluate", "grant_from_event",
+    "grant_payload", "parse_policy", "policy_from_payload", "to_toml",
 ]  # fmt: skip
 
 # --- evaluation ------------------------------------------------------------------------------
@@ -74,8 +79,11 @@ def evaluate(state: State, policy: Policy, ev: E.Event) -> list[Violation]:
     out: list[Violation] = []
     a = ev.action
     v = state.versions.get((ev.model, ev.version)) if a in E.MODEL_SCOPED else None  # type: ignore[arg-type]
+    if a in (E.APPROVE, E.DEPLOY) and policy.environments:
+        out += _environments(policy, ev)
     if a == E.REGISTER:
         out += _register_metadata(policy, ev)
+        out += _naming(policy, ev)
     elif a == E.APPROVE and v is not None:
         if policy.registrant_may_not_approve and ev.actor == v.registrant:
             out.append(
@@ -125,6 +133,7 @@ def evaluate(state: State, policy: Policy, ev: E.Event) -> list[Violation]:
                         f" (order {' -> '.join(chain)}); deploy it to {before} first",
                     )
                 )
+        out += _criteria(state, policy, v, env)
     out += _signers(state, policy, ev)
     return out
 
@@ -161,6 +170,71 @@ def _approvals(policy: Policy, v: Any, env: str, ev: E.Event, doing: str) -> lis
     ]
 
 
+def _environments(policy: Policy, ev: E.Event) -> list[Violation]:
+    # (an undeploy is not checked: it names an environment the version is live in, and
+    # refusing it would trap a version deployed there before the policy named the list)
+    env = event_env(ev)
+    allowed = policy.environments
+    if env is None or env in allowed:
+        return []
+    hint = closest(env, allowed)
+    did = f"; did you mean {hint!r}?" if hint else ""
+    return [
+        Violation(
+            ENVIRONMENTS,
+            f"{ev.action}{env_phrase(ev.action, env)}: {env!r} is not one of the environments"
+            f" the policy names ({', '.join(allowed)}){did}",
+        )
+    ]
+
+
+def _naming(policy: Policy, ev: E.Event) -> list[Violation]:
+    pat = policy.naming_model
+    if pat is None or ev.model is None or pat.matches(ev.model):
+        return []
+    return [
+        Violation(
+            NAMING,
+            f"the model name {ev.model!r} does not match the policy's naming pattern {pat}"
+            " (naming.model); register it under a name that does",
+        )
+    ]
+
+
+def _criteria(state: State, policy: Policy, v: Any, env: str) -> list[Violation]:
+    out = []
+    metrics = v.metrics or {}
+    for c in policy.criteria.get(env, ()):
+        got = metrics.get(c.metric)
+        base_v, where = None, ""
+        if c.baseline == "previous":
+            base_v = state.versions.get((v.model, v.version - 1))
+            where = "the previous version"
+        elif c.baseline is not None:
+            there = c.live_env or env
+            n = state.live.get((v.model, there))
+            base_v = state.versions.get((v.model, n)) if n is not None else None
+            where = f"live in {there}"
+        base = (base_v.metrics or {}).get(c.metric) if base_v is not None else None
+        if c.holds(got, base):
+            continue
+        bound = c.bound(base)
+        why = ""
+        if base_v is not None and bound is not None:  # (else: an absolute bound)
+            why = (
+                f", i.e. {c.metric} {c.op} {bound:.12g}"
+                f" ({base_v.ref}, {where}, has {c.metric}={base})"
+            )
+        has = "none" if got is None else f"{c.metric}={got}"
+        out.append(
+            Violation(
+                CRITERIA,
+                f"deploying {v.ref} to {env} needs {c}{why}; it has {has}",
+            )
+        )
+    return out
+
+
 def _register_metadata(policy: Policy, ev: E.Event) -> list[Violation]:
     p, ref = ev.payload, f"{ev.model}:{ev.version}"
     out = []
@@ -195,6 +269,15 @@ def _register_metadata(policy: Policy, ev: E.Event) -> list[Violation]:
     if missing:
         s = "s" if len(missing) > 1 else ""
         miss(f"the tag{s} {', '.join(missing)} (--tag NAME=VALUE)")
+    for name, allowed in policy.tag_values.items():
+        if name in tags and tags[name] not in allowed:
+            miss(
+                f"the tag {name} to be one of {', '.join(map(repr, allowed))}, it is {tags[name]!r}"
+            )
+    for name, pat in policy.tag_patterns.items():
+        value = tags.get(name)
+        if name in tags and not (isinstance(value, str) and pat.matches(value)):
+            miss(f"the tag {name} to match {pat}, it is {value!r}")
     metrics = p.get("metrics")
     metrics = metrics if isinstance(metrics, dict) else {}
     for t in policy.metrics:

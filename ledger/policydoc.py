@@ -1,9 +1,11 @@
-"""The governance policy document and break-glass grants (pure, no I/O).
+"""The governance policy document (pure, no I/O).
 
-A ``policy_set`` event puts a policy in force; a ``break_glass`` event grants one use of
-one action despite one rule. This module is what they *are* (parsing and checking a
-policy, the grant an event records, a policy written back as TOML), below
-:mod:`ledger.state`; what the rules *decide* is :mod:`ledger.policy`, above it.
+A ``policy_set`` event puts a policy in force. This module is what a policy *is*
+(parsing and checking the document, and the document it normalizes to), below
+:mod:`ledger.state`; what the rules *decide* is :mod:`ledger.policy`, above it. Its terms
+(rule names, thresholds, criteria) are :mod:`ledger.policyterms`, break-glass grants
+:mod:`ledger.grants`, the TOML rendering :mod:`ledger.policytoml`; this module
+re-exports their names.
 
 The rules (section names of the policy document, and the names errors and break-glass use):
 
@@ -11,16 +13,25 @@ The rules (section names of the policy document, and the names errors and break-
                           approvals older than ``max_age_days`` do not count
 ``separation_of_duties``  the registrant may not approve; optionally an approver may not deploy
 ``register_metadata``     what a register must carry: artifact digest, datasets with digests,
-                          code commit, named tags, metric thresholds such as ``auc >= 0.8``
+                          code commit, named tags, metric thresholds such as ``auc >= 0.8``;
+                          (format 2) allowed values or a pattern per tag
 ``promotion_order``       a chain of environments: a version must have been deployed to the
                           previous one before the next
 ``signers``               which actors, keys or roles may sign an action (in an environment)
+``environments``          (format 2) the closed list of environments approvals and deploys name
+``naming``                (format 2) a pattern model names must match at register
+``promotion_criteria``    (format 2) per environment, metric criteria a deploy there must
+                          meet, absolute or against the live or the previous version
+
+Format 1 is the first five rules. A document that uses no format-2 rule or setting is
+written as format 1, so it means to older readers exactly what it means here; a stored
+format-1 document is read by format 1's grammar (a section of a later format in it is
+kept and ignored, as it always was).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,57 +40,68 @@ from typing import Any
 from . import events as E
 from .canonical import DuplicateKey, unique_keys_loader, unique_members
 from .errors import InputError
+from .grants import Grant, grant_from_event, grant_payload
+from .pattern import Pattern, compile_pattern
+from .policyterms import (
+    APPROVALS,
+    BREAK_GLASS_RULE,
+    CRITERIA,
+    ENVIRONMENTS,
+    METADATA,
+    NAMING,
+    PROMOTION,
+    RULES,
+    SEPARATION,
+    SIGNERS,
+    Criterion,
+    Threshold,
+    closest,
+    env_phrase,
+    event_env,
+    parse_criterion,
+    parse_threshold,
+)
+from .policyterms import show as _show
+from .policytoml import to_toml
 
-#: Version of the policy document format written into ``policy_set`` payloads.
-POLICY_FORMAT = 1
+__all__ = [
+    "APPROVALS", "BREAK_GLASS_RULE", "CRITERIA", "DAY_US", "ENVIRONMENTS", "METADATA",
+    "NAMING", "POLICY_FORMAT", "PROMOTION", "RULES", "SEPARATION", "SIGNERS", "Criterion",
+    "Grant", "Policy", "PolicyRecord", "SignerRule", "Threshold", "env_phrase", "event_env",
+    "grant_from_event", "grant_payload", "parse_policy", "policy_from_payload", "to_toml",
+]  # fmt: skip
 
-APPROVALS = "approvals"
-SEPARATION = "separation_of_duties"
-METADATA = "register_metadata"
-PROMOTION = "promotion_order"
-SIGNERS = "signers"
-#: Every rule, in the order they are evaluated and reported.
-RULES = (APPROVALS, SEPARATION, METADATA, PROMOTION, SIGNERS)
-#: Not a rule of the document: an event citing a grant it may not use.
-BREAK_GLASS_RULE = "break_glass"
+#: The newest policy document format this ledger understands (writers write the lowest
+#: format that expresses the document: 1 unless it uses a format-2 rule or setting).
+POLICY_FORMAT = 2
+#: The rules and settings each format added.
+_FORMAT_2_RULES = (ENVIRONMENTS, NAMING, CRITERIA)
+_FORMAT_2_SETTINGS = ("tag_values", "tag_patterns")
 
 _SETTINGS: dict[str, tuple[str, ...]] = {
     APPROVALS: ("required", "max_age_days"),
     SEPARATION: ("registrant_may_not_approve", "approver_may_not_deploy"),
-    METADATA: ("artifact_digest", "datasets_with_digest", "code_commit", "tags", "metrics"),
+    METADATA: (
+        "artifact_digest",
+        "datasets_with_digest",
+        "code_commit",
+        "tags",
+        "metrics",
+        *_FORMAT_2_SETTINGS,
+    ),
     PROMOTION: ("environments",),
     SIGNERS: ("action", "env", "actors", "keys", "roles"),
+    ENVIRONMENTS: ("allowed",),
+    NAMING: ("model",),
+    CRITERIA: ("metrics",),
 }
 _TOP = ("format", "description", *RULES)
 
 DAY_US = 86_400 * 1_000_000
-_OPS = {
-    ">=": lambda a, b: a >= b,
-    ">": lambda a, b: a > b,
-    "<=": lambda a, b: a <= b,
-    "<": lambda a, b: a < b,
-    "==": lambda a, b: a == b,
-}
-_THRESHOLD_RE = re.compile(r"\s*([A-Za-z0-9_][A-Za-z0-9_.:/-]{0,63})\s*(>=|<=|==|>|<)\s*(\S+)\s*")
 _KEY_ID_RE = re.compile(r"[0-9a-f]{8,64}")
 
 
 # --- the document --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Threshold:
-    """A metric bound such as ``auc >= 0.8``."""
-
-    metric: str
-    op: str
-    value: int | float
-
-    def __str__(self) -> str:
-        return f"{self.metric} {self.op} {_num(self.value)}"
-
-    def holds(self, value: Any) -> bool:
-        return type(value) in (int, float) and _OPS[self.op](value, self.value)
 
 
 @dataclass(frozen=True)
@@ -120,8 +142,20 @@ class Policy:
     metrics: tuple[Threshold, ...] = ()
     promotion_order: tuple[str, ...] = ()
     signers: tuple[SignerRule, ...] = ()
+    # --- format 2
+    #: tag name -> the values it may take / the pattern it must match (when present)
+    tag_values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    tag_patterns: Mapping[str, Pattern] = field(default_factory=dict)
+    #: the closed list of environments approvals and deploys may name
+    environments: tuple[str, ...] = ()
+    #: the pattern every registered model name must match
+    naming_model: Pattern | None = None
+    #: environment -> the criteria a deploy there must meet
+    criteria: Mapping[str, tuple[Criterion, ...]] = field(default_factory=dict)
     #: Sections of a newer format, kept so the document survives a round trip.
     unknown: Mapping[str, Any] = field(default_factory=dict)
+    #: the format a stored document declared, when newer than :data:`POLICY_FORMAT`
+    newer_format: int | None = None
 
     @property
     def rules(self) -> list[str]:
@@ -135,15 +169,28 @@ class Policy:
                 or self.code_commit
                 or self.tags
                 or self.metrics
+                or self.tag_values
+                or self.tag_patterns
             ),
             PROMOTION: len(self.promotion_order) >= 2,
             SIGNERS: bool(self.signers),
+            ENVIRONMENTS: bool(self.environments),
+            NAMING: self.naming_model is not None,
+            CRITERIA: any(self.criteria.values()),
         }
         return [r for r in RULES if on[r]]
 
+    @property
+    def format(self) -> int:
+        """The format the document is written in: the lowest that expresses it."""
+        if self.newer_format is not None:
+            return self.newer_format
+        v2 = self.tag_values or self.tag_patterns or self.environments or self.criteria
+        return 2 if v2 or self.naming_model is not None else 1
+
     def to_dict(self) -> dict[str, Any]:
         """The normalized document, as recorded in the ``policy_set`` payload."""
-        d: dict[str, Any] = {"format": POLICY_FORMAT}
+        d: dict[str, Any] = {"format": self.format}
         if self.description is not None:
             d["description"] = self.description
         if self.approvals_required or self.approval_max_age_days is not None:
@@ -167,12 +214,24 @@ class Policy:
             m["tags"] = list(self.tags)
         if self.metrics:
             m["metrics"] = [str(t) for t in self.metrics]
+        if self.tag_values:
+            m["tag_values"] = {k: list(v) for k, v in sorted(self.tag_values.items())}
+        if self.tag_patterns:
+            m["tag_patterns"] = {k: str(v) for k, v in sorted(self.tag_patterns.items())}
         if m:
             d[METADATA] = m
         if self.promotion_order:
             d[PROMOTION] = {"environments": list(self.promotion_order)}
         if self.signers:
             d[SIGNERS] = [s.to_dict() for s in self.signers]
+        if self.environments:
+            d[ENVIRONMENTS] = {"allowed": list(self.environments)}
+        if self.naming_model is not None:
+            d[NAMING] = {"model": str(self.naming_model)}
+        if self.criteria:
+            d[CRITERIA] = {
+                env: {"metrics": [str(c) for c in cs]} for env, cs in sorted(self.criteria.items())
+            }
         return d | dict(self.unknown)
 
     @classmethod
@@ -232,6 +291,7 @@ def policy_from_payload(payload: Any) -> Policy:
 class _Parser:
     def __init__(self, source: str, strict: bool) -> None:
         self.source, self.strict = source, strict
+        self.fmt = POLICY_FORMAT
 
     def fail(self, msg: str) -> InputError:
         return InputError(f"{self.source}: {msg}")
@@ -245,12 +305,11 @@ class _Parser:
         for k in keys:
             if k in known:
                 continue
-            import difflib
-
-            hint = difflib.get_close_matches(str(k), known, n=1)
-            did = f" (did you mean {hint[0]!r}?)" if hint else ""
             name = f"{where}.{k}" if where else str(k)
-            raise self.fail(f"unknown {what} {name!r}{did}; {what}s are {', '.join(known)}")
+            raise self.fail(
+                f"unknown {what} {name!r}{_did_you_mean(str(k), known)}; {what}s are"
+                f" {', '.join(known)}"
+            )
 
     def boolean(self, v: Any, where: str) -> bool:
         if type(v) is not bool:
@@ -278,17 +337,35 @@ class _Parser:
             out.append(x)
         return tuple(out)
 
+    def env(self, env: Any, where: str) -> str:
+        try:
+            return E.check_env(env)
+        except InputError as exc:
+            raise self.fail(f"{where}: {exc}") from None
+
+    def pattern(self, v: Any, where: str) -> Pattern:
+        try:
+            return compile_pattern(v)
+        except InputError as exc:
+            raise self.fail(f"{where}: {exc}") from None
+
     def policy(self, doc: Any) -> Policy:
         doc = self.table(doc, "the policy")
-        if self.strict:
-            self.unknown(doc, _TOP, "", "rule")
-        unknown = {k: v for k, v in doc.items() if k not in _TOP}
-        fmt = doc.get("format", POLICY_FORMAT)
+        fmt = doc.get("format", POLICY_FORMAT if self.strict else 1)
         if type(fmt) is not int or fmt < 1:
             raise self.fail(f"format must be a positive whole number, got {_show(fmt)}")
         if fmt > POLICY_FORMAT and self.strict:
             raise self.fail(f"format {fmt} is newer than this ledger understands ({POLICY_FORMAT})")
+        self.fmt = fmt
+        top = _TOP if fmt >= 2 else tuple(k for k in _TOP if k not in _FORMAT_2_RULES)
+        if self.strict:
+            for k in doc:
+                self.later_format(k in _FORMAT_2_RULES, k, "rule")
+            self.unknown(doc, top, "", "rule")
+        unknown = {k: v for k, v in doc.items() if k not in top}
         kw: dict[str, Any] = {"unknown": unknown}
+        if fmt > POLICY_FORMAT:
+            kw["newer_format"] = fmt
         desc = doc.get("description")
         if desc is not None:
             if not isinstance(desc, str):
@@ -320,10 +397,24 @@ class _Parser:
             if not isinstance(rules, list):
                 raise self.fail(f"{SIGNERS} must be a list of tables ([[signers]] in TOML)")
             kw["signers"] = tuple(self.signer(r, f"{SIGNERS}[{i}]") for i, r in enumerate(rules))
+        if fmt >= 2:
+            kw |= self.format_2(doc)
+            if self.strict and kw.get("environments"):
+                self.closed_list(kw)
         return Policy(**kw)
+
+    def later_format(self, later: bool, name: str, what: str) -> None:
+        """Refuse, in a file a user wrote, a format-2 rule or setting under ``format = 1``."""
+        if later and self.fmt < 2:
+            raise self.fail(
+                f"{what} {name!r} needs policy format 2, but the file says format = {self.fmt};"
+                " write format = 2 (or leave the format out)"
+            )
 
     def settings(self, sec: dict[str, Any], rule: str) -> None:
         if self.strict:
+            for k in sec:
+                self.later_format(k in _FORMAT_2_SETTINGS, f"{rule}.{k}", "setting")
             self.unknown(sec, _SETTINGS[rule], rule, "setting")
 
     def approvals(self, sec: dict[str, Any]) -> dict[str, Any]:
@@ -332,10 +423,7 @@ class _Parser:
         out: dict[str, int] = {}
         for env, n in req.items():
             where = f"{APPROVALS}.required.{env}"
-            try:
-                E.check_env(env)
-            except InputError as exc:
-                raise self.fail(f"{where}: {exc}") from None
+            self.env(env, where)
             out[env] = self.count(n, where)
         kw: dict[str, Any] = {"approvals_required": out}
         if "max_age_days" in sec:
@@ -361,24 +449,79 @@ class _Parser:
             specs = sec["metrics"]
             if not isinstance(specs, list) or not specs:
                 raise self.fail(f'{where} must be a non-empty list such as ["auc >= 0.8"]')
-            kw["metrics"] = tuple(self.threshold(s, where) for s in specs)
+            kw["metrics"] = tuple(self.term(parse_threshold, s, where) for s in specs)
+        if self.fmt < 2:  # (format 1 has no other setting: a stored one ignores them)
+            return kw
+        if "tag_values" in sec:
+            where = f"{METADATA}.tag_values"
+            kw["tag_values"] = {
+                _tag(self, t, where): self.names(vs, f"{where}.{t}", _value)
+                for t, vs in self.table(sec["tag_values"], where).items()
+            }
+        if "tag_patterns" in sec:
+            where = f"{METADATA}.tag_patterns"
+            kw["tag_patterns"] = {
+                _tag(self, t, where): self.pattern(p, f"{where}.{t}")
+                for t, p in self.table(sec["tag_patterns"], where).items()
+            }
         return kw
 
-    def threshold(self, spec: Any, where: str) -> Threshold:
-        m = _THRESHOLD_RE.fullmatch(spec) if isinstance(spec, str) else None
+    def term(self, parse: Any, spec: Any, where: str) -> Any:
         try:  # (an integer beyond ±(2^53−1) is refused in a new policy, read in a stored one)
-            value = E.parse_number(m[3], exact=self.strict) if m else math.nan
-        except ValueError:
-            value = math.nan
+            return parse(spec, exact=self.strict)
         except InputError as exc:
-            raise self.fail(f"{where}: {_show(spec)}: {exc}") from None
-        if m is None or not math.isfinite(value):
-            raise self.fail(
-                f"{where}: {_show(spec)} is not METRIC OP NUMBER"
-                " (e.g. 'auc >= 0.8'; OP is one of >=, >, <=, <, ==)"
-            )
-        exact = isinstance(value, float) and value.is_integer() and abs(value) < 2**53
-        return Threshold(m[1], m[2], int(value) if exact else value)
+            raise self.fail(f"{where}: {exc}") from None
+
+    def format_2(self, doc: dict[str, Any]) -> dict[str, Any]:
+        kw: dict[str, Any] = {}
+        if ENVIRONMENTS in doc:
+            sec = self.table(doc[ENVIRONMENTS], ENVIRONMENTS)
+            self.settings(sec, ENVIRONMENTS)
+            if "allowed" not in sec:
+                raise self.fail(f'{ENVIRONMENTS} needs allowed = ["staging", "production"]')
+            kw["environments"] = self.names(sec["allowed"], f"{ENVIRONMENTS}.allowed", E.check_env)
+        if NAMING in doc:
+            sec = self.table(doc[NAMING], NAMING)
+            self.settings(sec, NAMING)
+            if "model" not in sec:
+                raise self.fail(f'{NAMING} needs model = "^PATTERN$", e.g. "^[a-z]+\\\\.[a-z]+$"')
+            kw["naming_model"] = self.pattern(sec["model"], f"{NAMING}.model")
+        if CRITERIA in doc:
+            criteria: dict[str, tuple[Criterion, ...]] = {}
+            for env, sec in self.table(doc[CRITERIA], CRITERIA).items():
+                where = f"{CRITERIA}.{env}"
+                self.env(env, where)
+                sec = self.table(sec, where)
+                self.settings(sec, CRITERIA)
+                specs = sec.get("metrics")
+                if not isinstance(specs, list) or not specs:
+                    raise self.fail(
+                        f'{where}.metrics must be a non-empty list such as ["auc >= live + 0.01"]'
+                    )
+                cs = tuple(self.term(parse_criterion, s, f"{where}.metrics") for s in specs)
+                for c in cs:
+                    if c.live_env is not None:
+                        self.env(c.live_env, f"{where}.metrics: {str(c)!r}")
+                criteria[env] = cs
+            kw["criteria"] = criteria
+        return kw
+
+    def closed_list(self, kw: dict[str, Any]) -> None:
+        """Every environment the document names is one of ``environments.allowed``."""
+        allowed: tuple[str, ...] = kw["environments"]
+        named = [(f"{APPROVALS}.required", e) for e in kw.get("approvals_required", {})]
+        named += [(f"{PROMOTION}.environments", e) for e in kw.get("promotion_order", ())]
+        named += [(f"{SIGNERS}[{i}].env", s.env) for i, s in enumerate(kw.get("signers", ()))]
+        for env, cs in kw.get("criteria", {}).items():
+            named.append((CRITERIA, env))
+            named += [(f"{CRITERIA}.{env}.metrics", c.live_env) for c in cs]
+        for where, env in named:
+            if env is not None and env not in allowed:
+                raise self.fail(
+                    f"{where} names the environment {env!r}, which is not one of"
+                    f" {ENVIRONMENTS}.allowed ({', '.join(allowed)})"
+                    f"{_did_you_mean(env, allowed)}"
+                )
 
     def signer(self, r: Any, where: str) -> SignerRule:
         r = self.table(r, where)
@@ -392,10 +535,7 @@ class _Parser:
         if env is not None:
             if action not in E.TARGET_ACTIONS:
                 raise self.fail(f"{where}.env: {action} events have no environment")
-            try:
-                E.check_env(env)
-            except InputError as exc:
-                raise self.fail(f"{where}.env: {exc}") from None
+            self.env(env, f"{where}.env")
         sets = {}
         for k, check in (("actors", E.check_actor), ("keys", _check_key_id), ("roles", _role)):
             if k in r:
@@ -403,6 +543,22 @@ class _Parser:
         if not sets:
             raise self.fail(f"{where} needs at least one of actors, keys or roles")
         return SignerRule(action, env, **sets)
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    hint = closest(name, known)
+    return f" (did you mean {hint!r}?)" if hint else ""
+
+
+def _tag(p: _Parser, name: Any, where: str) -> str:
+    if not isinstance(name, str) or not E.KEYNAME_RE.fullmatch(name):
+        raise p.fail(f"{where}: {name!r} is not a valid tag name")
+    return name
+
+
+def _value(v: str) -> str:
+    E.check_text(v, "a tag value")
+    return v
 
 
 def _check_key_name(name: str) -> str:
@@ -422,16 +578,6 @@ def _role(role: str) -> str:
     return role
 
 
-def _show(v: Any) -> str:
-    if isinstance(v, dict | list):
-        return "a table" if isinstance(v, dict) else "a list"
-    return ("true" if v else "false") if isinstance(v, bool) else repr(v)
-
-
-def _num(v: int | float) -> str:
-    return str(v) if type(v) is int else repr(v)
-
-
 @dataclass(frozen=True)
 class PolicyRecord:
     """A policy as recorded: the ``policy_set`` event that put it in force."""
@@ -441,167 +587,3 @@ class PolicyRecord:
     ts: int
     actor: str
     comment: str | None = None
-
-
-def event_env(ev: E.Event) -> str | None:
-    """The environment an approve, deploy or undeploy names, or the alias an alias_set
-    or alias_delete names: policy treats an alias as an environment (None otherwise)."""
-    if ev.action in E.ALIAS_ACTIONS:
-        env = ev.payload.get("alias")
-    else:
-        env = ev.payload.get("env") if ev.action in E.ENV_ACTIONS else None
-    return env if isinstance(env, str) else None
-
-
-def env_phrase(action: str, env: str | None) -> str:
-    """`` for ENV`` / `` to ENV`` / `` from ENV`` after an action, for messages."""
-    if env is None:
-        return ""
-    if action in E.ALIAS_ACTIONS:
-        return f" {env}"
-    return {E.APPROVE: " for ", E.DEPLOY: " to ", E.UNDEPLOY: " from "}.get(action, " in ") + env
-
-
-# --- break-glass grants ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Grant:
-    """An admin's one-time permission for one action to bypass one rule."""
-
-    seq: int
-    ts: int
-    actor: str
-    action: str
-    rule: str
-    justification: str
-    model: str | None = None
-    version: int | None = None
-    env: str | None = None
-
-    @property
-    def target(self) -> str:
-        """The action it permits, e.g. ``deploy fraud.detector.xgb:3 to production``."""
-        ref = ""
-        if self.model is not None:
-            ref = f" {self.model}" + (f":{self.version}" if self.version is not None else "")
-        return f"{self.action}{ref}{env_phrase(self.action, self.env)}"
-
-    def matches(self, ev: E.Event) -> bool:
-        return (
-            ev.action == self.action
-            and (self.model is None or ev.model == self.model)
-            and (self.version is None or ev.version == self.version)
-            and (self.env is None or event_env(ev) == self.env)
-        )
-
-
-def grant_payload(
-    action: str,
-    rule: str,
-    justification: str,
-    model: str | None = None,
-    version: int | None = None,
-    env: str | None = None,
-) -> dict[str, Any]:
-    """Validate and assemble a ``break_glass`` payload."""
-    if action not in E.ACTION_ROLE or action in (E.GENESIS, E.BREAK_GLASS):
-        acts = ", ".join(a for a in E.ACTION_ROLE if a not in (E.GENESIS, E.BREAK_GLASS))
-        raise InputError(f"break-glass action must be one of {acts}, got {action!r}")
-    if rule not in RULES:
-        raise InputError(f"unknown rule {rule!r}; rules are {', '.join(RULES)}")
-    if not isinstance(justification, str) or not justification.strip():
-        raise InputError("break-glass needs a justification: say why the rule must be bypassed")
-    E.check_text(justification, "justification")
-    payload: dict[str, Any] = {"action": action, "justification": justification, "rule": rule}
-    if action in E.MODEL_SCOPED:
-        if model is None or (version is None and action not in (E.REGISTER, *E.META_ACTIONS)):
-            raise InputError(
-                f"break-glass for {action} needs the model version it applies to (MODEL:VERSION)"
-            )
-        payload["model"] = E.check_model_name(model)
-        if version is not None:
-            if type(version) is not int or version < 1:
-                raise InputError(f"version must be a positive integer, got {version!r}")
-            payload["version"] = version
-    elif model is not None or version is not None:
-        raise InputError(f"{action} events name no model; give no MODEL:VERSION")
-    if action in E.TARGET_ACTIONS:
-        if env is None:
-            what = "the alias as --env" if action in E.ALIAS_ACTIONS else "--env"
-            raise InputError(f"break-glass for {action} needs {what}")
-        payload["env"] = E.check_env(env)
-    elif env is not None:
-        raise InputError(f"{action} events have no environment; drop --env")
-    return payload
-
-
-def grant_from_event(ev: E.Event) -> Grant:
-    """The grant a ``break_glass`` event records; raises InputError if malformed."""
-    p: Any = ev.payload  # (any JSON: grant_payload checks each member)
-    try:
-        grant_payload(
-            p.get("action"),
-            p.get("rule"),
-            p.get("justification"),
-            p.get("model"),
-            p.get("version"),
-            p.get("env"),
-        )
-    except InputError as exc:
-        raise InputError(f"break_glass payload: {exc}") from None
-    return Grant(
-        ev.seq,
-        ev.ts,
-        ev.actor,
-        p["action"],
-        p["rule"],
-        p["justification"],
-        p.get("model"),
-        p.get("version"),
-        p.get("env"),
-    )
-
-
-# --- rendering -------------------------------------------------------------------------------
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def to_toml(doc: Mapping[str, Any]) -> str:
-    """Render a policy document as TOML that :func:`parse_policy` reads back."""
-    head, body = [], []
-    for k, v in doc.items():
-        if isinstance(v, dict):
-            body.append(f"\n[{_toml_key(k)}]")
-            body += [
-                f"{_toml_key(kk)} = {_toml_value(vv)}" for kk, vv in v.items() if vv is not None
-            ]
-        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-            for x in v:
-                body.append(f"\n[[{_toml_key(k)}]]")
-                body += [
-                    f"{_toml_key(kk)} = {_toml_value(vv)}" for kk, vv in x.items() if vv is not None
-                ]
-        elif v is not None:
-            head.append(f"{_toml_key(k)} = {_toml_value(v)}")
-    return "\n".join(head + body) + "\n"
-
-
-def _toml_key(k: str) -> str:
-    return k if _BARE_KEY.fullmatch(k) else json.dumps(k)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v if x is not None) + "]"
-    if isinstance(v, dict):
-        inner = ", ".join(
-            f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items() if x is not None
-        )
-        return "{ " + inner + " }" if inner else "{}"
-    return json.dumps(str(v), ensure_ascii=False)

@@ -65,6 +65,8 @@ class Version:
     #: the version's tags: its register's, then tag_set / tag_delete (replaced, never
     #: changed in place: it may be the register payload's own dict)
     tags: dict[str, str] = field(default_factory=dict)
+    #: the register payload's metrics (policy criteria compare versions by them)
+    metrics: dict[str, Any] | None = None
 
     @property
     def ref(self) -> str:
@@ -470,9 +472,12 @@ class State:
             # (step() checked that a model event names a model and a version)
             m, n = cast(str, ev.model), cast(int, ev.version)
             tags = p.get("tags")
-            self.versions[(m, n)] = Version(
+            v = Version(
                 m, n, ev.actor, ev.seq, ev.ts, _parents(p), tags=tags if type(tags) is dict else {}
             )
+            if type(p.get("metrics")) is dict and p["metrics"]:
+                v.metrics = p["metrics"]
+            self.versions[(m, n)] = v
             self.latest[m] = n
         elif a in E.ALIAS_ACTIONS:
             key = (cast(str, ev.model), p["alias"])

@@ -125,6 +125,12 @@ def dataset_digest_malformed(t):
     _register(t, {"datasets": [{"digest": "sha256:beef", "name": "train", "uri": "s3://d"}]})
 
 
+def environment_member_malformed(t):
+    # A package name pip would never have recorded (not PEP 503-normalized).
+    _register(t, {"environment": {"files": [], "packages": [
+        {"name": "NumPy", "source": "pip", "spec": "<2"}]}})  # fmt: skip
+
+
 def key_event_naming_a_model(t):
     forge_raw(t, "admin", E.KEY_REVOKE, {"key_id": t.keys["bob"].key_id}, XGB, 1)
 
@@ -197,6 +203,11 @@ def nan_metric(t):
 
 def policy_document_malformed(t):
     forge_raw(t, "admin", E.POLICY_SET, {"policy": {"approvals": {"required": {"production": -1}}}})
+
+
+def policy_pattern_outside_the_subset(t):
+    # A pattern the write path would refuse: a lazy quantifier is outside the subset.
+    forge_raw(t, "admin", E.POLICY_SET, {"policy": {"format": 2, "naming": {"model": "^(a+)+?$"}}})
 
 
 def grant_without_justification(t):
@@ -292,6 +303,9 @@ CASES = [
     (dataset_digest_malformed, 11, segment_name(11, 11), "bad_payload",
      "register payload: 'datasets[0].digest' 'sha256:beef' is not sha256: and 64 lowercase"
      " hex digits"),
+    (environment_member_malformed, 11, segment_name(11, 11), "bad_payload",
+     "register payload: 'environment.packages[0].name' 'NumPy' is not a valid normalized"
+     " package name (PEP 503)"),
     (key_event_naming_a_model, 11, segment_name(11, 11), "bad_payload",
      "key_revoke event names a model or version; both must be null"),
     (newer_action_backdated, 11, segment_name(11, 11), "timestamp_backwards",
@@ -309,6 +323,9 @@ CASES = [
     (policy_document_malformed, 11, segment_name(11, 11), "bad_payload",
      "policy_set payload: approvals.required.production must be a whole number from 0 to"
      " 1000, got -1"),
+    (policy_pattern_outside_the_subset, 11, segment_name(11, 11), "bad_payload",
+     "policy_set payload: naming.model: pattern '^(a+)+?$': '?' at position 6 repeats a"
+     " repetition (lazy and possessive quantifiers are not part of the subset)"),
     (grant_without_justification, 11, segment_name(11, 11), "bad_payload",
      "break_glass payload: break-glass needs a justification: say why the rule must be"
      " bypassed"),

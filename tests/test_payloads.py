@@ -51,6 +51,17 @@ def test_every_register_payload_the_writer_builds_passes(
     check_event(event(E.REGISTER, payload))
 
 
+def test_every_environment_the_reader_records_passes():
+    from ledger import requirements as R
+
+    reqs = (
+        b"numpy>=1.26,<2\nPandas[Perf,sql]==2.2.1; python_version >= '3.10'\nx @ https://e/x.whl\n"
+    )
+    conda = b"dependencies:\n  - conda-forge::numpy=1.26.4=py311h_0\n  - scipy 1.13.0\n  - pip:\n    - torch==2.3\n"
+    env = R.environment([("r", "r.txt", reqs)], ("c", "env.yaml", conda), "3.11")
+    check_event(event(E.REGISTER, E.register_payload(environment=env)))
+
+
 def test_the_other_actions_drafts_pass():
     d = actions.model_action(E.DEPLOY, "m", 1, env="production", comment="go")
     check_event(event(d.action, d.payload))
@@ -102,6 +113,35 @@ BROKEN = [
      "register payload: 'code.commit' 'XYZ' is not a valid commit (7 to 64 hex digits)"),
     ("uri too long", E.REGISTER, {"datasets": [{"name": "t", "uri": "u" * 4097}]},
      "register payload: 'datasets[0].uri' is 4097 characters; the limit is 4096"),
+    ("environment without files", E.REGISTER, {"environment": {"packages": []}},
+     "register payload: 'environment.files' is missing"),
+    ("environment python", E.REGISTER,
+     {"environment": {"files": [], "packages": [], "python": "three"}},
+     "register payload: 'environment.python' 'three' is not a valid Python version (3.11)"),
+    ("package source", E.REGISTER,
+     {"environment": {"files": [], "packages": [{"name": "numpy", "source": "npm", "spec": ""}]}},
+     "register payload: 'environment.packages[0].source' 'npm' is not pip or conda"),
+    ("package spec with a space", E.REGISTER,
+     {"environment": {"files": [], "packages": [{"name": "numpy", "source": "pip", "spec": "< 2"}]}},
+     "register payload: 'environment.packages[0].spec' '< 2' is not a valid version specifier"),
+    ("conda member on a pip package", E.REGISTER,
+     {"environment": {"files": [], "packages": [
+         {"channel": "conda-forge", "name": "numpy", "source": "pip", "spec": ""}]}},
+     "register payload: 'environment.packages[0].channel' is not a member of a pip package"),
+    ("extras unsorted", E.REGISTER,
+     {"environment": {"files": [], "packages": [
+         {"extras": ["b", "a"], "name": "x", "source": "pip", "spec": ""}]}},
+     "register payload: 'environment.packages[0].extras' must be a sorted list of distinct"
+     " names"),
+    ("environment file digest", E.REGISTER,
+     {"environment": {"packages": [], "files": [
+         {"digest": "sha256:beef", "kind": "requirements", "name": "r.txt"}]}},
+     "register payload: 'environment.files[0].digest' 'sha256:beef' is not sha256: and 64"
+     " lowercase hex digits"),
+    ("environment file kind", E.REGISTER,
+     {"environment": {"packages": [], "files": [
+         {"digest": DIGEST, "kind": "poetry", "name": "poetry.lock"}]}},
+     "register payload: 'environment.files[0].kind' 'poetry' is not requirements or conda"),
     ("roles unsorted", E.KEY_ADD,
      {"actor": "a", "key_id": "0123456789abcdef", "public_key": "", "roles": ["registrar", "admin"]},
      "key_add payload: 'roles' must be a sorted list of distinct roles from admin, registrar,"

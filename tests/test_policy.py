@@ -96,7 +96,7 @@ def refused(fn, *args, **kw) -> str:
 
 def test_full_policy_parses_and_round_trips_through_toml():
     pol = P.parse_policy(FULL_TOML, "mrm.toml")
-    assert pol.rules == list(P.RULES)
+    assert pol.rules == list(P.RULES[:5])  # (format 1: the rules FULL_TOML switches on)
     assert pol.approvals_required == {"staging": 1, "production": 2}
     assert pol.approval_max_age_days == 30
     assert [str(t) for t in pol.metrics] == ["auc >= 0.8"]
@@ -131,13 +131,13 @@ def test_yaml_without_pyyaml_is_a_clear_error(monkeypatch):
             "[aprovals]\nrequired = { production = 2 }",
             "p.toml: unknown rule 'aprovals' (did you mean 'approvals'?); rules are format,"
             " description, approvals, separation_of_duties, register_metadata, promotion_order,"
-            " signers",
+            " signers, environments, naming, promotion_criteria",
         ),
         (
             "[register_metadata]\nartefact_digest = true",
             "p.toml: unknown setting 'register_metadata.artefact_digest' (did you mean"
             " 'artifact_digest'?); settings are artifact_digest, datasets_with_digest,"
-            " code_commit, tags, metrics",
+            " code_commit, tags, metrics, tag_values, tag_patterns",
         ),
         (
             "[approvals]\nrequired = { production = -1 }",
@@ -195,9 +195,10 @@ def test_bad_toml_syntax():
 
 
 def test_a_newer_policy_in_the_ledger_is_kept_not_refused():
-    pol = P.policy_from_payload({"policy": {"format": 2, "approvals": {}, "quorum": {"n": 3}}})
+    pol = P.policy_from_payload({"policy": {"format": 3, "approvals": {}, "quorum": {"n": 3}}})
     assert pol.unknown == {"quorum": {"n": 3}}
     assert pol.to_dict()["quorum"] == {"n": 3}
+    assert pol.to_dict()["format"] == 3  # (kept: the document is a newer format's)
 
 
 # --- the rules, each accepting and refusing ---------------------------------------------------
@@ -804,7 +805,7 @@ def test_policy_set_cli_errors(gov, invoke, tmp_path):
     assert r.stderr == (
         "Error: bad.toml: unknown rule 'aprovals' (did you mean 'approvals'?); rules are"
         " format, description, approvals, separation_of_duties, register_metadata,"
-        " promotion_order, signers\n"
+        " promotion_order, signers, environments, naming, promotion_criteria\n"
     )
     r = invoke(["policy", "set", str(tmp_path / "none.toml")], env=gov.env("admin"))
     assert r.exit_code == 2

@@ -4,7 +4,7 @@
 -- break-glass grant that overrode it (covered_by; NULL means an open violation, which
 -- makes `ledger verify --policy` fail). Events before the first policy break nothing.
 -- The same rules as ledger/policy.py, over the same views.
--- param: rule text optional: Only this rule (approvals, separation_of_duties, register_metadata, promotion_order, signers, break_glass).
+-- param: rule text optional: Only this rule (approvals, separation_of_duties, register_metadata, promotion_order, signers, environments, naming, promotion_criteria, break_glass).
 -- param: open int = 0: 1 lists only the violations no break-glass override covers.
 WITH
 -- Kept fast on large ledgers: each rule reads only the events it judges. Deploys,
@@ -21,8 +21,17 @@ policies AS (  -- each policy_set, its settings parsed once
            p -> '$.approvals.required' AS required,
            TRY_CAST(p ->> '$.approvals.max_age_days' AS BIGINT) AS max_age_days,
            coalesce(TRY_CAST(p -> '$.promotion_order.environments' AS VARCHAR[]), []) AS chain,
-           p -> '$.register_metadata' AS m
-    FROM (SELECT seq, payload -> '$.policy' AS p FROM events WHERE action = 'policy_set')),
+           p -> '$.register_metadata' AS m,
+           -- format 2's rules: a format-1 document (format absent or 1) has none of them
+           CASE WHEN v2 THEN p -> '$.register_metadata.tag_values' END AS tag_values,
+           CASE WHEN v2 THEN p -> '$.register_metadata.tag_patterns' END AS tag_patterns,
+           CASE WHEN v2 THEN TRY_CAST(p -> '$.environments.allowed' AS VARCHAR[]) END
+               AS allowed_envs,
+           CASE WHEN v2 THEN p ->> '$.naming.model' END AS naming,
+           CASE WHEN v2 THEN p -> '$.promotion_criteria' END AS criteria
+    FROM (SELECT seq, payload -> '$.policy' AS p,
+                 coalesce(TRY_CAST(payload ->> '$.policy.format' AS BIGINT), 1) >= 2 AS v2
+          FROM events WHERE action = 'policy_set')),
 signer_rules AS (  -- each policy's signers rules, one row per rule
     SELECT pol.policy_seq, s.r ->> '$.action' AS action, s.r ->> '$.env' AS env,
            TRY_CAST(s.r -> '$.actors' AS VARCHAR[]) AS actors,
@@ -32,7 +41,7 @@ signer_rules AS (  -- each policy's signers rules, one row per rule
 deploys AS (
     SELECT e.seq, e.ts, e.action, e.ref, e.env, e.actor, e.model, e.version, pol.policy_seq,
            pol.no_approver_deploy, pol.no_self_approval, pol.max_age_days, pol.chain,
-           r.registered_by,
+           pol.allowed_envs, pol.criteria, r.registered_by, r.metrics,
            coalesce(TRY_CAST(json_extract(pol.required, '$."' || e.env || '"') AS BIGINT), 0)
                AS needed
     FROM (SELECT * FROM events WHERE action = 'deploy') e
@@ -55,10 +64,50 @@ self_approved AS (  -- approvals by the version's registrant, where the policy f
     ASOF JOIN policies pol ON e.seq > pol.policy_seq
     JOIN registrations r ON r.model = e.model AND r.version = e.version
     WHERE pol.no_self_approval AND e.actor = r.registered_by),
+approves AS (  -- approvals under a policy that closes the list of environments
+    SELECT e.seq, e.ts, e.action, e.ref, e.env, e.actor, pol.policy_seq, pol.allowed_envs
+    FROM (SELECT * FROM events WHERE action = 'approve') e
+    SEMI JOIN (SELECT policy_seq FROM policies WHERE allowed_envs IS NOT NULL) first
+      ON e.seq > first.policy_seq
+    ASOF JOIN policies pol ON e.seq > pol.policy_seq
+    WHERE pol.allowed_envs IS NOT NULL),
+criteria AS (  -- each deploy's promotion criteria for its environment, parsed
+    SELECT d.seq, d.ts, d.action, d.ref, d.env, d.actor, d.policy_seq, d.model, d.version,
+           d.metrics, c.spec,
+           regexp_extract(c.spec, '^\s*([A-Za-z0-9_][A-Za-z0-9_.:/-]{0,63})\s*(>=|<=|==|>|<)\s*'
+                          || '(?:(live(?::[a-z][a-z0-9_-]{0,31})?|previous)(?:\s*([+-])\s*(\S+))?'
+                          || '|(\S+))\s*$',
+                          ['metric', 'op', 'base', 'sign', 'off', 'num']) AS cr
+    FROM deploys d,
+         unnest(coalesce(TRY_CAST(json_extract(d.criteria, '$."' || d.env || '".metrics')
+                                  AS VARCHAR[]), [])) AS c(spec)
+    WHERE d.criteria IS NOT NULL),
+baselines AS (  -- the version each criterion compares with: live (in an env) or previous
+    SELECT c.*,
+           CASE WHEN c.cr.base = 'previous' THEN c.version - 1
+                WHEN c.cr.base <> '' THEN (
+                    SELECT CASE WHEN arg_max(x.action, x.seq) = 'deploy'
+                                THEN arg_max(x.version, x.seq) END
+                    FROM events x
+                    WHERE x.action IN ('deploy', 'undeploy') AND x.model = c.model
+                      AND x.seq < c.seq
+                      AND x.env = coalesce(nullif(substr(c.cr.base, 6), ''), c.env)) END
+               AS base_version
+    FROM criteria c),
+bounds AS (
+    SELECT b.*, b.model || ':' || b.base_version AS base_ref,
+           TRY_CAST(json_extract(b.metrics, '$."' || b.cr.metric || '"') AS DOUBLE) AS got,
+           CASE WHEN b.cr.base = '' THEN TRY_CAST(b.cr.num AS DOUBLE)
+                ELSE TRY_CAST(json_extract(r.metrics, '$."' || b.cr.metric || '"') AS DOUBLE)
+                     + CASE WHEN b.cr.sign = '-' THEN -1 ELSE 1 END
+                       * coalesce(TRY_CAST(nullif(b.cr.off, '') AS DOUBLE), 0) END AS bound
+    FROM baselines b
+    LEFT JOIN registrations r ON r.model = b.model AND r.version = b.base_version),
 regs AS (
-    SELECT e.seq, e.ts, e.action, e.ref, e.env, e.actor, pol.policy_seq, r.artifact_digest,
-           r.code_commit, r.datasets, r.tags, r.metrics, pol.m
-    FROM (SELECT seq, ts, action, ref, env, actor FROM events WHERE action = 'register') e
+    SELECT e.seq, e.ts, e.action, e.ref, e.env, e.actor, e.model, pol.policy_seq,
+           r.artifact_digest, r.code_commit, r.datasets, r.tags, r.metrics, pol.m,
+           pol.tag_values, pol.tag_patterns, pol.naming
+    FROM (SELECT seq, ts, action, ref, env, actor, model FROM events WHERE action = 'register') e
     SEMI JOIN policies first ON e.seq > first.policy_seq  -- (no scan at all if no policy)
     ASOF JOIN policies pol ON e.seq > pol.policy_seq
     JOIN registrations r USING (seq)
@@ -165,6 +214,46 @@ found AS (  -- each row: the event's columns for the output, the rule and what w
        OR NOT CASE th.op WHEN '>=' THEN got >= bound WHEN '>' THEN got > bound
                          WHEN '<=' THEN got <= bound WHEN '<' THEN got < bound
                          ELSE got = bound END
+    UNION ALL
+    SELECT seq, ts, action, ref, env, actor, policy_seq, 'register_metadata',
+           'tag ' || t || ' is ' || (tags ->> ('$."' || t || '"')) || ', not one of '
+           || array_to_string(allowed, ', ')
+    FROM (SELECT *, TRY_CAST(json_extract(tag_values, '$."' || t || '"') AS VARCHAR[]) AS allowed
+          FROM (SELECT *, unnest(json_keys(tag_values)) AS t FROM regs
+                WHERE tag_values IS NOT NULL))
+    WHERE (tags ->> ('$."' || t || '"')) IS NOT NULL
+      AND NOT list_contains(allowed, tags ->> ('$."' || t || '"'))
+    UNION ALL
+    SELECT seq, ts, action, ref, env, actor, policy_seq, 'register_metadata',
+           'tag ' || t || ' is ' || (tags ->> ('$."' || t || '"')) || ', not matching '
+           || (tag_patterns ->> ('$."' || t || '"'))
+    FROM (SELECT *, unnest(json_keys(tag_patterns)) AS t FROM regs
+          WHERE tag_patterns IS NOT NULL)
+    WHERE (tags ->> ('$."' || t || '"')) IS NOT NULL
+      AND NOT regexp_full_match(tags ->> ('$."' || t || '"'),
+                                tag_patterns ->> ('$."' || t || '"'))
+    UNION ALL
+    SELECT seq, ts, action, ref, env, actor, policy_seq, 'naming',
+           'model name ' || model || ' does not match ' || naming
+    FROM regs
+    WHERE naming IS NOT NULL AND NOT regexp_full_match(model, naming)
+    UNION ALL
+    SELECT seq, ts, action, ref, env, actor, policy_seq, 'environments',
+           env || ' is not one of ' || array_to_string(allowed_envs, ', ')
+    FROM (SELECT seq, ts, action, ref, env, actor, policy_seq, allowed_envs FROM deploys
+          UNION ALL
+          SELECT seq, ts, action, ref, env, actor, policy_seq, allowed_envs FROM approves)
+    WHERE len(allowed_envs) > 0 AND NOT list_contains(allowed_envs, env)
+    UNION ALL
+    SELECT seq, ts, action, ref, env, actor, policy_seq, 'promotion_criteria',
+           'needs ' || spec || coalesce(' (' || base_ref || ': bound ' || bound || ')', '')
+           || ', has ' || coalesce(cr.metric || '=' || got, 'none')
+    FROM bounds
+    WHERE bound IS NOT NULL
+      AND (got IS NULL
+           OR NOT CASE cr.op WHEN '>=' THEN got >= bound WHEN '>' THEN got > bound
+                             WHEN '<=' THEN got <= bound WHEN '<' THEN got < bound
+                             ELSE got = bound END)
     UNION ALL
     SELECT seq, ts, action, ref, env, actor, policy_seq, 'signers',
            'only ' || array_to_string(actors, ', ') || ' may sign this; ' || actor || ' may not'
