@@ -98,30 +98,11 @@ def evaluate(state: State, policy: Policy, ev: E.Event) -> list[Violation]:
         # who approved the version for it may not also point it there.
         alias = cast(str, event_env(ev))
         out += _approvals(policy, v, alias, ev, f"pointing alias {alias} at {v.ref}")
-        if policy.approver_may_not_deploy:
-            mine = [ap for ap in v.approvals.get(alias, []) if ap.actor == ev.actor]
-            if mine:
-                out.append(
-                    Violation(
-                        SEPARATION,
-                        f"{ev.actor} approved {v.ref} for {alias} (seq {mine[0].seq}) and may"
-                        f" not also point alias {alias} at it; a deployer who did not approve"
-                        " it must",
-                    )
-                )
+        out += _approver_acts(policy, v, alias, ev, f"point alias {alias} at it")
     elif a == E.DEPLOY and v is not None:
         env = cast(str, event_env(ev))  # (a deploy names its environment: step() checked)
         out += _approvals(policy, v, env, ev, f"deploying {v.ref} to {env}")
-        if policy.approver_may_not_deploy:
-            mine = [ap for ap in v.approvals.get(env, []) if ap.actor == ev.actor]
-            if mine:
-                out.append(
-                    Violation(
-                        SEPARATION,
-                        f"{ev.actor} approved {v.ref} for {env} (seq {mine[0].seq}) and may not"
-                        " also deploy it there; a deployer who did not approve it must deploy it",
-                    )
-                )
+        out += _approver_acts(policy, v, env, ev, "deploy it there")
         chain = policy.promotion_order
         if env in chain and chain.index(env) > 0 and len(chain) >= 2:
             before = chain[chain.index(env) - 1]
@@ -136,6 +117,22 @@ def evaluate(state: State, policy: Policy, ev: E.Event) -> list[Violation]:
         out += _criteria(state, policy, v, env)
     out += _signers(state, policy, ev)
     return out
+
+
+def _approver_acts(policy: Policy, v: Any, env: str, ev: E.Event, act: str) -> list[Violation]:
+    """approver_may_not_deploy: who approved ``v`` for ``env`` may not also ``act``."""
+    if not policy.approver_may_not_deploy:
+        return []
+    mine = [ap for ap in v.approvals.get(env, []) if ap.actor == ev.actor]
+    if not mine:
+        return []
+    return [
+        Violation(
+            SEPARATION,
+            f"{ev.actor} approved {v.ref} for {env} (seq {mine[0].seq}) and may not also {act};"
+            f" a deployer who did not approve it must {act.split(' it')[0]} it",
+        )
+    ]
 
 
 def _approvals(policy: Policy, v: Any, env: str, ev: E.Event, doing: str) -> list[Violation]:

@@ -597,7 +597,9 @@ def test_sql_audit_agrees_with_the_python_audit(team):
 
 ACTORS = ("alice", "erin", "bob", "dave", "frank", "carol", "walter")
 #: Weighted towards what makes deploys happen (and need overrides).
-STEPS = ("register", "approve", "approve", "deploy", "deploy", "deploy", "undeploy", "grant")
+STEPS = (
+    "register", "approve", "approve", "deploy", "deploy", "deploy", "undeploy", "grant", "alias",
+)  # fmt: skip
 #: Mostly keys that hold the step's role, so fewer steps are lost to key errors.
 SIGNER = {
     "approve": dict(
@@ -666,6 +668,9 @@ def test_sql_and_python_audits_agree_on_random_histories(gov_factory, policy, st
                 metrics=["auc=0.9" if good else "auc=0.5"], tags=["risk_tier=low"] if good else []
             )
             draft = E.Draft(E.REGISTER, payload, XGB)
+        elif action == "alias":  # (an alias named like the environment: governed as it)
+            draft = E.Draft(E.ALIAS_SET, {"alias": env}, XGB, version)
+            actor = SIGNER["deploy"][actor]
         else:
             draft = E.Draft(action, {"env": env}, XGB, version)
             actor = SIGNER["approve" if action == "approve" else "deploy"][actor]

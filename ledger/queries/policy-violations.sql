@@ -44,7 +44,9 @@ deploys AS (
            pol.allowed_envs, pol.criteria, r.registered_by, r.metrics,
            coalesce(TRY_CAST(json_extract(pol.required, '$."' || e.env || '"') AS BIGINT), 0)
                AS needed
-    FROM (SELECT * FROM events WHERE action = 'deploy') e
+    -- (an alias_set is governed as a deploy to the environment of the alias's name, for
+    -- the approvals and separation of duties only: the other rules are about deploys)
+    FROM (SELECT * FROM events WHERE action IN ('deploy', 'alias_set')) e
     SEMI JOIN policies first ON e.seq > first.policy_seq  -- (no scan at all if no policy)
     ASOF JOIN policies pol ON e.seq > pol.policy_seq
     JOIN registrations r ON r.model = e.model AND r.version = e.version
@@ -81,7 +83,7 @@ criteria AS (  -- each deploy's promotion criteria for its environment, parsed
     FROM deploys d,
          unnest(coalesce(TRY_CAST(json_extract(d.criteria, '$."' || d.env || '".metrics')
                                   AS VARCHAR[]), [])) AS c(spec)
-    WHERE d.criteria IS NOT NULL),
+    WHERE d.criteria IS NOT NULL AND d.action = 'deploy'),
 baselines AS (  -- the version each criterion compares with: live (in an env) or previous
     SELECT c.*,
            CASE WHEN c.cr.base = 'previous' THEN c.version - 1
@@ -174,7 +176,7 @@ found AS (  -- each row: the event's columns for the output, the rule and what w
            d.ref || ' was not deployed to ' || d.chain[list_position(d.chain, d.env) - 1]
            || ' before ' || d.env
     FROM deploys d
-    WHERE coalesce(list_position(d.chain, d.env), 0) > 1 AND NOT EXISTS (
+    WHERE d.action = 'deploy' AND coalesce(list_position(d.chain, d.env), 0) > 1 AND NOT EXISTS (
         SELECT 1 FROM deployment_log x
         WHERE x.action = 'deploy' AND x.model = d.model AND x.version = d.version
           AND x.env = d.chain[list_position(d.chain, d.env) - 1] AND x.seq < d.seq)
@@ -241,6 +243,7 @@ found AS (  -- each row: the event's columns for the output, the rule and what w
     SELECT seq, ts, action, ref, env, actor, policy_seq, 'environments',
            env || ' is not one of ' || array_to_string(allowed_envs, ', ')
     FROM (SELECT seq, ts, action, ref, env, actor, policy_seq, allowed_envs FROM deploys
+          WHERE action = 'deploy'
           UNION ALL
           SELECT seq, ts, action, ref, env, actor, policy_seq, allowed_envs FROM approves)
     WHERE len(allowed_envs) > 0 AND NOT list_contains(allowed_envs, env)
