@@ -36,6 +36,9 @@ ALIAS_DELETE = "alias_delete"
 TAG_SET = "tag_set"
 TAG_DELETE = "tag_delete"
 DESCRIBE = "describe"
+#: A registered model with no version yet (issue 18: MLflow creates models before their
+#: versions); its tags and description follow as model-level events.
+MODEL_CREATE = "model_create"
 
 ADMIN, REGISTRAR, APPROVER, DEPLOYER = "admin", "registrar", "approver", "deployer"
 #: Signs Merkle checkpoints (ledger/checkpoint.py); no event action needs it.
@@ -62,6 +65,7 @@ ACTION_ROLE: dict[str, str] = {
     TAG_SET: REGISTRAR,
     TAG_DELETE: REGISTRAR,
     DESCRIBE: REGISTRAR,
+    MODEL_CREATE: REGISTRAR,
 }
 ACTIONS = tuple(ACTION_ROLE)
 MODEL_ACTIONS = frozenset({REGISTER, APPROVE, REJECT, DEPLOY, UNDEPLOY, DEPRECATE})
@@ -75,7 +79,7 @@ ALIAS_ACTIONS = frozenset({ALIAS_SET, ALIAS_DELETE})
 #: Name a model, and a version or (null) the model itself.
 META_ACTIONS = frozenset({TAG_SET, TAG_DELETE, DESCRIBE})
 #: Every action that names a model.
-MODEL_SCOPED = MODEL_ACTIONS | ALIAS_ACTIONS | META_ACTIONS
+MODEL_SCOPED = MODEL_ACTIONS | ALIAS_ACTIONS | META_ACTIONS | {MODEL_CREATE}
 #: Actions with a *target* policy rules read as an environment: the environment of an
 #: approve, deploy or undeploy, the alias of an alias_set or alias_delete.
 TARGET_ACTIONS = ENV_ACTIONS | ALIAS_ACTIONS

@@ -481,6 +481,7 @@ _VERBS = {
     E.TAG_SET: "tagged {tags}",
     E.TAG_DELETE: "untagged {keys}",
     E.DESCRIBE: "described",
+    E.MODEL_CREATE: "created",
 }
 
 

@@ -66,7 +66,9 @@ def grant_payload(
     E.check_text(justification, "justification")
     payload: dict[str, Any] = {"action": action, "justification": justification, "rule": rule}
     if action in E.MODEL_SCOPED:
-        if model is None or (version is None and action not in (E.REGISTER, *E.META_ACTIONS)):
+        if model is None or (
+            version is None and action not in (E.REGISTER, E.MODEL_CREATE, *E.META_ACTIONS)
+        ):
             raise InputError(
                 f"break-glass for {action} needs the model version it applies to (MODEL:VERSION)"
             )

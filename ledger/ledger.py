@@ -104,6 +104,21 @@ class Ledger(RegistryMethods, GovernanceMethods, Opened):
         segment (ledger/writer.py), each acknowledged once durable."""
         return self._writer.append_many(drafts, key, enforce_policy)
 
+    def append_planned(
+        self,
+        models: set[str],
+        plan: Callable[[State], Iterable[E.Draft]],
+        key: SigningKey,
+        before_write: Callable[[list[Receipt]], None],
+        *,
+        enforce_policy: bool = True,
+    ) -> list[Receipt]:
+        """Append the drafts ``plan(state)`` makes, under the writer lock, calling
+        ``before_write(receipts)`` after they are checked and signed and before they are
+        written (ledger/writer.py, Writer.append_planned): the hook by which another
+        store commits its own transaction in step with the ledger."""
+        return self._writer.append_planned(models, plan, key, before_write, enforce_policy)
+
     # --- model actions -------------------------------------------------------------------
     def register(
         self,

@@ -55,6 +55,7 @@ _MEMBERS: dict[str, frozenset[str]] = {
     E.TAG_SET: frozenset({"tags", "comment"}),
     E.TAG_DELETE: frozenset({"keys", "comment"}),
     E.DESCRIBE: frozenset({"description"}),
+    E.MODEL_CREATE: frozenset({"comment"}),
 }
 _REQUIRED: dict[str, frozenset[str]] = {
     E.GENESIS: frozenset({"format", "key_id", "actor", "public_key", "roles"}),
@@ -102,7 +103,10 @@ def check_event(ev: E.Event) -> None:
     if a in E.MODEL_SCOPED:
         if type(ev.model) is not str or not E.MODEL_RE.fullmatch(ev.model):
             raise _Bad(a, "the event's model", f"{_show(ev.model)} is not a model name")
-        if (a not in E.META_ACTIONS or ev.version is not None) and (
+        if a == E.MODEL_CREATE:
+            if ev.version is not None:
+                raise _Bad(a, "the event's version", f"{_show(ev.version)} must be null")
+        elif (a not in E.META_ACTIONS or ev.version is not None) and (
             type(ev.version) is not int or ev.version < 1
         ):
             raise _Bad(a, "the event's version", f"{_show(ev.version)} is not a positive integer")

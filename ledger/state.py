@@ -103,6 +103,8 @@ class State:
         self.aliases: dict[tuple[str, str], int] = {}
         #: model -> its model-level tags (tag_set / tag_delete without a version)
         self.model_tags: dict[str, dict[str, str]] = {}
+        #: (model, version or None for the model) -> its description (register, describe)
+        self.descriptions: dict[tuple[str, int | None], str] = {}
         self.next_seq = 0
         self.last_ts = 0
         self.unknown_actions = 0
@@ -200,6 +202,14 @@ class State:
                     self._envs_ok.add(E.check_env(_need(ev.payload, "env", str, a)))
         if a in E.ALIAS_ACTIONS or a in E.META_ACTIONS:
             self._check_metadata(ev)
+        elif a == E.MODEL_CREATE:
+            model = cast(str, ev.model)
+            if model in self.latest:
+                n = self.latest[model]
+                raise RuleViolation(
+                    f"model {model} already exists"
+                    + (f" (with {n} version{'s' if n != 1 else ''})" if n else "")
+                )
         elif a == E.GENESIS or a == E.KEY_ADD:
             self._check_new_key(ev)
         elif a == E.KEY_REVOKE:
@@ -341,6 +351,7 @@ class State:
             saved[m] = (latest, [(v, _version_fields(v)) for v in vs])
         aliases = {k: v for k, v in self.aliases.items() if k[0] in saved}
         model_tags = {m: self.model_tags[m] for m in saved if m in self.model_tags}
+        descriptions = {k: v for k, v in self.descriptions.items() if k[0] in saved}
 
         def restore() -> None:
             (
@@ -375,8 +386,11 @@ class State:
                 for k in [k for k in self.aliases if k[0] == m]:
                     del self.aliases[k]
                 self.model_tags.pop(m, None)
+                for dk in [dk for dk in self.descriptions if dk[0] == m]:
+                    del self.descriptions[dk]
             self.aliases.update(aliases)
             self.model_tags.update(model_tags)
+            self.descriptions.update(descriptions)
 
         return restore
 
@@ -479,6 +493,12 @@ class State:
                 v.metrics = p["metrics"]
             self.versions[(m, n)] = v
             self.latest[m] = n
+            if type(p.get("description")) is str:
+                self.descriptions[(m, n)] = p["description"]
+        elif a == E.MODEL_CREATE:
+            self.latest[cast(str, ev.model)] = 0
+        elif a == E.DESCRIBE:
+            self.descriptions[(cast(str, ev.model), ev.version)] = p["description"]
         elif a in E.ALIAS_ACTIONS:
             key = (cast(str, ev.model), p["alias"])
             if a == E.ALIAS_SET:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -67,6 +67,11 @@ class _Request:
     receipts: list[Receipt] = field(default_factory=list)
     error: BaseException | None = None
     done: bool = False
+    #: append_planned's: drafts made from the State under the lock, and what must happen
+    #: (in the caller's thread, still under the lock) once they are signed, before the
+    #: write that makes them durable
+    plan: Callable[[State], Iterable[E.Draft]] | None = None
+    before_write: Callable[[list[Receipt]], None] | None = None
 
 
 class Writer:
@@ -126,6 +131,42 @@ class Writer:
             raise req.error
         return req.receipts
 
+    def append_planned(
+        self,
+        models: set[str],
+        plan: Callable[[State], Iterable[E.Draft]],
+        key: SigningKey,
+        before_write: Callable[[list[Receipt]], None],
+        enforce_policy: bool = True,
+    ) -> list[Receipt]:
+        """Append the drafts ``plan`` makes from the ledger's state, as one unit.
+
+        Under the writer lock, in the calling thread and alone in its commit: ``plan``
+        gets the State (of key and policy events, and of ``models``: the only models
+        it may read or name) and returns the drafts; they are checked and signed; then
+        ``before_write(receipts)`` runs, and only if it returns are they written. So
+        a caller can commit another store's transaction between the ledger's decision
+        and its durable write, knowing no other writer can come in between (the MLflow
+        store does: ledger/mlflowstore.py). ``plan`` may raise a LedgerError to refuse;
+        nothing is then written and ``before_write`` is not called. With no drafts,
+        ``before_write([])`` still runs.
+        """
+        req = _Request([], key, enforce_policy, set(models), False)
+        req.plan, req.before_write = plan, before_write
+        with self._cond:
+            while self._leading:
+                self._cond.wait()
+            self._leading = True
+        try:
+            self._commit([req])
+        finally:
+            with self._cond:
+                self._leading = False
+                self._cond.notify_all()
+        if req.error is not None:
+            raise req.error
+        return req.receipts
+
     def _take_group(self) -> list[_Request]:
         """The requests to commit together: the first waiting one and those after it,
         up to GROUP_EVENTS events; a batch signed on the helper process goes alone."""
@@ -173,6 +214,10 @@ class Writer:
                     mark = len(cols.rows)
                     undo = state.savepoint(req.models) if len(req.drafts) > 1 else None
                     try:
+                        if req.plan is not None:
+                            req.drafts = list(req.plan(state))
+                            self._planned_models(req)
+                            undo = state.savepoint(req.models)
                         receipts, prev = self._batch(req, state, prev, cols)
                     except LedgerError as exc:
                         if parallel:
@@ -185,7 +230,10 @@ class Writer:
                         req.error, req.done = exc, True
                         continue
                     accepted.append((req, receipts))
-                if accepted:
+                first = group[0]
+                if first.before_write is not None and first.error is None:
+                    first.before_write(accepted[0][1] if accepted else [])
+                if accepted and cols.rows:
                     written = self.store.append(cols.table())
                     self._remember_tail(written[-1].path, state, prev)
             finally:
@@ -198,6 +246,19 @@ class Writer:
                 self._cond.notify_all()
             if accepted:
                 self._maintain(state, prev, fanout)
+
+    @staticmethod
+    def _planned_models(req: _Request) -> None:
+        # The State read for a first commit holds only the models named in advance.
+        for d in req.drafts:
+            named: list[Any] = [d.model] if d.model is not None else []
+            if d.action == E.REGISTER:
+                named += [
+                    p.get("model") for p in d.payload.get("parents", ()) if isinstance(p, dict)
+                ]
+            for m in named:
+                if m not in req.models:
+                    raise InputError(f"a planned draft names {m}, which the plan did not name")
 
     def _maintain(self, state: State, prev: str, fanout: int) -> None:
         """The merges the compaction policy calls for. The events are durable already,

@@ -260,6 +260,18 @@ def description_not_text(t):
     forge_raw(t, "alice", E.DESCRIBE, {"description": 7}, XGB, None)
 
 
+def model_created_twice(t):
+    forge_raw(t, "alice", E.MODEL_CREATE, {}, XGB, None)
+
+
+def model_created_with_a_version(t):
+    forge_raw(t, "alice", E.MODEL_CREATE, {}, "m.new", 1)
+
+
+def model_created_by_a_deployer(t):
+    forge_raw(t, "carol", E.MODEL_CREATE, {}, "m.new", None)
+
+
 def _rewrite(t: Any, fn: Any) -> None:
     path = t.ledger.path / "events" / "000000000000-000000000010.parquet"
     pq.write_table(fn(pq.read_table(path)), path)
@@ -367,6 +379,12 @@ CASES = [
      " increasing order"),
     (description_not_text, 11, segment_name(11, 11), "bad_payload",
      "describe payload: 'description' must be a string, not 7"),
+    (model_created_twice, 11, segment_name(11, 11), "rule_violation",
+     f"model {XGB} already exists (with 1 version)"),
+    (model_created_with_a_version, 11, segment_name(11, 11), "bad_payload",
+     "model_create payload: the event's version 1 must be null"),
+    (model_created_by_a_deployer, 11, segment_name(11, 11), "missing_role",
+     "key {carol} (carol) lacks the 'registrar' role needed to model_create"),
     (columns_reordered, 0, "000000000000-000000000010.parquet", "bad_schema",
      "segment's columns are in the order ts, seq, action, model, version, actor, key_id,"
      " payload, hash, sig, canonical; FORMAT.md §5's is seq, ts, action, model, version,"
