@@ -174,9 +174,9 @@ def ledger_models(state: State, names: Iterable[str] | None = None) -> dict[str,
 # --- register payloads -------------------------------------------------------------------
 def register_payload(
     mv: MVersion, run: RunFacts | None, *, via: dict[str, Any], parent: tuple[str, int] | None
-) -> tuple[dict[str, Any], list[str]]:
-    """The register payload for MLflow version ``mv`` and its run; also the facts it had
-    to leave out (each said in the payload's metadata too)."""
+) -> dict[str, Any]:
+    """The register payload for MLflow version ``mv`` and its run; the facts it had to
+    leave out are listed in its ``metadata.mlflow.omitted``."""
     omitted: list[str] = []
     meta: dict[str, Any] = {}
     for k in ("source", "storage_location", "run_id", "run_link", "user_id", "model_id"):
@@ -203,8 +203,11 @@ def register_payload(
                 omitted.append(f"metric {k!r}: not a ledger metric name")
             elif not isinstance(x, int | float) or not math.isfinite(x):
                 omitted.append(f"metric {k!r}: {x!r} is not a finite number")
+            elif isinstance(x, float) and x.is_integer() and 2**53 <= abs(x) < 1e21:
+                # (no canonical JSON the ledger accepts: ledger/canonical.py)
+                omitted.append(f"metric {k!r}: {x!r} is a whole number beyond 2^53")
             else:
-                metrics[k] = _number(x)
+                metrics[k] = x
         if metrics:
             payload["metrics"] = metrics
         params = _tags(run.params, omitted, "param")
@@ -235,15 +238,7 @@ def register_payload(
     if omitted:
         meta["omitted"] = omitted
     payload["metadata"] = {"mlflow": meta}
-    return payload, omitted
-
-
-def _number(x: float) -> float | int:
-    # A whole float beyond 2^53 has no canonical JSON the ledger accepts: keep it as is
-    # only where it is exact.
-    if isinstance(x, float) and x.is_integer() and abs(x) >= 2**53:
-        return float(f"{x:.15e}")
-    return x
+    return payload
 
 
 def _fit(value: str, what: str, omitted: list[str]) -> str:
@@ -301,9 +296,9 @@ def differences(
     where; or that the event was imported). The drafts of all the differences, in the
     order given, are one valid batch.
     """
-    name = (ml or led).name if (ml or led) is not None else ""  # type: ignore[union-attr]
     if ml is None and (led is None or led.deleted):
         return []
+    name = ml.name if ml is not None else led.name  # type: ignore[union-attr]
     out: list[Difference] = []
     note = {"comment": comment} if comment else {}
 
@@ -355,13 +350,7 @@ def differences(
         led = MModel(name, latest=led.latest if led else 0)
 
     # The model's own tags and description.
-    mtags, bad_keys = _mapped_tags(ml.tags)
-    for k in sorted(bad_keys):
-        diff(None, f"tag {k}", "set", "absent", unmappable=bad_name("tag", k))
-    _tag_diffs(out, None, name, mtags, led.tags, note)
-    if _description(ml.description) != (led.description or ""):
-        diff(None, "description", _short(ml.description), _short(led.description),
-             E.Draft(E.DESCRIBE, {"description": _description(ml.description)}, name, None))  # fmt: skip
+    _meta_diffs(out, name, None, (ml.tags, ml.description), (led.tags, led.description), note)
 
     # Versions: new ones registered in order (a number MLflow no longer lists was
     # deleted before the ledger saw it); known ones compared.
@@ -370,7 +359,7 @@ def differences(
         mv = ml.versions.get(n) or MVersion(n, deleted=True)
         lv = led.versions.get(n)
         if lv is None:
-            payload, _ = register_payload(
+            payload = register_payload(
                 mv, None if mv.deleted else run_facts(mv), via=via, parent=parent_of(mv)
             )
             if mv.deleted:
@@ -390,13 +379,7 @@ def differences(
                     f"{name}:{n} is deprecated in the ledger; it cannot serve or change again"
                 ))  # fmt: skip
             continue
-        vtags, bad_keys = _mapped_tags(mv.tags)
-        for k in sorted(bad_keys):
-            diff(n, f"tag {k}", "set", "absent", unmappable=bad_name("tag", k))
-        _tag_diffs(out, n, name, vtags, lv.tags, note)
-        if _description(mv.description) != (lv.description or ""):
-            diff(n, "description", _short(mv.description), _short(lv.description),
-                 E.Draft(E.DESCRIBE, {"description": _description(mv.description)}, name, n))  # fmt: skip
+        _meta_diffs(out, name, n, (mv.tags, mv.description), (lv.tags, lv.description), note)
         if mv.stage != lv.stage:
             change = (
                 E.Draft(E.TAG_DELETE, {"keys": [STAGE_TAG], **note}, name, n)
@@ -441,6 +424,28 @@ def differences(
             diff(n, f"alias {alias}", f"version {n}", shown,
                  E.Draft(E.ALIAS_SET, {"alias": alias, **note}, name, n))  # fmt: skip
     return out
+
+
+def _meta_diffs(
+    out: list[Difference],
+    model: str,
+    version: int | None,
+    ml: tuple[dict[str, str], str | None],
+    led: tuple[dict[str, str], str | None],
+    note: dict[str, str],
+) -> None:
+    """The differences in the tags and description of a model (``version`` None) or a
+    version: MLflow's ``ml`` against the ledger's ``led``."""
+    want, bad_keys = _mapped_tags(ml[0])
+    for k in sorted(bad_keys):
+        out.append(Difference(model, version, f"tag {k}", "set", "absent", [], bad_name("tag", k)))
+    _tag_diffs(out, version, model, want, led[0], note)
+    text = _description(ml[1])
+    if text != (led[1] or ""):
+        draft = E.Draft(E.DESCRIBE, {"description": text}, model, version)
+        out.append(
+            Difference(model, version, "description", _short(ml[1]), _short(led[1]), [draft])
+        )
 
 
 def _tag_diffs(

@@ -38,7 +38,7 @@ def mlkey(team):
 
 def _run(mv: MVersion) -> RunFacts:
     return RunFacts(
-        metrics={"auc": 0.91, "bad metric": 1.0, "loss": float("nan")},
+        metrics={"auc": 0.91, "bad metric": 1.0, "loss": float("nan"), "rows": 1e17},
         params={"depth": "6"},
         tags={"mlflow.source.git.commit": "3f2a9c1", "mlflow.source.git.repoURL": "git@x:r"},
         datasets=[("train", "a1b2c3", "s3", "s3://b/train.parquet")],
@@ -73,6 +73,7 @@ def test_a_new_registry_is_recorded_with_its_run_and_then_differs_in_nothing(tea
     assert '"code":{"commit":"3f2a9c1","repo":"git@x:r"}' in reg["payload"]
     assert "metric 'bad metric': not a ledger metric name" in reg["payload"]
     assert "metric 'loss': nan is not a finite number" in reg["payload"]
+    assert "metric 'rows': 1e+17 is a whole number beyond 2^53" in reg["payload"]
     assert team.ledger.verify().ok
 
 
