@@ -34,6 +34,7 @@ from typing import Any
 import pyarrow as pa
 
 from . import events as E
+from .compat import indices_nonzero
 
 #: The segment columns the index is derived from.
 SOURCE_COLUMNS = ["seq", "ts", "action", "model", "version", "actor", "key_id", "hash", "payload"]
@@ -145,7 +146,7 @@ def derive(table: pa.Table) -> pa.Table:
             pa.scalar(None, pa.string()),
         )
         derived["env"] = envs.to_pylist()
-        rest = pc.indices_nonzero(envs.is_null()).to_pylist()
+        rest = indices_nonzero(envs.is_null()).to_pylist()
         todo: Iterable[tuple[int, Any]] = zip(
             rest, table["payload"].take(pa.array(rest, pa.int64())).to_pylist(), strict=True
         )

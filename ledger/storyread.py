@@ -10,6 +10,7 @@ from typing import Any
 
 from . import events as E
 from . import storymap
+from .compat import indices_nonzero
 from .gcpause import collector_paused
 
 STORY_COLUMNS = ["seq", "action", "model", "version", "hash", "payload", "key_id"]
@@ -163,12 +164,12 @@ def story_columns(table: Any) -> tuple[Any, ...]:
     envs = pc.if_else(
         pc.and_(moves, found.is_valid()), pc.struct_field(found, [0]), pa.scalar(None, pa.string())
     ).to_pylist()
-    odd = set(pc.indices_nonzero(pc.and_(moves, pc.invert(found.is_valid()))).to_pylist())
+    odd = set(indices_nonzero(pc.and_(moves, pc.invert(found.is_valid()))).to_pylist())
     special = pc.or_(
         pc.is_in(action, pa.array([E.BREAK_GLASS, *sorted(E.KEY_ACTIONS)])),
         pc.match_substring(payload, '"break_glass"'),
     )
-    cites = set(pc.indices_nonzero(special).to_pylist())
+    cites = set(indices_nonzero(special).to_pylist())
     parsed: dict[int, dict[str, Any]] = {}
     for i in sorted(odd | cites):
         try:

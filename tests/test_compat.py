@@ -87,3 +87,14 @@ def test_the_workers_inline_pae_and_leaf_hash_are_the_definitions():
     assert clean.rows == 2
     assert clean.leaves == b"".join(merkle.leaf_hash(c) for c in canons)
     assert keys.pae(b"body") == keys.pae_prefix() + b"4 body"
+
+
+def test_indices_nonzero_of_a_chunked_array_without_chunks() -> None:
+    """What a compute function gives for an empty slice; pyarrow's own crashes on it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    empty = pc.is_in(pa.table({"a": ["x"]}).slice(0, 0)["a"], pa.array(["x"]))
+    assert empty.num_chunks == 0
+    assert compat.indices_nonzero(empty).to_pylist() == []
+    assert compat.indices_nonzero(pa.chunked_array([[True, False, True]])).to_pylist() == [0, 2]

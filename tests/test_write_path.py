@@ -396,14 +396,15 @@ def test_a_daemonic_process_appends_and_verifies_without_helpers(tmp_path: Path)
 
 def test_a_fresh_register_does_not_import_pyarrow_compute(tmp_path: Path) -> None:
     """Importing pyarrow.compute costs a sixth of a fresh `ledger register`."""
+    from ledger.keys import write_key_files
+    from tests.fresh import fresh_cli
+
     led, keys = _team(tmp_path / "l")
     led.append_many(_drafts(6), keys["imp"])
-    code = (
-        "import sys\n"
-        "from ledger import Ledger, SigningKey\n"
-        f"led = Ledger.open({str(led.path)!r})\n"
-        f"led.register('m1', key=SigningKey(bytes([2]) * 32), metrics={{'auc': 0.5}})\n"
-        "print('pyarrow.compute' in sys.modules, 'duckdb' in sys.modules)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout == "False False\n"
+    write_key_files(tmp_path / "imp.pem", keys["imp"])
+    out, imported = fresh_cli(
+        "register", "m1", "--metric", "auc=0.5", "--ledger", str(led.path),
+        "--key", str(tmp_path / "imp.pem"),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert imported == {"pyarrow.compute": False, "duckdb": False, "pandas": False}

@@ -6,13 +6,24 @@ The group and its error handling are :mod:`ledger.cli.group`; each command modul
 
 from __future__ import annotations
 
+import sys
+
 from . import audit, core, keys, lineage, policy, proofs, register, registry, report  # noqa: F401  (they register commands)
 from .group import INTERNAL_ERROR, LedgerGroup, cli
 
 __all__ = ["INTERNAL_ERROR", "LedgerGroup", "cli", "main"]
 
 
+#: Commands that run MLflow's client, which uses pandas.
+USES_PANDAS = frozenset({"import", "mlflow"})
+
+
 def main() -> None:
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if command not in USES_PANDAS:
+        from ..compat import hide_pandas
+
+        hide_pandas()
     cli(prog_name="ledger")
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .. import events as E
-from ..compat import graph_dicts
+from ..compat import graph_dicts, indices_nonzero
 from ..gcpause import collector_paused
 from .build import _payload, build
 from .fastcols import (
@@ -139,9 +139,9 @@ class _Columns:
             envs = pool.submit(_env_only, act["payload"])
             ts = pool.submit(_ts_texts, t["ts"])
             reg = reg.combine_chunks()
-            self.reg_rows = rows = pc.indices_nonzero(is_reg)
+            self.reg_rows = rows = indices_nonzero(is_reg)
             vid = pool.submit(_version_ids, reg)
-            acts = pool.submit(_valid_actions, act, pc.indices_nonzero(is_act), envs, vid, rows)
+            acts = pool.submit(_valid_actions, act, indices_nonzero(is_act), envs, vid, rows)
             self._rows(ts)
             self._keys(pc.is_in(action, pa.array([E.GENESIS, E.KEY_ADD])))
             self.vid_arr = vid.result()
@@ -218,7 +218,7 @@ class _Columns:
 
         from ..errors import CorruptLedgerError
 
-        rows = pc.indices_nonzero(is_key).to_pylist()
+        rows = indices_nonzero(is_key).to_pylist()
         texts = pc.filter(self.table["payload"], is_key).to_pylist()  # (a take would copy)
         for r, text in zip(rows, texts, strict=True):
             try:
@@ -344,7 +344,7 @@ class _Columns:
 
         def at(kind: str, need_env: bool = False) -> tuple[Any, list[int]]:
             m = pc.equal(action, kind)
-            pos = pc.indices_nonzero(pc.and_(m, has_env) if need_env else m)
+            pos = indices_nonzero(pc.and_(m, has_env) if need_env else m)
             return pos, pos.to_pylist()
 
         def edges(pos: Any, v_kind: str, v: Any, ds: list[dict[str, Any]], keys: list) -> None:
@@ -418,7 +418,7 @@ class _Columns:
 
         from ..errors import CorruptLedgerError
 
-        idx = pc.indices_nonzero(slow)
+        idx = indices_nonzero(slow)
         found = []
         for text, r in zip(
             payload.take(idx).to_pylist(), pc.take(rows_arr, idx).to_pylist(), strict=True
@@ -445,7 +445,7 @@ class _Columns:
             pc.multiply(pc.cast(model, pa.int64()), len(pc.unique(env_index)) + 1),
             pc.cast(env_index, pa.int64()),
         )
-        t = pa.table({"key": pc.filter(key, du), "pos": pc.indices_nonzero(du)})
+        t = pa.table({"key": pc.filter(key, du), "pos": indices_nonzero(du)})
         t = t.take(pc.sort_indices(t, [("key", "ascending"), ("pos", "ascending")]))
         key, pos = t["key"].combine_chunks(), t["pos"].combine_chunks()
         n = len(pos)

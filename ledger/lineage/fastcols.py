@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import events as E
+from ..compat import indices_nonzero
 
 
 class _Irregular(Exception):
@@ -191,7 +192,7 @@ def _code_columns(code: Any) -> tuple[Any, ...]:
     ok = pc.fill_null(pc.and_(pc.not_equal(repo, ""), pc.not_equal(commit, "")), False)
     repo, commit = pc.filter(repo, ok), pc.filter(commit, ok)
     cid = pc.binary_join_element_wise("commit:", repo, "@", commit, "")  # commit_id()
-    return pc.indices_nonzero(ok), repo, commit, cid, pc.dictionary_encode(cid)
+    return indices_nonzero(ok), repo, commit, cid, pc.dictionary_encode(cid)
 
 
 def _concat(arrays: list[Any], type_: Any) -> Any:
