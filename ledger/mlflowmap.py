@@ -45,7 +45,29 @@ STAGES = ("None", "Staging", "Production", "Archived")
 STAGE_ENV = {"Staging": "staging", "Production": "production"}
 STAGE_TAG = "ledger.mlflow.stage"
 DELETED_TAG = "ledger.mlflow.deleted"
+#: A version tag ``ledger.approve.ENV`` set through the store records an approval for ENV
+#: by whoever sets it; it is not mirrored as a ledger tag (docs/mlflow.md).
+APPROVE_PREFIX = "ledger.approve."
 _RESERVED = frozenset({STAGE_TAG, DELETED_TAG})
+
+
+def reserved(key: str) -> bool:
+    """A tag key the mapping keeps to itself (not mirrored as a ledger tag)."""
+    return key in _RESERVED or key.startswith(APPROVE_PREFIX)
+
+
+def parent_source(source: str | None) -> tuple[str, int] | None:
+    """The registered version a version was copied from (source ``models:/NAME/N``)."""
+    if not source or not source.startswith("models:/"):
+        return None
+    name, _, version = source[len("models:/") :].rstrip("/").rpartition("/")
+    return (name, int(version)) if name and version.isdigit() else None
+
+
+def parent_in(state: State, source: str | None) -> tuple[str, int] | None:
+    """:func:`parent_source`, if the ledger has that version."""
+    parent = parent_source(source)
+    return parent if parent is not None and parent in state.versions else None
 
 
 @dataclass
@@ -149,14 +171,14 @@ def ledger_models(state: State, names: Iterable[str] | None = None) -> dict[str,
     for m, mm in out.items():
         tags = dict(state.model_tags.get(m, {}))
         mm.deleted = tags.pop(DELETED_TAG, None) is not None
-        mm.tags = {k: v for k, v in tags.items() if k not in _RESERVED}
+        mm.tags = {k: v for k, v in tags.items() if not reserved(k)}
         mm.description = state.descriptions.get((m, None))
         for n in range(1, mm.latest + 1):
             v = state.versions[(m, n)]
             mm.versions[n] = MVersion(
                 n,
                 stage=v.tags.get(STAGE_TAG, "None"),
-                tags={k: t for k, t in v.tags.items() if k not in _RESERVED},
+                tags={k: t for k, t in v.tags.items() if not reserved(k)},
                 description=state.descriptions.get((m, n)),
                 deleted=v.deprecated_seq is not None,
             )
@@ -253,7 +275,7 @@ def _tags(tags: dict[str, str], omitted: list[str], what: str = "tag") -> dict[s
     for k, v in sorted(tags.items()):
         if bad_name("tag", k) is not None:
             omitted.append(f"{what} {k!r}: not a ledger {what} name")
-        elif k not in _RESERVED:
+        elif not reserved(k):
             out[k] = text_value(v) or ""
     return out
 
@@ -264,7 +286,7 @@ def _mapped_tags(tags: dict[str, str]) -> tuple[dict[str, str], list[str]]:
     for k, v in tags.items():
         if bad_name("tag", k) is not None:
             bad.append(k)
-        elif k not in _RESERVED:
+        elif not reserved(k):
             out[k] = text_value(v) or ""
     return out, bad
 

@@ -1,0 +1,132 @@
+"""MLflow: the store plugin's overhead per registry write, and `ledger import mlflow`.
+
+    python -m benchmarks.bench_mlflow [--writes 200] [--versions 10000]
+
+Needs MLflow (``pip install -e '.[test]'``); not part of ``python -m benchmarks run``.
+Prints, in one run, each figure beside its peer: the same registry writes through plain
+MLflow on SQLite, and an fsynced append to the same disk (the physical floor of one
+durable write).
+
+* overhead: N rounds of create_model_version + set_model_version_tag +
+  set_registered_model_alias through ``MlflowClient`` in this process, once against
+  ``sqlite:///`` and once against ``ledger+sqlite:///`` (fresh database and ledger
+  each); the target is ≤ 1.5× plain MLflow;
+* import: a registry of ``--versions`` versions (in 100 models, each with a run) written
+  straight into MLflow's SQLite database through MLflow's own client, then imported by a
+  fresh ``ledger import mlflow`` process; the target is ≤ 60 s for 10,000 versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+
+def _fsync_floor(folder: Path, n: int = 200) -> float:
+    """Seconds per 300-byte write + fsync of the file and its folder."""
+    path = folder / "floor"
+    t = time.perf_counter()
+    for _ in range(n):
+        with open(path, "ab") as f:
+            f.write(b"x" * 300)
+            f.flush()
+            os.fsync(f.fileno())
+        fd = os.open(folder, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+    return (time.perf_counter() - t) / n
+
+
+def _team(folder: Path) -> Path:
+    from ledger import Ledger, SigningKey
+    from ledger.keys import write_key_files
+
+    admin, server = SigningKey.generate(), SigningKey.generate()
+    led = Ledger.init(folder / "audit", admin, "admin")
+    led.add_key(server.public_key, "mlflow-server", ["registrar", "deployer"], key=admin)
+    write_key_files(folder / "server.pem", server)
+    return folder / "server.pem"
+
+
+def _writes(registry: str, tracking: str, rounds: int) -> float:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking, registry_uri=registry)
+    client.create_registered_model("bench")
+    client.create_model_version("bench", "s3://warm/0")  # (store and engine built)
+    t = time.perf_counter()
+    for i in range(rounds):
+        mv = client.create_model_version("bench", f"s3://models/{i}")
+        client.set_model_version_tag("bench", mv.version, "validated", "yes")
+        client.set_registered_model_alias("bench", "champion", mv.version)
+    return (time.perf_counter() - t) / (3 * rounds)
+
+
+def overhead(rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        plain_db, led_db = root / "plain.db", root / "led.db"
+        key = _team(root)
+        plain = _writes(f"sqlite:///{plain_db}", f"sqlite:///{plain_db}", rounds)
+        uri = f"ledger+sqlite:///{led_db}?ledger={root / 'audit'}&key={key}"
+        ledger = _writes(uri, f"sqlite:///{led_db}", rounds)
+        floor = _fsync_floor(root)
+    print(f"registry write, plain MLflow (SQLite)   {plain * 1e3:8.2f} ms")
+    print(f"registry write, ledger+sqlite store     {ledger * 1e3:8.2f} ms"
+          f"   {ledger / plain:.2f}x plain MLflow (target <= 1.5x)")  # fmt: skip
+    print(f"  floor: one fsynced append + folder    {floor * 1e3:8.2f} ms")
+
+
+def import_speed(versions: int) -> None:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        db = f"sqlite:///{root / 'mlflow.db'}"
+        mlflow.set_tracking_uri(db)
+        client = MlflowClient(tracking_uri=db, registry_uri=db)
+        models = 100
+        t = time.perf_counter()
+        runs = []
+        for _ in range(models):
+            with mlflow.start_run() as run:
+                mlflow.log_metrics({"auc": 0.9, "loss": 0.1})
+                mlflow.log_params({"depth": "6"})
+            runs.append(run.info.run_id)
+        for m in range(models):
+            client.create_registered_model(f"model-{m}")
+        for i in range(versions):
+            m = i % models
+            client.create_model_version(f"model-{m}", f"runs:/{runs[m]}/m", run_id=runs[m])
+        build = time.perf_counter() - t
+        key = _team(root)
+        cmd = [sys.executable, "-c", "from ledger.cli import main; main()", "import", "mlflow",
+               "--registry-uri", db, "--key", str(key), "--ledger", str(root / "audit")]  # fmt: skip
+        t = time.perf_counter()
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        took = time.perf_counter() - t
+    print(f"building the registry through MLflow's client: {build:.1f} s"
+          f" ({build / versions * 1e3:.1f} ms per version)")  # fmt: skip
+    print(f"ledger import mlflow, {versions:,} versions: {took:.1f} s (target <= 60 s)"
+          f"  [{out.stdout.strip()}]")  # fmt: skip
+
+
+def main() -> None:
+    warnings.simplefilter("ignore")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--writes", type=int, default=200)
+    ap.add_argument("--versions", type=int, default=10_000)
+    args = ap.parse_args()
+    overhead(args.writes)
+    import_speed(args.versions)
+
+
+if __name__ == "__main__":
+    main()
