@@ -283,6 +283,10 @@ class LedgerRegistryStore(SqlAlchemyStore):
         v = int(version) if version is not None and str(version).isdigit() else None
         call = Call(method, str(name), v, None if key is None else str(key), archive)
         self._who(call)
+        if any(name == call.model for _, name, _ in self.pending()):
+            # A crashed write of this model came first; recorded before MLflow's session
+            # opens (it would hold the database lock recovery needs).
+            self.recover()
         self._local.call = call
         try:
             yield
@@ -304,8 +308,6 @@ class LedgerRegistryStore(SqlAlchemyStore):
     def _record(self, session: Any, call: Call) -> None:
         """Bring the ledger to what ``session`` holds for the call's model, committing
         ``session`` between the ledger's decision and its durable write."""
-        if any(name == call.model for _, name, _ in self.pending()):
-            self.recover()  # (a crashed write of this model first: it came before)
         key = self._key_of(call)
         state_box: dict[str, int] = {}
         committed = []
