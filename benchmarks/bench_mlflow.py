@@ -124,8 +124,10 @@ def main() -> None:
     ap.add_argument("--writes", type=int, default=200)
     ap.add_argument("--versions", type=int, default=10_000)
     args = ap.parse_args()
-    overhead(args.writes)
-    import_speed(args.versions)
+    if args.writes:
+        overhead(args.writes)
+    if args.versions:
+        import_speed(args.versions)
 
 
 if __name__ == "__main__":

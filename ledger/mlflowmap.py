@@ -31,6 +31,7 @@ Pure: no I/O, no MLflow import.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 from collections.abc import Callable, Iterable
@@ -309,9 +310,15 @@ def differences(
     comment: str,
     via: dict[str, Any],
     parent_of: Callable[[MVersion], tuple[str, int] | None] = lambda mv: None,
+    versions: set[int] | None = None,
 ) -> list[Difference]:
     """What differs between MLflow's model ``ml`` and the ledger's ``led`` (either may
     be None: absent), each with the drafts that make the ledger say what MLflow says.
+
+    ``versions`` limits the comparison to those versions and the ones ``ml`` holds
+    (then ``ml`` and ``led`` may hold only some of theirs: :func:`scope` says which a
+    comparison needs); the model's own tags, description and aliases are compared
+    whole. Held to the whole comparison by tests/test_mlflowmap.py.
 
     ``run_facts`` reads a new version's source run; ``comment`` goes on the events that
     take one, ``via`` into the register payloads' ``metadata.mlflow`` (who asked, from
@@ -377,7 +384,10 @@ def differences(
     # Versions: new ones registered in order (a number MLflow no longer lists was
     # deleted before the ledger saw it); known ones compared.
     top = max([led.latest, *ml.versions])
-    for n in range(1, top + 1):
+    numbers = range(1, top + 1) if versions is None else sorted(
+        {n for n in versions if 0 < n <= top} | set(ml.versions) | set(range(led.latest + 1, top + 1))
+    )  # fmt: skip
+    for n in numbers:
         mv = ml.versions.get(n) or MVersion(n, deleted=True)
         lv = led.versions.get(n)
         if lv is None:
@@ -427,7 +437,7 @@ def differences(
         elif not (led.versions.get(want) and led.versions[want].deleted):
             diff(want, f"live in {env}", f"version {want}", f"version {have}" if have else "none",
                  E.Draft(E.DEPLOY, {"env": env, **note}, name, want))  # fmt: skip
-    for n in range(1, top + 1):
+    for n in numbers:
         gone, lv = ml.versions.get(n), led.versions.get(n)
         if lv is not None and not lv.deleted and (gone is None or gone.deleted):
             diff(n, "version", "deleted", "registered", E.Draft(E.DEPRECATE, dict(note), name, n))
@@ -498,6 +508,28 @@ def _short(v: str | None, limit: int = 40) -> str:
         return "absent"
     text = v.replace("\n", " ")
     return repr(text if len(text) <= limit else f"{text[: limit - 1]}…")
+
+
+def scope(led: MModel | None, ml_aliases: dict[str, int], touched: Iterable[int]) -> set[int]:
+    """The versions a comparison must read, besides MLflow's versions newer than the
+    ledger's and those MLflow has in a serving stage: the ones touched, and those the
+    ledger has serving, in a serving stage, or named by an alias (on either side). When
+    the ledger was in step with MLflow before the change, the touched versions and
+    MLflow's serving ones are enough; the ledger's add drift on them to what is seen."""
+    out = {n for n in touched if n > 0} | set(ml_aliases.values())
+    if led is not None:
+        out |= set(led.live.values()) | set(led.aliases.values())
+        out |= {n for n, v in led.versions.items() if v.stage in STAGE_ENV}
+    return out
+
+
+def restrict(m: MModel | None, versions: set[int]) -> MModel | None:
+    """``m`` with only ``versions`` of its versions."""
+    if m is None:
+        return None
+    out = copy.copy(m)
+    out.versions = {n: v for n, v in m.versions.items() if n in versions}
+    return out
 
 
 def drafts_of(diffs: Iterable[Difference]) -> list[E.Draft]:

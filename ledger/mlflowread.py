@@ -7,47 +7,90 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .mlflowmap import MModel, MVersion, RunFacts
+from .mlflowmap import STAGE_ENV, MModel, MVersion, RunFacts
 
 #: MLflow's stage for a deleted version whose row it keeps.
 DELETED_STAGE = "Deleted_Internal"
 _PAGE = 1000
 
 
-def model_from_session(session: Any, name: str) -> MModel | None:
+def model_from_session(
+    session: Any, name: str, versions: set[int] | None = None, newer_than: int = 0
+) -> MModel | None:
     """Registered model ``name`` as ``session`` sees it (its own uncommitted changes
-    included), deleted versions too; None if there is none."""
+    included), deleted versions too; None if there is none. With ``versions``, only
+    those versions, the ones its aliases name, those newer than ``newer_than`` and
+    those in a serving stage (mlflowmap.scope). Five queries, whatever the number of
+    versions (the ORM's relationships would load each version's tags alone)."""
+    import sqlalchemy as sa
     from mlflow.store.model_registry.dbmodels.models import (
         SqlModelVersion,
+        SqlModelVersionTag,
         SqlRegisteredModel,
+        SqlRegisteredModelAlias,
+        SqlRegisteredModelTag,
     )
 
-    rm = session.query(SqlRegisteredModel).filter(SqlRegisteredModel.name == name).one_or_none()
-    if rm is None:
+    session.flush()
+    rm = SqlRegisteredModel.__table__.c
+    row = session.execute(
+        sa.select(rm.description, rm.creation_time).where(rm.name == name)
+    ).first()
+    if row is None:
         return None
-    out = MModel(
-        name,
-        tags={t.key: t.value or "" for t in rm.registered_model_tags},
-        description=rm.description or None,
-        aliases={a.alias: int(a.version) for a in rm.registered_model_aliases},
-        creation_time=rm.creation_time,
-    )
-    for v in session.query(SqlModelVersion).filter(SqlModelVersion.name == name):
-        deleted = v.current_stage == DELETED_STAGE
-        out.versions[int(v.version)] = MVersion(
-            int(v.version),
-            stage="None" if deleted else (v.current_stage or "None"),
-            tags={t.key: t.value or "" for t in v.model_version_tags},
-            description=v.description or None,
+    out = MModel(name, description=row.description or None, creation_time=row.creation_time)
+    t = SqlRegisteredModelTag.__table__.c
+    out.tags = {k: v or "" for k, v in session.execute(
+        sa.select(t.key, t.value).where(t.name == name))}  # fmt: skip
+    a = SqlRegisteredModelAlias.__table__.c
+    out.aliases = {al: int(v) for al, v in session.execute(
+        sa.select(a.alias, a.version).where(a.name == name))}  # fmt: skip
+    mv = SqlModelVersion.__table__.c
+    cols = (mv.version, mv.current_stage, mv.description, mv.source, mv.storage_location,
+            mv.run_id, mv.run_link, mv.creation_time, mv.user_id)  # fmt: skip
+    query = sa.select(*cols).where(mv.name == name)
+    if versions is not None:
+        wanted = sorted(versions | set(out.aliases.values()))
+        query = query.where(sa.or_(
+            mv.version.in_(wanted), mv.version > newer_than,
+            mv.current_stage.in_(sorted(STAGE_ENV)),
+        ))  # fmt: skip
+    rows = session.execute(query).all()
+    vt = SqlModelVersionTag.__table__.c
+    tag_query = sa.select(vt.version, vt.key, vt.value).where(vt.name == name)
+    if versions is not None:
+        tag_query = tag_query.where(vt.version.in_([int(r.version) for r in rows]))
+    tags: dict[int, dict[str, str]] = {}
+    for v, k, value in session.execute(tag_query):
+        tags.setdefault(int(v), {})[k] = value or ""
+    for r in rows:
+        deleted = r.current_stage == DELETED_STAGE
+        out.versions[int(r.version)] = MVersion(
+            int(r.version),
+            stage="None" if deleted else (r.current_stage or "None"),
+            tags=tags.get(int(r.version), {}),
+            description=r.description or None,
             deleted=deleted,
-            source=v.source,
-            storage_location=v.storage_location,
-            run_id=v.run_id or None,
-            run_link=v.run_link or None,
-            creation_time=v.creation_time,
-            user_id=v.user_id,
+            source=r.source,
+            storage_location=r.storage_location,
+            run_id=r.run_id or None,
+            run_link=r.run_link or None,
+            creation_time=r.creation_time,
+            user_id=r.user_id,
         )
     return out
+
+
+def newest_source(session: Any, name: str) -> str | None:
+    """The source of model ``name``'s highest version, as ``session`` sees it."""
+    import sqlalchemy as sa
+    from mlflow.store.model_registry.dbmodels.models import SqlModelVersion
+
+    session.flush()
+    mv = SqlModelVersion.__table__.c
+    return session.execute(
+        sa.select(mv.source).where(mv.name == name).order_by(mv.version.desc()).limit(1)
+    ).scalar()
 
 
 def models_from_client(client: Any) -> dict[str, MModel]:

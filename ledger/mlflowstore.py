@@ -47,7 +47,7 @@ from . import mlflowmap as M
 from .errors import InputError, KeyProblem, LedgerError, NotFoundError, RuleViolation
 from .keys import SigningKey, is_encrypted_key_file, load_signing_key
 from .ledger import Ledger
-from .mlflowread import model_from_session
+from .mlflowread import model_from_session, newest_source
 from .state import State
 
 PREFIX = "ledger+"
@@ -346,11 +346,9 @@ class LedgerRegistryStore(SqlAlchemyStore):
         """The models a call's events may name: its own and a new version's parent."""
         out = {call.model}
         if call.method == "create_model_version":
-            ml = model_from_session(session, call.model)
-            if ml is not None and ml.versions:
-                parent = M.parent_source(ml.versions[max(ml.versions)].source)
-                if parent is not None:
-                    out.add(parent[0])
+            parent = M.parent_source(newest_source(session, call.model))
+            if parent is not None:
+                out.add(parent[0])
         return out
 
     def plan(
@@ -358,9 +356,17 @@ class LedgerRegistryStore(SqlAlchemyStore):
     ) -> list[E.Draft]:
         """The drafts that bring the ledger to MLflow's state of the call's model, or
         a LedgerError if the ledger cannot or must not record it."""
-        ml = model_from_session(session, call.model)
         led = M.ledger_models(state, [call.model]).get(call.model)
         before = led.latest if led is not None else 0
+        # Only the versions the call may change and those it may move (mlflowmap.scope):
+        # the whole model for a deletion, or when recovering.
+        wanted = None
+        if call.method != "delete_registered_model":
+            wanted = M.scope(led, {}, [call.version] if call.version else [])
+        ml = model_from_session(session, call.model, wanted, newer_than=before)
+        if wanted is not None:
+            wanted |= set(ml.versions) if ml is not None else set()
+            led = M.restrict(led, wanted)
         diffs = M.differences(
             ml,
             led,
@@ -368,6 +374,7 @@ class LedgerRegistryStore(SqlAlchemyStore):
             comment=call.comment,
             via=call.via,
             parent_of=lambda mv: M.parent_in(state, mv.source),
+            versions=wanted,
         )
         bad = M.unmappable(diffs)
         if bad is not None:
