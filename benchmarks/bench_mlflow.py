@@ -10,7 +10,8 @@ durable write).
 * overhead: N rounds of create_model_version + set_model_version_tag +
   set_registered_model_alias through ``MlflowClient`` in this process, once against
   ``sqlite:///`` and once against ``ledger+sqlite:///`` (fresh database and ledger
-  each); the target is ≤ 1.5× plain MLflow;
+  each); then the same writes over REST to a real ``mlflow server`` of each kind (one
+  keep-alive connection), as a team's clients meet it; the target is ≤ 1.5× plain;
 * import: a registry of ``--versions`` versions (in 100 models, each with a run) written
   straight into MLflow's SQLite database through MLflow's own client, then imported by a
   fresh ``ledger import mlflow`` process; the target is ≤ 60 s for 10,000 versions.
@@ -83,6 +84,72 @@ def overhead(rounds: int) -> None:
     print(f"  floor: one fsynced append + folder    {floor * 1e3:8.2f} ms")
 
 
+def _server_writes(root: Path, backend: str, registry: str, rounds: int) -> float:
+    """Seconds per registry write over MLflow's REST API, one keep-alive connection."""
+    import http.client
+    import json
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mlflow = Path(sys.executable).with_name("mlflow")
+    proc = subprocess.Popen(
+        [str(mlflow), "server", "--backend-store-uri", backend, "--registry-store-uri",
+         registry, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                conn.request("GET", "/health")
+                conn.getresponse().read()
+                break
+            except OSError:
+                conn.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+
+        def post(path: str, body: dict[str, str]) -> dict[str, object]:
+            conn.request("POST", f"/api/2.0/mlflow/{path}", json.dumps(body),
+                         {"Content-Type": "application/json"})  # fmt: skip
+            r = conn.getresponse()
+            data = json.loads(r.read())
+            if r.status != 200:
+                raise RuntimeError(f"{path}: {r.status} {data}")
+            return data
+
+        post("registered-models/create", {"name": "bench"})
+        post("model-versions/create", {"name": "bench", "source": "s3://warm/0"})
+        t = time.perf_counter()
+        for i in range(rounds):
+            mv = post("model-versions/create", {"name": "bench", "source": f"s3://m/{i}"})
+            v = mv["model_version"]["version"]  # type: ignore[index]
+            post("model-versions/set-tag", {"name": "bench", "version": v, "key": "validated",
+                                            "value": "yes"})  # fmt: skip
+            post("registered-models/alias", {"name": "bench", "alias": "champion", "version": v})
+        return (time.perf_counter() - t) / (3 * rounds)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def server_overhead(rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        key = _team(root)
+        plain_db, led_db = f"sqlite:///{root / 'plain.db'}", f"sqlite:///{root / 'led.db'}"
+        plain = _server_writes(root, plain_db, plain_db, rounds)
+        uri = f"ledger+{led_db}?ledger={root / 'audit'}&key={key}"
+        ledger = _server_writes(root, led_db, uri, rounds)
+    print(f"REST registry write, plain mlflow server  {plain * 1e3:8.2f} ms")
+    print(f"REST registry write, ledger+sqlite store  {ledger * 1e3:8.2f} ms"
+          f"   {ledger / plain:.2f}x plain MLflow (target <= 1.5x)")  # fmt: skip
+
+
 def import_speed(versions: int) -> None:
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -126,6 +193,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.writes:
         overhead(args.writes)
+        server_overhead(args.writes)
     if args.versions:
         import_speed(args.versions)
 

@@ -13,8 +13,10 @@ MLflow's code in its database transaction, then, before that transaction commits
    what the call does (anything else is drift, refused until ``ledger import mlflow``
    records it); their events are checked against the ledger's rules and policy and
    signed, or the write is refused with the ledger's message and rolled back;
-2. the MLflow transaction commits together with an outbox row naming the model;
-3. the events are appended (durable before the call returns); the outbox row is deleted.
+2. the MLflow transaction commits together with an outbox row naming the model and the
+   hash of the write's last event;
+3. the events are appended (durable before the call returns); the row is deleted in the
+   store's next write transaction (a row whose hash is in the ledger is complete).
 
 A crash after 2 and before 3 leaves an outbox row: the store, when it next starts (and
 ``ledger mlflow diff``, which lists such rows), brings that model's ledger state to
@@ -61,6 +63,8 @@ outbox = sa.Table(
     sa.Column("name", sa.String(256), nullable=False),
     sa.Column("call", sa.Text, nullable=False),  # JSON: the Call, to redo its checks
     sa.Column("created", sa.BigInteger, nullable=False),
+    # The hash of the write's last event: in the ledger once the write is complete.
+    sa.Column("hash", sa.String(64), nullable=False),
 )
 
 
@@ -201,6 +205,9 @@ class LedgerRegistryStore(SqlAlchemyStore):
             raise _refusal(exc) from None
         self.tracking_uri = tracking_uri
         self._local = threading.local()
+        #: outbox rows of this store's complete writes, deleted with its next write
+        self._done: set[int] = set()
+        self._done_lock = threading.Lock()
         super().__init__(self.config.db_uri)
         _meta.create_all(self.engine, checkfirst=True)
         inner = self.ManagedSessionMaker
@@ -317,13 +324,24 @@ class LedgerRegistryStore(SqlAlchemyStore):
 
         def before_write(receipts: list[Any]) -> None:
             if receipts:
+                # The rows of this store's complete writes go in this same transaction
+                # (a transaction of their own would cost a commit per write).
+                with self._done_lock:
+                    done = sorted(self._done)
+                if done:
+                    session.execute(outbox.delete().where(outbox.c.id.in_(done)))
                 row = session.execute(
                     outbox.insert().values(
-                        name=call.model, call=call.document(), created=E.now_micros()
+                        name=call.model, call=call.document(), created=E.now_micros(),
+                        hash=receipts[-1].hash,
                     )
-                )
+                )  # fmt: skip
                 state_box["outbox"] = row.inserted_primary_key[0]
-            session.commit()
+                session.commit()
+                with self._done_lock:
+                    self._done.difference_update(done)
+            else:
+                session.commit()
             committed.append(True)
 
         try:
@@ -339,8 +357,8 @@ class LedgerRegistryStore(SqlAlchemyStore):
                 error_code=codes.ABORTED,
             ) from None
         if "outbox" in state_box:
-            with self.engine.begin() as conn:
-                conn.execute(outbox.delete().where(outbox.c.id == state_box["outbox"]))
+            with self._done_lock:
+                self._done.add(state_box["outbox"])
 
     def models_of(self, session: Any, call: Call) -> set[str]:
         """The models a call's events may name: its own and a new version's parent."""
@@ -452,10 +470,13 @@ class LedgerRegistryStore(SqlAlchemyStore):
 
     # --- recovery ------------------------------------------------------------------------
     def pending(self) -> list[tuple[int, str, Call]]:
-        """The outbox rows: writes committed in MLflow whose events may not be written."""
+        """The outbox rows but those of this store's complete writes: writes committed
+        in MLflow whose events may not be written."""
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(outbox.c.id, outbox.c.name, outbox.c.call)).all()
-        return [(int(i), n, Call.from_document(c)) for i, n, c in rows]
+        with self._done_lock:
+            done = set(self._done)
+        return [(int(i), n, Call.from_document(c)) for i, n, c in rows if int(i) not in done]
 
     def recover(self) -> int:
         """Write the events of every write an outbox row names (a crash came between

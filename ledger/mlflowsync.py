@@ -103,11 +103,12 @@ def diff(led: Ledger, registry_uri: str, tracking_uri: str | None = None) -> Dif
             via={},
             parent_of=lambda mv: M.parent_in(state, mv.source),
         )
-    report.pending, report.pending_unknown = _pending(registry_uri)
+    report.pending, report.pending_unknown = _pending(led, registry_uri)
     return report
 
 
-def _pending(registry_uri: str) -> tuple[list[Pending], str | None]:
+def _pending(led: Ledger, registry_uri: str) -> tuple[list[Pending], str | None]:
+    """The outbox rows whose write's last event is not in the ledger."""
     uri = plain_uri(registry_uri)
     if urlsplit(uri).scheme.split("+")[0] not in ("sqlite", "postgresql", "mysql", "mssql"):
         return [], f"{registry_uri} is not a database; the store's pending writes are not listed"
@@ -120,11 +121,13 @@ def _pending(registry_uri: str) -> tuple[list[Pending], str | None]:
         with engine.connect() as conn:
             if not sa.inspect(conn).has_table(OUTBOX):
                 return [], None
-            rows = conn.execute(sa.text(f"SELECT name, call FROM {OUTBOX} ORDER BY id")).all()
+            rows = conn.execute(sa.text(f"SELECT name, call, hash FROM {OUTBOX} ORDER BY id")).all()
     finally:
         engine.dispose()
     out = []
-    for name, text in rows:
+    for name, text, last in rows:
+        if bytes.fromhex(last) in set(led.events(name, columns=["hash"])["hash"].to_pylist()):
+            continue  # (complete; the store deletes the row with its next write)
         call = Call.from_document(text)
         out.append(Pending(name, call.method, call.comment))
     return out, None

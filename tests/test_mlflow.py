@@ -4,6 +4,8 @@ real ``mlflow server`` on 127.0.0.1, driven over plain HTTP."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
 import socket
@@ -266,18 +268,16 @@ def test_a_crash_at_any_step_leaves_mlflow_and_the_ledger_agreeing(
     assert (("register", "fraud", 1) in setup.actions()) == in_ledger
     out = mlflow_diff(setup)
     rows = json.loads(out.stdout)
-    if not in_mlflow:
+    if in_mlflow == in_ledger:  # (after the append the outbox row is complete: no-op)
         assert (out.returncode, rows) == (0, [])
     else:
         assert out.returncode == 1
-        assert {
-            "where": "fraud",
-            "what": "pending write",
-            "mlflow": "create_model_version",
-            "ledger": "not written",
-            "fix": "the store writes it when it next starts",
-        } in rows
-        assert any(r["where"] == "fraud:1" for r in rows) == (not in_ledger)
+        assert rows == [
+            {"where": "fraud:1", "what": "version", "mlflow": "exists", "ledger": "absent",
+             "fix": "register"},
+            {"where": "fraud", "what": "pending write", "mlflow": "create_model_version",
+             "ledger": "not written", "fix": "the store writes it when it next starts"},
+        ]  # fmt: skip
     # The store's next start writes what the crash left out; then both agree.
     res = drive(setup, [op("get_model_version", "fraud", "1")])
     assert ("ok" in res[0]) == in_mlflow
@@ -292,46 +292,63 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(setup: Setup):
+@contextlib.contextmanager
+def _server(setup: Setup, registry: str, *args: str, env: dict[str, str] | None = None):
+    """``mlflow server`` on a free 127.0.0.1 port (stopped at the end); yields its URL."""
     port = _free_port()
     mlflow = Path(sys.executable).with_name("mlflow")
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    full = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"} | (env or {})
     proc = subprocess.Popen(
         [str(mlflow), "server", "--backend-store-uri", setup.tracking, "--registry-store-uri",
-         setup.registry, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=setup.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+         registry, "--host", "127.0.0.1", "--port", str(port), "--workers", "1", *args],
+        cwd=setup.root, env=full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                err = proc.stderr.read()[-2000:] if proc.stderr else b""
-                raise RuntimeError(f"mlflow server did not start: {err!r}") from None
-            time.sleep(0.3)
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    err = proc.stderr.read()[-2000:] if proc.stderr else b""
+                    raise RuntimeError(f"mlflow server did not start: {err!r}") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
-def _post(url: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+@pytest.fixture
+def server(setup: Setup):
+    with _server(setup, setup.registry) as url:
+        yield url
+
+
+def _post(url: str, path: str, body: dict[str, Any],
+          auth: tuple[str, str] | None = None) -> tuple[int, dict[str, Any]]:  # fmt: skip
+    headers = {"Content-Type": "application/json"}
+    if auth is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
     req = urllib.request.Request(
         f"{url}/api/2.0/mlflow/{path}", data=json.dumps(body).encode(), method="POST",
-        headers={"Content-Type": "application/json"},
+        headers=headers,
     )  # fmt: skip
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, json.loads(r.read() or b"{}")
+            status, raw = r.status, r.read()
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+        status, raw = e.code, e.read()
+    try:
+        return status, json.loads(raw or b"{}")
+    except ValueError:
+        return status, {"body": raw.decode(errors="replace")[:500]}
 
 
 def test_the_server_records_rest_and_client_writes(setup: Setup, server: str) -> None:
@@ -360,3 +377,41 @@ def test_the_server_records_rest_and_client_writes(setup: Setup, server: str) ->
     assert (status, body["error_code"]) == (403, "PERMISSION_DENIED")
     assert "approv" in body["message"]
     assert len(setup.actions()) == 4  # (nothing from the refused write)
+
+
+def test_with_mlflow_auth_each_user_signs_with_their_own_key(setup: Setup) -> None:
+    """MLflow's basic-auth app authenticates; the users file maps alice to a ledger key
+    (the importer's, registrar and deployer); bob, not in it, is refused."""
+    (setup.root / "auth.ini").write_text(
+        "[mlflow]\ndefault_permission = MANAGE\n"
+        f"database_uri = sqlite:///{setup.root / 'auth.db'}\nadmin_username = admin\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+        encoding="utf-8",
+    )
+    (setup.root / "users.toml").write_text(
+        f'[users]\nalice = "{setup.keys["importer"]}"\n', encoding="utf-8"
+    )
+    registry = f"{setup.registry}&users={setup.root / 'users.toml'}"
+    env = {"MLFLOW_AUTH_CONFIG_PATH": str(setup.root / "auth.ini"),
+           "MLFLOW_AUTH_ADMIN_PASSWORD": "admin-password-1234",
+           "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-secret"}  # fmt: skip
+    with _server(setup, registry, "--app-name", "basic-auth", env=env) as url:
+        admin = ("admin", "admin-password-1234")
+        for user in ("alice", "bob"):
+            status, body = _post(url, "users/create",
+                                 {"username": user, "password": f"{user}-password-1234"}, admin)  # fmt: skip
+            assert status == 200, body
+        status, body = _post(url, "registered-models/create", {"name": "fraud"},
+                             ("alice", "alice-password-1234"))  # fmt: skip
+        assert status == 200, body
+        status, body = _post(url, "registered-models/create", {"name": "churn"},
+                             ("bob", "bob-password-1234"))  # fmt: skip
+        assert (status, body["error_code"]) == (403, "PERMISSION_DENIED")
+        assert "MLflow user 'bob' has no ledger key" in body["message"]
+        status, _ = _post(url, "registered-models/create", {"name": "churn"},
+                          ("alice", "wrong-password"))  # fmt: skip
+        assert status == 401
+    ev = setup.registry_events()
+    assert [(e["action"], e["model"], e["actor"]) for e in ev] == [
+        ("model_create", "fraud", "importer")]  # fmt: skip
+    assert "user=alice, authenticated=True" in ev[0]["comment"]
