@@ -15,13 +15,22 @@ _PAGE = 1000
 
 
 def model_from_session(
-    session: Any, name: str, versions: set[int] | None = None, newer_than: int = 0
+    session: Any,
+    name: str,
+    versions: set[int] | None = None,
+    newer_than: int = 0,
+    known: MModel | None = None,
+    aliases: bool = True,
 ) -> MModel | None:
     """Registered model ``name`` as ``session`` sees it (its own uncommitted changes
     included), deleted versions too; None if there is none. With ``versions``, only
     those versions, the ones its aliases name, those newer than ``newer_than`` and
-    those in a serving stage (mlflowmap.scope). Five queries, whatever the number of
-    versions (the ORM's relationships would load each version's tags alone)."""
+    those in a serving stage (mlflowmap.scope). Five queries at most, whatever the
+    number of versions (the ORM's relationships would load each version's tags alone).
+
+    With ``known`` (the ledger's view of a model MLflow is known to have: a version
+    write succeeded), the model's own description and tags, and unless ``aliases``
+    its aliases, are taken from it instead of read: the parts the write cannot change."""
     import sqlalchemy as sa
     from mlflow.store.model_registry.dbmodels.models import (
         SqlModelVersion,
@@ -32,19 +41,24 @@ def model_from_session(
     )
 
     session.flush()
-    rm = SqlRegisteredModel.__table__.c
-    row = session.execute(
-        sa.select(rm.description, rm.creation_time).where(rm.name == name)
-    ).first()
-    if row is None:
-        return None
-    out = MModel(name, description=row.description or None, creation_time=row.creation_time)
-    t = SqlRegisteredModelTag.__table__.c
-    out.tags = {k: v or "" for k, v in session.execute(
-        sa.select(t.key, t.value).where(t.name == name))}  # fmt: skip
-    a = SqlRegisteredModelAlias.__table__.c
-    out.aliases = {al: int(v) for al, v in session.execute(
-        sa.select(a.alias, a.version).where(a.name == name))}  # fmt: skip
+    if known is not None:
+        out = MModel(name, tags=dict(known.tags), description=known.description,
+                     aliases=dict(known.aliases))  # fmt: skip
+    else:
+        rm = SqlRegisteredModel.__table__.c
+        row = session.execute(
+            sa.select(rm.description, rm.creation_time).where(rm.name == name)
+        ).first()
+        if row is None:
+            return None
+        out = MModel(name, description=row.description or None, creation_time=row.creation_time)
+        t = SqlRegisteredModelTag.__table__.c
+        out.tags = {k: v or "" for k, v in session.execute(
+            sa.select(t.key, t.value).where(t.name == name))}  # fmt: skip
+    if known is None or aliases:
+        a = SqlRegisteredModelAlias.__table__.c
+        out.aliases = {al: int(v) for al, v in session.execute(
+            sa.select(a.alias, a.version).where(a.name == name))}  # fmt: skip
     mv = SqlModelVersion.__table__.c
     cols = (mv.version, mv.current_stage, mv.description, mv.source, mv.storage_location,
             mv.run_id, mv.run_link, mv.creation_time, mv.user_id)  # fmt: skip

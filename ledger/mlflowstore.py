@@ -180,6 +180,18 @@ class Call:
         return cls(**json.loads(text))
 
 
+#: The writes that change versions or aliases only (the model exists, its own tags and
+#: description stay), and those of them that move aliases.
+_VERSION_WRITES = frozenset({
+    "create_model_version", "update_model_version", "transition_model_version_stage",
+    "delete_model_version", "set_model_version_tag", "delete_model_version_tag",
+    "set_registered_model_alias", "delete_registered_model_alias",
+})  # fmt: skip
+_ALIAS_WRITES = frozenset(
+    {"delete_model_version", "set_registered_model_alias", "delete_registered_model_alias"}
+)
+
+
 def _refusal(exc: LedgerError) -> MlflowException:
     """The ledger's error as MLflow reports it to its caller (and as an HTTP status)."""
     code = {
@@ -381,7 +393,14 @@ class LedgerRegistryStore(SqlAlchemyStore):
         wanted = None
         if call.method != "delete_registered_model":
             wanted = M.scope(led, {}, [call.version] if call.version else [])
-        ml = model_from_session(session, call.model, wanted, newer_than=before)
+        # A version or alias write succeeded, so the model exists and its own tags and
+        # description are as they were: they are the ledger's (and its aliases too
+        # unless the call moves them). Drift in them is `ledger mlflow diff`'s to find.
+        known = led if call.method in _VERSION_WRITES and led is not None else None
+        ml = model_from_session(
+            session, call.model, wanted, newer_than=before, known=known,
+            aliases=call.method in _ALIAS_WRITES,
+        )  # fmt: skip
         if wanted is not None:
             wanted |= set(ml.versions) if ml is not None else set()
             led = M.restrict(led, wanted)
