@@ -3,8 +3,10 @@ ledger (docs/mlflow.md). Needs MLflow's client (``ledger[mlflow]``)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -68,10 +70,46 @@ def shown_uri(uri: str) -> str:
 
 
 def _client(registry_uri: str, tracking_uri: str | None) -> Any:
+    import logging
+
     from mlflow.tracking import MlflowClient
 
     uri = plain_uri(registry_uri)
+    _check_exists(uri)
+    if tracking_uri:
+        _check_exists(tracking_uri)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # (its table set-up notes)
+    # An unreachable server is an error in seconds, not after minutes of retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     return MlflowClient(tracking_uri=tracking_uri or uri, registry_uri=uri)
+
+
+def _check_exists(uri: str) -> None:
+    """Refuse a SQLite URI whose file does not exist: MLflow would create the folder and
+    an empty registry there, and an import would take every model as deleted."""
+    if not uri.startswith("sqlite:"):
+        return
+    import sqlalchemy as sa
+
+    try:
+        path = sa.engine.make_url(uri).database
+    except sa.exc.ArgumentError as exc:
+        raise InputError(f"registry URI {uri!r}: {exc}") from None
+    if not path or path == ":memory:" or not Path(path).is_file():
+        raise InputError(f"no MLflow database at {path or uri} (from {uri})")
+
+
+def _from_mlflow(led: Ledger) -> set[str]:
+    """The ledger's models that came from MLflow (made by a model_create event, as the
+    store and import make every model). Only these can have been deleted in MLflow:
+    the others (``ledger register``) are the ledger's own and not compared."""
+    t = led.events(columns=["action", "model"])
+    return {
+        m
+        for a, m in zip(t["action"].to_pylist(), t["model"].to_pylist(), strict=True)
+        if a == E.MODEL_CREATE
+    }
 
 
 def _read(registry_uri: str, tracking_uri: str | None) -> tuple[Any, dict[str, M.MModel]]:
@@ -92,7 +130,7 @@ def diff(led: Ledger, registry_uri: str, tracking_uri: str | None = None) -> Dif
     the store committed whose events it has not yet written."""
     _, mlflow_models = _read(registry_uri, tracking_uri)
     state = led.state()
-    ledger_side = M.ledger_models(state)
+    ledger_side = M.ledger_models(state, set(mlflow_models) | _from_mlflow(led))
     report = DiffReport()
     for name in sorted(set(mlflow_models) | set(ledger_side)):
         report.differences += M.differences(
@@ -143,7 +181,15 @@ def import_registry(
 
     client, mlflow_models = _read(registry_uri, tracking_uri)
     state = led.state()
-    ledger_side = M.ledger_models(state)
+    ours = _from_mlflow(led)
+    ledger_side = M.ledger_models(state, set(mlflow_models) | ours)
+    live = {m for m in ours if m in ledger_side and not ledger_side[m].deleted}
+    if live and not mlflow_models:
+        raise InputError(
+            f"the MLflow registry at {registry_uri} holds no registered models, and the"
+            f" ledger has {len(live)} from MLflow: importing would record every one of them"
+            " deleted; check --registry-uri"
+        )
     new_runs = [
         mv.run_id
         for name, m in mlflow_models.items()

@@ -415,3 +415,26 @@ def test_with_mlflow_auth_each_user_signs_with_their_own_key(setup: Setup) -> No
     assert [(e["action"], e["model"], e["actor"]) for e in ev] == [
         ("model_create", "fraud", "importer")]  # fmt: skip
     assert "user=alice, authenticated=True" in ev[0]["comment"]
+
+
+def test_a_wrong_registry_uri_is_an_error_and_changes_nothing(setup: Setup) -> None:
+    drive(setup, [op("create_registered_model", "fraud"),
+                  op("create_model_version", "fraud", "s3://m/1")])  # fmt: skip
+    # A model of the ledger's own (not from MLflow) is not MLflow's to delete.
+    setup.led().register("churn", key=_key(setup, "importer"))
+    before = setup.led().events().num_rows
+    imp = ("import", "mlflow", "--key", str(setup.keys["importer"]), "--registry-uri")
+    missing = setup.root / "typo" / "mlflow.db"
+    out = ledger_cli(setup, *imp, f"sqlite:///{missing}")
+    assert (out.returncode, out.stdout) == (2, "")
+    assert out.stderr == f"Error: no MLflow database at {missing} (from sqlite:///{missing})\n"
+    assert not missing.parent.exists()
+    # An empty registry (another file): importing it would delete every model.
+    with sqlite3.connect(setup.root / "empty.db"):
+        pass
+    drive(setup, [op("search_registered_models")], registry=f"sqlite:///{setup.root / 'empty.db'}")
+    out = ledger_cli(setup, *imp, f"sqlite:///{setup.root / 'empty.db'}")
+    assert out.returncode == 2 and "holds no registered models" in out.stderr, out.stderr
+    assert setup.led().events().num_rows == before
+    out = mlflow_diff(setup)
+    assert (out.returncode, out.stdout) == (0, "[]\n"), out.stderr  # (churn is not compared)
