@@ -5,6 +5,7 @@ registry URI in ``$DRIVER_REGISTRY`` and tracking URI in ``$DRIVER_TRACKING``.
 OPS is a list of ``{"op": METHOD, "args": [...], "kwargs": {...}}``: each calls
 ``MlflowClient.METHOD``; ``"$run"`` in an argument is the run the op ``log_run`` made.
 Prints one JSON line per op: ``{"ok": RESULT}`` or ``{"error": MESSAGE, "code": CODE}``.
+``{"op": "wait_for", "args": [PATH]}`` waits until PATH exists.
 
 ``$DRIVER_CRASH`` = ``before_commit`` / ``after_commit`` / ``after_append`` kills the
 process with SIGKILL at that step of the store's first write of a model version: before
@@ -18,6 +19,7 @@ import json
 import os
 import signal
 import sys
+import time
 import warnings
 from typing import Any
 
@@ -85,7 +87,11 @@ def main() -> None:
         args = [run_id if a == "$run" else a for a in args]
         kwargs = {k: run_id if v == "$run" else v for k, v in kwargs.items()}
         try:
-            if name == "log_run":
+            if name == "wait_for":  # (until the test makes the file: another process ran)
+                while not os.path.exists(args[0]):
+                    time.sleep(0.05)
+                result = None
+            elif name == "log_run":
                 with mlflow.start_run() as run:
                     mlflow.log_metrics(kwargs.get("metrics", {}))
                     mlflow.log_params(kwargs.get("params", {}))

@@ -285,6 +285,32 @@ def test_a_crash_at_any_step_leaves_mlflow_and_the_ledger_agreeing(
     assert (mlflow_diff(setup).returncode, setup.led().verify().ok) == (0, True)
 
 
+def test_a_live_store_records_another_process_crashed_write_before_its_own(setup: Setup) -> None:
+    """Store B is already running when process A dies between MLflow's commit and the
+    ledger's append: B's next write of that model writes A's events first."""
+    drive(setup, [op("create_registered_model", "fraud"),
+                  op("create_model_version", "fraud", "s3://m/1")])  # fmt: skip
+    go = setup.root / "go"
+    path = setup.root / "b.json"
+    path.write_text(json.dumps([op("get_registered_model", "fraud"), op("wait_for", str(go)),
+                                op("set_model_version_tag", "fraud", "1", "owner", "bob")]))  # fmt: skip
+    env = {**os.environ, "DRIVER_REGISTRY": setup.registry, "DRIVER_TRACKING": setup.tracking}
+    env.pop("PYTEST_CURRENT_TEST", None)
+    b = subprocess.Popen([sys.executable, str(DRIVER), str(path)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env, cwd=setup.root)  # fmt: skip
+    try:
+        assert b.stdout is not None and "ok" in json.loads(b.stdout.readline())  # B's store is up
+        drive(setup, [op("create_model_version", "fraud", "s3://m/2")], crash="after_commit")
+        assert ("register", "fraud", 2) not in setup.actions()
+        go.touch()
+        out, err = b.communicate(timeout=300)
+    finally:
+        b.kill()
+    assert [json.loads(line) for line in out.splitlines()][-1] == {"ok": None}, err[-2000:]
+    assert setup.actions()[-2:] == [("register", "fraud", 2), ("tag_set", "fraud", 1)]
+    assert mlflow_diff(setup).returncode == 0
+
+
 # --- a real MLflow server ---------------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as s:
