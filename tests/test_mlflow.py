@@ -395,6 +395,11 @@ def test_the_server_records_rest_and_client_writes(setup: Setup, server: str) ->
                                ("alias_set", "fraud", 1), ("tag_set", "fraud", 1)]  # fmt: skip
     ev = setup.registry_events()
     assert "remote_addr=127.0.0.1" in ev[0]["comment"]
+    # diff reads a tracking server too (its outbox is the server's: not listed).
+    out = ledger_cli(setup, "mlflow", "diff", "--registry-uri", server, "--format", "json")
+    assert (out.returncode, out.stdout) == (0, "[]\n"), out.stderr
+    note = f"Note: {server} is not a database; the store's pending writes are not listed"
+    assert note in out.stderr.splitlines()
     # A refusal is MLflow's error response, with the ledger's message.
     setup.led().set_policy({"approvals": {"required": {"production": 1}}},
                            key=_key(setup, "admin"))  # fmt: skip
