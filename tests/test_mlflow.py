@@ -8,10 +8,12 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -37,14 +39,16 @@ class Setup:
     ledger: Path
     db: Path
     keys: dict[str, Path]
+    #: MLflow's database, when not the SQLite file ``db``
+    db_uri: str | None = None
 
     @property
     def tracking(self) -> str:
-        return f"sqlite:///{self.db}"
+        return self.db_uri or f"sqlite:///{self.db}"
 
     @property
     def registry(self) -> str:
-        return f"ledger+sqlite:///{self.db}?ledger={self.ledger}&key={self.keys['server']}"
+        return f"ledger+{self.tracking}?ledger={self.ledger}&key={self.keys['server']}"
 
     def led(self) -> Ledger:
         return Ledger.open(self.ledger)
@@ -469,3 +473,69 @@ def test_a_wrong_registry_uri_is_an_error_and_changes_nothing(setup: Setup) -> N
     assert setup.led().events().num_rows == before
     out = mlflow_diff(setup)
     assert (out.returncode, out.stdout) == (0, "[]\n"), out.stderr  # (churn is not compared)
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+def _pg_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A PostgreSQL server of the test's own on 127.0.0.1 (Debian's, which .ci/run
+    installs), stopped at the end; yields (bin folder, port)."""
+    pg = _pg_bin()
+    if pg is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    pytest.importorskip("psycopg")
+    # (not under pytest's tmp: the postgres user must reach it, and root's is private)
+    folder = Path(tempfile.mkdtemp(prefix="ledger-pg-"))
+    run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if run_as:
+        os.chown(folder, *(lambda p: (p.pw_uid, p.pw_gid))(__import__("pwd").getpwnam("postgres")))
+    subprocess.run([*run_as, str(pg / "initdb"), "-D", str(folder / "data"), "-A", "trust",
+                    "-U", "postgres"], check=True, capture_output=True)  # fmt: skip
+    port = _free_port()
+    proc = subprocess.Popen([*run_as, str(pg / "postgres"), "-D", str(folder / "data"), "-p",
+                             str(port), "-k", str(folder), "-h", "127.0.0.1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while subprocess.run([str(pg / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+                         capture_output=True).returncode:  # fmt: skip
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise RuntimeError("PostgreSQL did not start")
+        time.sleep(0.2)
+    try:
+        yield pg, port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_on_postgresql_writes_are_recorded_and_a_crash_recovered(setup: Setup, postgres) -> None:
+    pg, port = postgres
+    name = f"mlflow_{os.getpid()}_{time.monotonic_ns()}"
+    subprocess.run([str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                    name], check=True)  # fmt: skip
+    setup.db_uri = f"postgresql://postgres@127.0.0.1:{port}/{name}"
+    res = drive(setup, [
+        op("create_registered_model", "fraud", tags={"team": "risk"}),
+        op("create_model_version", "fraud", "s3://m/1"),
+        op("transition_model_version_stage", "fraud", "1", "Staging"),
+        op("set_registered_model_alias", "fraud", "champion", "1"),
+        op("rename_registered_model", "fraud", "other"),
+    ])  # fmt: skip
+    assert [r.get("code") for r in res] == [None] * 4 + ["INVALID_PARAMETER_VALUE"]
+    drive(setup, [op("create_model_version", "fraud", "s3://m/2")], crash="after_commit")
+    assert ("register", "fraud", 2) not in setup.actions()
+    assert mlflow_diff(setup).returncode == 1
+    assert "ok" in drive(setup, [op("get_model_version", "fraud", "2")])[0]
+    assert setup.actions() == [
+        ("model_create", "fraud", None), ("tag_set", "fraud", None), ("register", "fraud", 1),
+        ("tag_set", "fraud", 1), ("deploy", "fraud", 1), ("alias_set", "fraud", 1),
+        ("register", "fraud", 2),
+    ]  # fmt: skip
+    assert (mlflow_diff(setup).returncode, setup.led().verify().ok) == (0, True)
