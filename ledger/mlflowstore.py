@@ -47,7 +47,7 @@ from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 from . import events as E
 from . import mlflowmap as M
 from .errors import InputError, KeyProblem, LedgerError, NotFoundError, RuleViolation
-from .keys import SigningKey, is_encrypted_key_file, load_signing_key
+from .keys import SigningKey, load_signing_key
 from .ledger import Ledger
 from .mlflowread import model_from_session, newest_source
 from .state import State
@@ -102,13 +102,9 @@ def parse_store_uri(uri: str, env: dict[str, str] | None = None) -> Config:
 
 
 def load_key(path: str) -> SigningKey:
-    """A key file, decrypted with ``$LEDGER_PASSPHRASE`` if it is encrypted."""
-    pw = None
-    if is_encrypted_key_file(path):
-        pw = os.environ.get("LEDGER_PASSPHRASE")
-        if pw is None:
-            raise KeyProblem(f"key file {path} is encrypted; set LEDGER_PASSPHRASE")
-    return load_signing_key(path, pw)
+    """A key file, decrypted with ``$LEDGER_PASSPHRASE`` if it is encrypted (a server
+    has no terminal to ask)."""
+    return load_signing_key(path, os.environ.get("LEDGER_PASSPHRASE"))
 
 
 def load_users(path: str) -> dict[str, str]:
@@ -332,7 +328,7 @@ class LedgerRegistryStore(SqlAlchemyStore):
         committed = []
 
         def plan(state: State) -> list[E.Draft]:
-            return self.plan(session, call, state, state_box)
+            return self.plan(session, call, state)
 
         def before_write(receipts: list[Any]) -> None:
             if receipts:
@@ -381,9 +377,7 @@ class LedgerRegistryStore(SqlAlchemyStore):
                 out.add(parent[0])
         return out
 
-    def plan(
-        self, session: Any, call: Call, state: State, box: dict[str, int] | None = None
-    ) -> list[E.Draft]:
+    def plan(self, session: Any, call: Call, state: State) -> list[E.Draft]:
         """The drafts that bring the ledger to MLflow's state of the call's model, or
         a LedgerError if the ledger cannot or must not record it."""
         led = M.ledger_models(state, [call.model]).get(call.model)

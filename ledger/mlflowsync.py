@@ -104,12 +104,11 @@ def _from_mlflow(led: Ledger) -> set[str]:
     """The ledger's models that came from MLflow (made by a model_create event, as the
     store and import make every model). Only these can have been deleted in MLflow:
     the others (``ledger register``) are the ledger's own and not compared."""
+    import pyarrow.compute as pc
+
     t = led.events(columns=["action", "model"])
-    return {
-        m
-        for a, m in zip(t["action"].to_pylist(), t["model"].to_pylist(), strict=True)
-        if a == E.MODEL_CREATE
-    }
+    made = t.filter(pc.equal(t["action"], E.MODEL_CREATE))["model"]
+    return set(pc.unique(made).to_pylist())
 
 
 def _read(registry_uri: str, tracking_uri: str | None) -> tuple[Any, dict[str, M.MModel]]:

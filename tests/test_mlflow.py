@@ -539,3 +539,20 @@ def test_on_postgresql_writes_are_recorded_and_a_crash_recovered(setup: Setup, p
         ("register", "fraud", 2),
     ]  # fmt: skip
     assert (mlflow_diff(setup).returncode, setup.led().verify().ok) == (0, True)
+
+
+def test_a_store_uri_missing_its_key_or_with_a_bad_users_file_is_one_clear_error(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LEDGER_KEY", raising=False)
+    no_key = f"ledger+{setup.tracking}?ledger={setup.ledger}"
+    res = drive(setup, [op("create_registered_model", "fraud")], registry=no_key)
+    assert res == [{"error": f"registry store URI {no_key!r}: no signing key (?key= or"
+                    " $LEDGER_KEY)", "code": "INVALID_PARAMETER_VALUE"}]  # fmt: skip
+    users = setup.root / "users.toml"
+    users.write_text("[users]\nalice = 3\n", encoding="utf-8")
+    res = drive(setup, [op("create_registered_model", "fraud")],
+                registry=f"{setup.registry}&users={users}")  # fmt: skip
+    assert res == [{"error": f'users file {users}: expected a [users] table of name = "key'
+                    ' file"', "code": "INVALID_PARAMETER_VALUE"}]  # fmt: skip
+    assert setup.actions() == []
