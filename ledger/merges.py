@@ -80,6 +80,11 @@ class Kept:
         kept = self.get(seg)
         return kept[0] if kept is not None else read(seg)
 
+    def has_index(self, seg: Segment, rows: pa.Table) -> bool:
+        """Whether ``seg``'s index rows were kept with ``rows``."""
+        kept = self._by_name.get(seg.name)
+        return kept is not None and kept[2] is not None and kept[1] is rows
+
     def index_of(self, seg: Segment, rows: pa.Table) -> pa.Table:
         """``seg``'s index rows (SCHEMA, seq order) for a merge: kept from writing the
         segment, or derived from its rows."""
@@ -94,9 +99,16 @@ class Kept:
 
 
 def merged(
-    parts: list[Segment], kept: Kept, read: Callable[[Segment], pa.Table]
-) -> tuple[pa.Table, pa.Table]:
-    """The rows of the segment that replaces ``parts`` and its index rows."""
+    parts: list[Segment], kept: Kept, read: Callable[[Segment], pa.Table], index_min: int
+) -> tuple[pa.Table, pa.Table | None]:
+    """The rows of the segment that replaces ``parts`` and, if it has ``index_min`` rows
+    or more (big enough for an index bundle), its index rows."""
     rows = [kept.rows(s, read) for s in parts]
-    index = pa.concat_tables([kept.index_of(s, r) for s, r in zip(parts, rows, strict=True)])
-    return pa.concat_tables(rows), index
+    table = pa.concat_tables(rows)
+    if table.num_rows < index_min:
+        return table, None  # (no bundle: readers derive it, and the next merge too)
+    if all(kept.has_index(s, r) for s, r in zip(parts, rows, strict=True)):
+        index = pa.concat_tables([kept.index_of(s, r) for s, r in zip(parts, rows, strict=True)])
+    else:  # (one pass over all the rows beats one per small part)
+        index = eventindex.derive(table)
+    return table, index

@@ -25,6 +25,7 @@ from . import bundles, eventindex
 from .errors import CorruptLedgerError
 from .segments import (
     COLUMNS,
+    COMPRESS_MIN_ROWS,
     DICT_COLUMNS,
     NAME_COLUMNS,
     ROW_GROUP,
@@ -44,7 +45,7 @@ def write(table: pa.Table, f: IO[bytes]) -> None:
     pq.write_table(
         table,
         f,
-        compression="zstd",
+        compression="zstd" if table.num_rows >= COMPRESS_MIN_ROWS else "none",
         row_group_size=ROW_GROUP,
         use_dictionary=DICT_COLUMNS,
         write_statistics=STATS_COLUMNS,

@@ -67,6 +67,10 @@ STATE_COLUMNS = ["seq", "ts", "action", "model", "version", "actor", "key_id", "
 #: How a segment is written: the dictionary-encoded and the statistics columns.
 DICT_COLUMNS = ["action", "model", "actor", "key_id"]
 STATS_COLUMNS = ["seq", "ts", "action", "model", "version", "actor", "key_id"]
+#: Segments of fewer events are written uncompressed: zstd's per-column set-up was a
+#: third of the cost of one single-event append (measured), and automatic merges soon
+#: replace such segments.
+COMPRESS_MIN_ROWS = 1024
 #: String columns that repeat a few thousand values over a million rows (read
 #: dictionary-encoded when asked).
 NAME_COLUMNS = frozenset({"action", "model", "actor", "key_id"})

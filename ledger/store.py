@@ -82,6 +82,16 @@ def file_id(path: str | os.PathLike[str]) -> tuple[int, int, int, int] | None:
     return st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns
 
 
+def _all_segments(layout: Layout) -> list[Segment]:
+    return [*layout.live, *(s for s, _ in layout.superseded), *(b for _, b in layout.overlapping)]
+
+
+def _copy(layout: Layout) -> Layout:
+    return Layout(
+        list(layout.live), list(layout.superseded), list(layout.overlapping), list(layout.strays)
+    )
+
+
 class Store:
     """A ledger folder on disk: the one storage interface. Its public methods, by
     section below, are what a second backend implements; everything else is how this
@@ -97,6 +107,10 @@ class Store:
         # read back what was just written.
         self._written = merges.Kept()
         self.index_dir = self.root / S.INDEX
+        # The listing of events/ while this Store holds the writer lock: only the holder
+        # changes events/ then, so it is listed once per lock and kept up to date by
+        # this Store's own writes and deletions (a single append listed it six times).
+        self._listing: Layout | None = None
 
     # --- identity (``ledger.json``) ---------------------------------------------------
     def read_identity(self) -> dict[str, Any]:
@@ -157,9 +171,15 @@ class Store:
         """Hold the writer lock. flock is released by the kernel if the holder dies,
         so a crashed writer can never leave a stale lock behind."""
         with self._writer.hold(timeout) as first:  # (re-entrant within one Store)
-            if first:
+            if not first:
+                yield
+                return
+            self._listing = None
+            try:
                 self._clean()
-            yield
+                yield
+            finally:
+                self._listing = None
 
     def reading(self) -> contextlib.AbstractContextManager[None]:
         """Hold ``.readers`` shared while reading, so that no segment this reader may
@@ -188,17 +208,19 @@ class Store:
             merged = {s.path for s in known}
             cache: dict[Path, pa.Table | None] = {}
             doomed = [
-                leftover.path
+                leftover
                 for leftover, live in layout.superseded
                 if leftover.path in merged or segmentio.same_rows(leftover, live, cache)
             ]
-            for p in doomed:
-                p.unlink(missing_ok=True)
-                for q in S.bundle_paths(self.index_dir, p.name):
-                    with contextlib.suppress(OSError):
-                        q.unlink()
-            if doomed:
-                _fsync_dir(self.events_dir)
+            # (No fsync of the folder after: a deletion a power cut undoes brings back a
+            # leftover, which readers ignore and the next writer deletes again.)
+            for seg in doomed:
+                seg.path.unlink(missing_ok=True)
+                self._relisted(gone=seg.path)
+                if seg.count >= INDEX_MIN_ROWS:  # (smaller ones have no bundle)
+                    for q in S.bundle_paths(self.index_dir, seg.name):
+                        with contextlib.suppress(OSError):
+                            q.unlink()
             return len(doomed)
         except OSError as exc:
             raise storage_error(exc, "remove merged segments") from None
@@ -237,6 +259,23 @@ class Store:
 
     # --- listing ``events/`` ----------------------------------------------------------
     def layout(self) -> Layout:
+        """What ``events/`` holds: live segments, leftovers, overlaps and strays."""
+        held = self._writer.held
+        if held and self._listing is not None:
+            return _copy(self._listing)
+        layout = self._list()
+        if held:
+            self._listing = _copy(layout)
+        return layout
+
+    def _relisted(self, new: Segment | None = None, gone: Path | None = None) -> None:
+        """Keep the lock holder's listing in step with a segment it added or deleted."""
+        if self._listing is None:
+            return
+        segs = [s for s in _all_segments(self._listing) if s.path != gone]
+        self._listing = Layout.of(segs + ([new] if new is not None else []), self._listing.strays)
+
+    def _list(self) -> Layout:
         segs: list[Segment] = []
         strays: list[Path] = []
         try:
@@ -416,22 +455,28 @@ class Store:
             # came after the rename (the folder's fsync): the caller was told it failed.
             with contextlib.suppress(OSError):
                 (final if renamed else tmp).unlink()
+            self._listing = None
             raise storage_error(exc, f"write segment {final.name}") from None
+        seg = Segment(first, last, final)
+        self._relisted(new=seg)
         if index is not None and table.num_rows >= INDEX_MIN_ROWS:
             self._write_index(final.name, index)
-        return Segment(first, last, final)
+        return seg
 
     def append(self, table: pa.Table) -> list[Segment]:
         """Durably add events, one segment per SEGMENT_EVENTS-aligned block they touch,
         so that compaction can later make every full block a single segment."""
         out = []
         first = table.column("seq")[0].as_py()
-        index = eventindex.derive(table)
+        # (A small append's index is derived only if a reader or a merge needs it: it
+        # was a tenth of a single-event append.)
+        index = eventindex.derive(table) if table.num_rows >= INDEX_MIN_ROWS else None
         offset = 0
         while offset < table.num_rows:
             room = SEGMENT_EVENTS - (first + offset) % SEGMENT_EVENTS
             part = table.slice(offset, room)
-            out.append(self.write_segment(part, index.slice(offset, part.num_rows)))
+            part_index = None if index is None else index.slice(offset, part.num_rows)
+            out.append(self.write_segment(part, part_index))
             offset += room
         return out
 
@@ -464,7 +509,9 @@ class Store:
         """Merge ``segs[i:j]`` for each group, then delete the parts if no reader reads."""
         done: list[Segment] = []
         for i, j in groups:
-            self.write_segment(*merges.merged(segs[i:j], self._written, self.read_segment))
+            self.write_segment(
+                *merges.merged(segs[i:j], self._written, self.read_segment, INDEX_MIN_ROWS)
+            )
             done.extend(segs[i:j])
         self._written.drop(done)
         if done:
@@ -525,10 +572,12 @@ class Store:
         bundle = self.read_index(seg)
         if bundle is None:
             kept = self._written.get(seg)
-            index = kept[1] if kept is not None else None
-            if index is None:
-                index = eventindex.derive(self.read_segment(seg, eventindex.SOURCE_COLUMNS))
-            return bundles.RowBundle(index)
+            if kept is not None and kept[1] is not None:
+                return bundles.RowBundle(kept[1])
+            rows = kept[0] if kept is not None else None
+            if rows is None:
+                rows = self.read_segment(seg, eventindex.SOURCE_COLUMNS)
+            return bundles.RowBundle(eventindex.derive(rows))
         return bundle
 
     # --- signed checkpoints (``checkpoints/``): kept forever, never rewritten ---------
