@@ -50,15 +50,24 @@ class Ledger(RegistryMethods, GovernanceMethods, Opened):
 
     # --- lifecycle of the folder -----------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, require_verified: bool | None = None) -> Ledger:
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        require_verified: bool | None = None,
+        journal: bool = False,
+    ) -> Ledger:
         """Open the ledger folder ``path``. ``require_verified`` (default:
         ``$LEDGER_REQUIRE_VERIFIED``) makes reads of events that ``verify`` has not
-        accepted raise ``UnverifiedError`` instead of warning."""
+        accepted raise ``UnverifiedError`` instead of warning. ``journal`` makes small
+        appends durable in the journal (docs/FORMAT.md §5.4: one record and one fsync,
+        moved into a segment every 256 events): for a process that appends a few events
+        at a time for long, such as the MLflow store."""
         from .verified import require_from_env
 
         if require_verified is None:
             require_verified = require_from_env()
-        store = Store(path)
+        store = Store(path, journal=journal)
         return cls(store, store.read_identity(), require_verified=require_verified)
 
     @classmethod

@@ -205,7 +205,7 @@ class LedgerRegistryStore(SqlAlchemyStore):
     def __init__(self, store_uri: str, tracking_uri: str | None = None) -> None:
         try:
             self.config = parse_store_uri(store_uri)
-            self.ledger = Ledger.open(self.config.ledger)
+            self.ledger = Ledger.open(self.config.ledger, journal=True)
             self.server_key = load_key(self.config.key)
             self.users = load_users(self.config.users) if self.config.users else {}
             self._user_keys: dict[str, SigningKey] = {}

@@ -210,6 +210,22 @@ def same_rows(leftover: Segment, live: Segment, cache: dict[Path, pa.Table | Non
     )
 
 
+def same_rows_as(rows: pa.Table, live: Segment) -> bool:
+    """True when ``live`` holds exactly ``rows`` (seq order, every column) for their seqs
+    (False if it is unreadable or does not hold them all)."""
+    try:
+        first = rows.column("seq")[0].as_py()
+        b = pq.read_table(live.path, columns=list(COLUMNS))
+    except (OSError, pa.ArrowException, IndexError):
+        return False
+    if not isinstance(first, int) or first < live.first:
+        return False
+    at = first - live.first
+    return at + rows.num_rows <= b.num_rows and rows.select(list(COLUMNS)).equals(
+        b.slice(at, rows.num_rows)
+    )
+
+
 def write_bundle(paths: tuple[Path, Path], index: pa.Table) -> None:
     """Write the index bundle of ``index`` (a segment's index rows) to ``paths``, each
     by a temporary file renamed into place (a cache: not fsynced; a failure leaves at

@@ -4,6 +4,7 @@ Layout::
 
     LEDGER/ledger.json                     identity: format, origin, genesis hash
     LEDGER/events/<first>-<last>.parquet   immutable segments, 12-digit seq bounds
+    LEDGER/events/journal.arrows           the newest events, before a segment holds them
     LEDGER/.lock                           flock(2) target serialising writers
     LEDGER/.readers                        flock(2) target: readers share it
     LEDGER/index/<first>-<last>.{events,edges}.arrow
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,13 @@ INDEX = "index"
 CACHE_DIR = "tree"
 CHECKPOINTS_DIR = "checkpoints"
 SEGMENT_RE = re.compile(r"(\d{12})-(\d{12})\.parquet")
+#: The journal (FORMAT.md §5.4): an Arrow IPC stream of the newest events, appended to
+#: and fsynced once per commit by a journaling writer; readers take its complete records
+#: as one more segment.
+JOURNAL = "journal.arrows"
+#: A journaling writer moves the journal's events into a segment once it holds this
+#: many (and writes a batch of this many or more as segments straight away).
+JOURNAL_EVENTS = 256
 #: Compaction builds segments of this many events aligned on multiples of it, so each
 #: full segment is a complete Merkle subtree.
 SEGMENT_EVENTS = 1 << 16
@@ -81,13 +89,24 @@ INDEX_MIN_ROWS = 1024
 
 @dataclass(frozen=True, order=True)
 class Segment:
+    """Events ``first..last`` in the Parquet file at ``path``. For the journal, ``path``
+    is a reader's Parquet copy of its complete records, made outside the ledger folder,
+    and ``source`` the journal itself: the file that verdicts name and whose identity
+    tells a changed journal."""
+
     first: int
     last: int
     path: Path
+    source: Path | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return (self.source or self.path).name
+
+    @property
+    def file(self) -> Path:
+        """The ledger's own file holding these events."""
+        return self.source or self.path
 
     @property
     def count(self) -> int:
@@ -102,9 +121,14 @@ class Layout:
     superseded: list[tuple[Segment, Segment]]  # (leftover, the live segment containing it)
     overlapping: list[tuple[Segment, Segment]]
     strays: list[Path]  # files in events/ that are neither segments nor our temporaries
+    #: ``events/journal.arrows`` if it is there (a regular file); its events are among
+    #: the segments above only in a reader's layout (:meth:`ledger.store.Store.layout`).
+    journal: Path | None = None
 
     @classmethod
-    def of(cls, segs: Iterable[Segment], strays: Iterable[Path]) -> Layout:
+    def of(
+        cls, segs: Iterable[Segment], strays: Iterable[Path], journal: Path | None = None
+    ) -> Layout:
         """The layout of the segments and strays found in ``events/``."""
         # Longest first among equal starts, so a compacted segment wins over its parts.
         ordered = sorted(segs, key=lambda s: (s.first, -s.last))
@@ -119,7 +143,7 @@ class Layout:
                     overlapping.append((live[-1], s))
                 continue
             live.append(s)
-        return cls(live, superseded, overlapping, sorted(strays))
+        return cls(live, superseded, overlapping, sorted(strays), journal)
 
     def tiling(self) -> list[Segment]:
         """The live segments, checked to tile 0..n-1 with no gap or overlap."""

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 # (``from M import X as X``: re-exported, for the callers that import X from here)
 from . import bundles, compaction, eventindex, merges, outfile, segmentio
+from . import journal as J
 from . import segments as S
 from .bundles import Bundle
 from .errors import CorruptLedgerError, InputError, NotFoundError, storage_error
@@ -88,7 +89,11 @@ def _all_segments(layout: Layout) -> list[Segment]:
 
 def _copy(layout: Layout) -> Layout:
     return Layout(
-        list(layout.live), list(layout.superseded), list(layout.overlapping), list(layout.strays)
+        list(layout.live),
+        list(layout.superseded),
+        list(layout.overlapping),
+        list(layout.strays),
+        layout.journal,
     )
 
 
@@ -97,10 +102,15 @@ class Store:
     section below, are what a second backend implements; everything else is how this
     one keeps the folder's on-disk protocol (module docstring)."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], journal: bool = False) -> None:
+        """``journal``: acknowledge small appends from the journal (FORMAT.md §5.4), for a
+        writer that appends a few events at a time for long (the MLflow store)."""
         self.root = Path(root)
         outfile.protect(self.root)  # (no --out of this process may land in it)
         self.events_dir = self.root / S.EVENTS
+        self.journal_path = self.events_dir / S.JOURNAL
+        self._journaling = journal
+        self._journal = J.Journal(self.journal_path)
         self._writer = WriterLock(self.root)
         self._readers = ReadersGate(self.root)
         # Small segments this Store wrote, so that the merges after an append need not
@@ -198,7 +208,7 @@ class Store:
         else lies there stays as evidence for ``verify``. Caller holds the writer lock.
         """
         self._require_lock()
-        layout = self.layout()
+        layout = self._files()
         if not layout.superseded:
             return 0
         gate = self._readers.exclusive()
@@ -256,10 +266,61 @@ class Store:
         if removed:
             _fsync_dir(self.events_dir)
         self.delete_superseded()
+        if self._files().journal is not None:
+            # An empty journal (a crash while creating it), or one whose events a segment
+            # holds too (a crash while moving them there), goes.
+            segs = self._parquet_segments() if self._files().live else []
+            with contextlib.suppress(CorruptLedgerError):
+                if self._live_journal(segs[-1].last + 1 if segs else 0) is None:
+                    self._drop_journal()
+
+    def head_file(self) -> Path | None:
+        """The file the ledger's last event is in, as the holder's listing has it (the
+        journal, if it is there): what a writer's memo of the tail is checked against."""
+        files = self._files()
+        if files.journal is not None:
+            return files.journal
+        return files.live[-1].path if files.live else None
 
     # --- listing ``events/`` ----------------------------------------------------------
     def layout(self) -> Layout:
-        """What ``events/`` holds: live segments, leftovers, overlaps and strays."""
+        """What ``events/`` holds, as readers see it: live segments (the journal's
+        complete records among them, as a Segment whose ``source`` is the journal),
+        leftovers, overlaps and strays."""
+        for _attempt in range(5):
+            files = self._files()
+            if files.journal is None:
+                return files
+            try:
+                contents = self._journal.contents()
+            except FileNotFoundError:  # (moved into a segment since the listing)
+                self._listing = None
+                continue
+            except OSError as exc:
+                raise CorruptLedgerError(
+                    f"cannot read events/{S.JOURNAL}: {exc.strerror}"
+                ) from None
+            if contents is None or not contents.table.num_rows:
+                return files
+            return Layout.of(
+                [*_all_segments(files), self._journal_segment(contents)],
+                files.strays,
+                files.journal,
+            )
+        raise CorruptLedgerError(f"events/{S.JOURNAL} kept disappearing while reading")
+
+    def _journal_segment(self, contents: J.Contents) -> Segment:
+        """The journal's records as a segment: the range its first seq and its number of
+        rows imply (verify checks every row's seq against it)."""
+        first = contents.first
+        if not isinstance(first, int) or first < 0:
+            first = 0  # (a damaged journal: verify names it)
+        path = self._journal.copy(contents)
+        return Segment(first, first + contents.table.num_rows - 1, path, source=self.journal_path)
+
+    def _files(self) -> Layout:
+        """The Parquet segments and strays of ``events/``, and whether the journal is
+        there; listed once per lock by the holder, and kept up to date by its writes."""
         held = self._writer.held
         if held and self._listing is not None:
             return _copy(self._listing)
@@ -268,16 +329,25 @@ class Store:
             self._listing = _copy(layout)
         return layout
 
-    def _relisted(self, new: Segment | None = None, gone: Path | None = None) -> None:
-        """Keep the lock holder's listing in step with a segment it added or deleted."""
+    def _relisted(
+        self, new: Segment | None = None, gone: Path | None = None, journal: bool | None = None
+    ) -> None:
+        """Keep the lock holder's listing in step with a segment it added or deleted, or
+        the journal it made or removed."""
         if self._listing is None:
             return
         segs = [s for s in _all_segments(self._listing) if s.path != gone]
-        self._listing = Layout.of(segs + ([new] if new is not None else []), self._listing.strays)
+        have = self._listing.journal
+        if journal is not None:
+            have = self.journal_path if journal else None
+        self._listing = Layout.of(
+            segs + ([new] if new is not None else []), self._listing.strays, have
+        )
 
     def _list(self) -> Layout:
         segs: list[Segment] = []
         strays: list[Path] = []
+        journal = None
         try:
             # scandir's file types come from the listing itself: no stat per entry.
             with os.scandir(self.events_dir) as it:
@@ -290,10 +360,16 @@ class Store:
             seg = S.segment_at(p) if regular else None
             if seg is not None:
                 segs.append(seg)
+            elif regular and p.name == S.JOURNAL:
+                journal = p
             # A segment a compaction deleted since the listing is gone, not a stray.
             elif not p.name.startswith(".tmp-") and (p.is_symlink() or p.exists()):
                 strays.append(p)
-        return Layout.of(segs, strays)
+        return Layout.of(segs, strays, journal)
+
+    def _parquet_segments(self) -> list[Segment]:
+        """The live Parquet segments, checked to tile 0..n-1 (the writer's merges)."""
+        return self._files().tiling()
 
     def segments(self) -> list[Segment]:
         """Live segments, checked to tile 0..n-1 with no gap or overlap."""
@@ -374,12 +450,41 @@ class Store:
             ) from None
 
     def tail(self) -> tuple[int, bytes, int]:
-        """(number of events, hash of the last event, its ts in µs) from the last segment."""
+        """(number of events, hash of the last event, its ts in µs), from the journal's
+        last record or else the last segment."""
         with self.reading():
-            segs = self.segments()
+            segs = self._parquet_segments()
             if not segs:
                 raise CorruptLedgerError(f"{self.events_dir} holds no segments")
+            live = self._live_journal(segs[-1].last + 1)
+            if live is not None:
+                t = live.table
+                n = t.num_rows
+                return live.last + 1, t.column("hash")[n - 1].as_py(), micros(t["ts"])[n - 1]  # type: ignore[operator]
             return segmentio.tail(segs[-1])
+
+    def _live_journal(self, end: int) -> J.Contents | None:
+        """The journal's records if they are the events from ``end`` on (the Parquet
+        segments end before ``end``); None if there is no journal or it holds no records
+        or only events the segments hold too (a flush interrupted before the journal was
+        removed); CorruptLedgerError if it does not follow the segments."""
+        if self._files().journal is None:
+            return None
+        try:
+            contents = self._journal.contents()
+        except OSError:
+            contents = None  # (gone since the listing: moved into a segment)
+        if contents is None or not contents.table.num_rows:
+            return None
+        first, n = contents.first, contents.table.num_rows
+        if first == end and contents.last == end + n - 1:
+            return contents
+        if isinstance(first, int) and contents.last is not None and contents.last < end:
+            return None
+        raise CorruptLedgerError(
+            f"events/{S.JOURNAL} does not continue the segments (they end at seq {end - 1});"
+            " run ledger verify"
+        )
 
     def last_seq_at(self, ts: int) -> int:
         """The seq of the last event with ``ts`` (µs) at or before ``ts``, or -1 (the
@@ -464,8 +569,90 @@ class Store:
         return seg
 
     def append(self, table: pa.Table) -> list[Segment]:
-        """Durably add events, one segment per SEGMENT_EVENTS-aligned block they touch,
-        so that compaction can later make every full block a single segment."""
+        """Durably add events: to the journal, if this Store journals and the batch is
+        small (a segment is written from it later, by :meth:`maintain`); else as one
+        segment per SEGMENT_EVENTS-aligned block they touch, so that compaction can
+        later make every full block a single segment (the journal's events first).
+        Returns where they went (the journal as a Segment with it as its ``source``)."""
+        self._require_lock()
+        if self._journaling and table.num_rows < S.JOURNAL_EVENTS:
+            return [self._journal_append(table)]
+        self.flush_journal()
+        return self._write_blocks(table)
+
+    def _journal_append(self, table: pa.Table) -> Segment:
+        """Append one record to the journal and fsync it (create it, if there is none
+        with records, as a temporary file fsynced and renamed into place)."""
+        segs = self._parquet_segments()
+        end = segs[-1].last + 1 if segs else 0
+        live = self._live_journal(end)
+        if live is None and self._files().journal is not None:
+            self._drop_journal()  # (empty, or a leftover _clean could not remove)
+            if self.journal_path.exists():
+                raise CorruptLedgerError(
+                    f"events/{S.JOURNAL} holds events the segments hold too, but not the"
+                    " same ones; run ledger verify"
+                )
+        record = J.record(table)
+        try:
+            if live is None:
+                data = J.header() + record
+                try:
+                    self._write_atomic(self.journal_path, data)
+                except OSError:
+                    # (failed after the rename, at the folder's fsync: told it failed)
+                    with contextlib.suppress(OSError):
+                        self.journal_path.unlink()
+                    raise
+                contents = J.Contents(table, len(data), len(data))
+                self._relisted(journal=True)
+            else:
+                J.append(self.journal_path, record, live.valid)
+                size = live.valid + len(record)
+                contents = J.Contents(pa.concat_tables([live.table, table]), size, size)
+        except OSError as exc:
+            self._journal.forget()
+            self._listing = None
+            raise storage_error(exc, f"append to events/{S.JOURNAL}") from None
+        self._journal.wrote(contents)
+        first = table.column("seq")[0].as_py()
+        return Segment(first, first + table.num_rows - 1, self.journal_path, self.journal_path)
+
+    def flush_journal(self) -> None:
+        """Write the journal's records as segments (durably), then remove it. Caller
+        holds the writer lock."""
+        self._require_lock()
+        if self._files().journal is None:
+            return
+        segs = self._parquet_segments()
+        live = self._live_journal(segs[-1].last + 1 if segs else 0)
+        if live is not None:
+            self._write_blocks(live.table)
+        self._drop_journal()
+
+    def _drop_journal(self) -> None:
+        """Remove the journal if it holds no record or only events a segment holds too,
+        byte for byte (not fsynced: if a power cut undoes it, the journal is that same
+        leftover again). Anything else stays for verify to report."""
+        try:
+            contents = self._journal.contents()
+        except OSError:
+            contents = None
+        if contents is not None and contents.table.num_rows:
+            first = contents.first
+            covering = [
+                s
+                for s in self._parquet_segments()
+                if isinstance(first, int) and s.first <= first and contents.last <= s.last  # type: ignore[operator]
+            ]
+            if not covering or not segmentio.same_rows_as(contents.table, covering[0]):
+                return
+        with contextlib.suppress(FileNotFoundError):
+            self.journal_path.unlink()
+        self._journal.forget()
+        self._relisted(journal=False)
+
+    def _write_blocks(self, table: pa.Table) -> list[Segment]:
         out = []
         first = table.column("seq")[0].as_py()
         # (A small append's index is derived only if a reader or a merge needs it: it
@@ -482,10 +669,12 @@ class Store:
 
     def compact(self) -> tuple[int, int]:
         """Merge small segments into aligned segments of SEGMENT_EVENTS events (the last,
-        incomplete block too). Returns (segments before, segments after). Event rows
-        are copied unchanged; the replaced segments are deleted when no reader reads."""
+        incomplete block too), the journal's events first written as segments. Returns
+        (segments before, segments after). Event rows are copied unchanged; the replaced
+        segments are deleted when no reader reads."""
         self._require_lock()
-        segs = self.segments()
+        self.flush_journal()
+        segs = self._parquet_segments()
         groups = compaction.full([(s.first, s.last) for s in segs], SEGMENT_EVENTS)
         self._merge(segs, groups)
         return len(segs), len(segs) - sum(j - i - 1 for i, j in groups)
@@ -496,10 +685,15 @@ class Store:
         ``$LEDGER_AUTOCOMPACT=0`` turns automatic merges off; ``$LEDGER_COMPACT_FANOUT``
         sets the fanout (see docs/FORMAT.md §5.2)."""
         self._require_lock()
+        if self._journaling:
+            end = self._parquet_segments()[-1].last + 1
+            live = self._live_journal(end)
+            if live is not None and live.table.num_rows >= S.JOURNAL_EVENTS:
+                self.flush_journal()
         fanout = merge_fanout() if fanout is None else fanout
         if fanout == 0:
             return 0
-        segs = self.segments()
+        segs = self._parquet_segments()
         groups = compaction.plan([(s.first, s.last) for s in segs], fanout, SEGMENT_EVENTS)
         self._merge(segs, groups)
         self._repair_one_index()
@@ -525,7 +719,7 @@ class Store:
             have = {e.name for e in os.scandir(self.index_dir)}
         except OSError:
             have = set()
-        for seg in self.segments():
+        for seg in self._parquet_segments():
             # (one that does not fit is rebuilt by its next merge)
             if seg.count >= INDEX_MIN_ROWS and not all(
                 p.name in have for p in S.bundle_paths(self.index_dir, seg.name)
@@ -636,11 +830,16 @@ class Store:
     # --- small files, written whole ---------------------------------------------------
     def _write_atomic(self, path: Path, data: bytes) -> None:
         tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         _fsync_dir(path.parent)
 
     def _names(self, folder: str, prefix: str = "") -> list[str]:

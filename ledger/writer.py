@@ -265,9 +265,10 @@ class Writer:
         so a merge that fails (a full disk) fails nothing: its parts stay, and the
         next commit tries again."""
         try:
-            if self.store.maintain(fanout):
-                last = self.store.segments()[-1]
-                self._remember_tail(last.path, state, prev)
+            self.store.maintain(fanout)
+            head = self.store.head_file()  # (a merge, or the journal moved to a segment)
+            if head is not None:
+                self._remember_tail(head, state, prev)
         except (LedgerError, OSError):
             self._tail_memo = None
 
@@ -323,8 +324,8 @@ class Writer:
         writer wrote last (segments are immutable once renamed into place)."""
         memo, self._tail_memo = self._tail_memo, None
         if memo is not None:
-            segs = self.store.segments()
-            if segs and _identity(segs[-1].path) == memo[0]:
+            head = self.store.head_file()
+            if head is not None and _identity(head) == memo[0]:
                 self._tail_memo = memo
                 return memo[1]
         return self.store.tail()

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 #: Instants a writer can be told to die at (see ``_install_traps``).
-POINTS = ("write", "fsync", "rename", "renamed", "unlink")
+POINTS = ("write", "fsync", "rename", "renamed", "unlink", "jwrite", "jsync")
 #: Phases a point can be reached in: an append, the automatic merges after it, a
 #: compaction, a checkpoint (if any).
 PHASES = ("append", "merge", "compact", "checkpoint")
@@ -126,6 +126,21 @@ def _install_traps(point: str, nth: int, seed: int) -> None:
 
         return rename
 
+    real_pwrite, real_fdatasync = os.pwrite, os.fdatasync
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        # A journal record half written (the journal is appended to with pwrite alone).
+        if hit("jwrite"):
+            real_pwrite(fd, data[: rng.randrange(1, len(data))], offset)
+            _die(where())
+        return real_pwrite(fd, data, offset)
+
+    def fdatasync(fd: int) -> None:
+        if hit("jsync"):  # a whole record written, not yet fsynced
+            _die(where())
+        real_fdatasync(fd)
+
+    os.pwrite, os.fdatasync = pwrite, fdatasync
     os.fsync = fsync
     os.rename = renamer(real_rename)
     os.replace = renamer(real_replace)
@@ -179,6 +194,8 @@ def writer_main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--die-at", help="[PHASE:]POINT:N - SIGKILL self there")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hold-lock", action="store_true", help="take the lock and sleep")
+    ap.add_argument("--journal", action="store_true", help="append through the journal")
+    ap.add_argument("--journal-events", type=int, help="move the journal to a segment at N")
     args = ap.parse_args(argv)
 
     from ledger import Draft, Ledger
@@ -188,7 +205,11 @@ def writer_main(argv: Sequence[str] | None = None) -> int:
     if args.die_at:
         point, _, nth = args.die_at.rpartition(":")
         _install_traps(point, int(nth), args.seed)
-    led = Ledger.open(args.ledger)
+    if args.journal_events:
+        import ledger.segments
+
+        ledger.segments.JOURNAL_EVENTS = args.journal_events
+    led = Ledger.open(args.ledger, journal=args.journal)
     key = load_signing_key(args.key)
     _in_phase(led.store, "compact", "compact")
     _in_phase(led.store, "maintain", "merge")  # the automatic merges after an append
