@@ -372,7 +372,8 @@ class LedgerRegistryStore(SqlAlchemyStore):
         """The models a call's events may name: its own and a new version's parent."""
         out = {call.model}
         if call.method == "create_model_version":
-            parent = M.parent_source(newest_source(session, call.model))
+            newest = newest_source(session, call.model, self._get_active_workspace())
+            parent = M.parent_source(newest)
             if parent is not None:
                 out.add(parent[0])
         return out
@@ -393,7 +394,7 @@ class LedgerRegistryStore(SqlAlchemyStore):
         known = led if call.method in _VERSION_WRITES and led is not None else None
         ml = model_from_session(
             session, call.model, wanted, newer_than=before, known=known,
-            aliases=call.method in _ALIAS_WRITES,
+            aliases=call.method in _ALIAS_WRITES, workspace=self._get_active_workspace(),
         )  # fmt: skip
         if wanted is not None:
             wanted |= set(ml.versions) if ml is not None else set()
