@@ -31,6 +31,7 @@ import getpass
 import json
 import os
 import socket
+import sys
 import threading
 import tomllib
 from collections.abc import Callable, Iterator
@@ -455,12 +456,12 @@ class LedgerRegistryStore(SqlAlchemyStore):
         """The caller: MLflow's authenticated user (whose key signs, if the users file
         maps them), else the user the request claims and its address, else this process."""
         user = claimed = addr = None
-        try:
-            from flask import g, has_request_context, request
-        except ImportError:  # (in-process client without MLflow's server)
-            has_request_context = None  # type: ignore[assignment]
-        if has_request_context is not None and has_request_context():
-            user = getattr(g, "mlflow_authenticated_user", None)
+        # (a request needs MLflow's server, which has imported flask; an in-process
+        # client has not, and need not pay for the import)
+        flask = sys.modules.get("flask")
+        if flask is not None and flask.has_request_context():
+            user = getattr(flask.g, "mlflow_authenticated_user", None)
+            request = flask.request
             auth = request.authorization
             claimed = auth.username if auth is not None and user is None else None
             addr = request.remote_addr
