@@ -165,8 +165,11 @@ def bad_name(kind: str, name: str) -> str | None:
 
 
 # --- the ledger's side ------------------------------------------------------------------
-def ledger_models(state: State, names: Iterable[str] | None = None) -> dict[str, MModel]:
-    """The registry the ledger's events describe, for ``names`` (default: every model)."""
+def ledger_models(
+    state: State, names: Iterable[str] | None = None, versions: Iterable[int] | None = None
+) -> dict[str, MModel]:
+    """The registry the ledger's events describe, for ``names`` (default: every model);
+    with ``versions``, only those of each model's versions (the rest of it whole)."""
     wanted = set(state.latest) if names is None else {n for n in names if n in state.latest}
     out = {m: MModel(m, latest=state.latest[m]) for m in wanted}
     for m, mm in out.items():
@@ -174,7 +177,12 @@ def ledger_models(state: State, names: Iterable[str] | None = None) -> dict[str,
         mm.deleted = tags.pop(DELETED_TAG, None) is not None
         mm.tags = {k: v for k, v in tags.items() if not reserved(k)}
         mm.description = state.descriptions.get((m, None))
-        for n in range(1, mm.latest + 1):
+        numbers = (
+            range(1, mm.latest + 1)
+            if versions is None
+            else sorted(n for n in set(versions) if 0 < n <= mm.latest)
+        )
+        for n in numbers:
             v = state.versions[(m, n)]
             mm.versions[n] = MVersion(
                 n,
@@ -192,6 +200,17 @@ def ledger_models(state: State, names: Iterable[str] | None = None) -> dict[str,
             if m in out:
                 out[m].aliases[alias] = n
     return out
+
+
+def staged(state: State, name: str) -> set[int]:
+    """The versions of model ``name`` the ledger has in a serving stage: what
+    :func:`scope` finds in a whole model, for one read without its versions."""
+    versions = state.versions
+    return {
+        n
+        for n in range(1, state.latest.get(name, 0) + 1)
+        if versions[(name, n)].tags.get(STAGE_TAG) in STAGE_ENV
+    }
 
 
 # --- register payloads -------------------------------------------------------------------

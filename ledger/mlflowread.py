@@ -4,6 +4,7 @@ database session (the store plugin, inside its transaction) or through MLflow's 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -11,7 +12,64 @@ from .mlflowmap import STAGE_ENV, MModel, MVersion, RunFacts
 
 #: MLflow's stage for a deleted version whose row it keeps.
 DELETED_STAGE = "Deleted_Internal"
+#: MLflow's DEFAULT_WORKSPACE_NAME: every row's, in its single-tenant registry store.
+DEFAULT_WORKSPACE = "default"
 _PAGE = 1000
+
+
+class _Reads:
+    """The read-back's statements, built once (on first use: MLflow is imported late):
+    SQLAlchemy then finds each one's compiled form by its cached key, and a write pays
+    for the round trips only."""
+
+    def __init__(self) -> None:
+        import sqlalchemy as sa
+        from mlflow.store.model_registry.dbmodels.models import (
+            SqlModelVersion,
+            SqlModelVersionTag,
+            SqlRegisteredModel,
+            SqlRegisteredModelAlias,
+            SqlRegisteredModelTag,
+        )
+
+        # Each by workspace and name, as MLflow's own queries: the tables' keys begin
+        # with the workspace (by name alone, SQLite would scan every model's rows).
+        def model(c: Any) -> Any:
+            return (c.workspace == sa.bindparam("workspace")) & (c.name == sa.bindparam("name"))
+
+        rm, t = SqlRegisteredModel.__table__, SqlRegisteredModelTag.__table__
+        # The model and its tags in one: a row per tag (one with NULLs when it has none).
+        self.model = (
+            sa.select(rm.c.description, rm.c.creation_time, t.c.key, t.c.value)
+            .select_from(rm.outerjoin(t, (t.c.workspace == rm.c.workspace)
+                                      & (t.c.name == rm.c.name)))
+            .where(model(rm.c))
+        )  # fmt: skip
+        a = SqlRegisteredModelAlias.__table__.c
+        self.aliases = sa.select(a.alias, a.version).where(model(a))
+        mv, vt = SqlModelVersion.__table__, SqlModelVersionTag.__table__
+        c = mv.c
+        # The versions and their tags in one: a row per tag, as above.
+        same = (vt.c.workspace == c.workspace) & (vt.c.name == c.name) & (vt.c.version == c.version)
+        self.versions = (
+            sa.select(c.version, c.current_stage, c.description, c.source, c.storage_location,
+                      c.run_id, c.run_link, c.creation_time, c.user_id, vt.c.key, vt.c.value)
+            .select_from(mv.outerjoin(vt, same))
+            .where(model(c))
+        )  # fmt: skip
+        self.scoped = self.versions.where(
+            sa.or_(
+                c.version.in_(sa.bindparam("wanted", expanding=True)),
+                c.version > sa.bindparam("newer_than"),
+                c.current_stage.in_(sorted(STAGE_ENV)),
+            )
+        )
+        self.newest = sa.select(c.source).where(model(c)).order_by(c.version.desc()).limit(1)
+
+
+@functools.cache
+def _reads() -> _Reads:
+    return _Reads()
 
 
 def model_from_session(
@@ -21,90 +79,68 @@ def model_from_session(
     newer_than: int = 0,
     known: MModel | None = None,
     aliases: bool = True,
+    workspace: str = DEFAULT_WORKSPACE,
 ) -> MModel | None:
     """Registered model ``name`` as ``session`` sees it (its own uncommitted changes
     included), deleted versions too; None if there is none. With ``versions``, only
     those versions, the ones its aliases name, those newer than ``newer_than`` and
-    those in a serving stage (mlflowmap.scope). Five queries at most, whatever the
+    those in a serving stage (mlflowmap.scope). Three queries at most, whatever the
     number of versions (the ORM's relationships would load each version's tags alone).
 
     With ``known`` (the ledger's view of a model MLflow is known to have: a version
     write succeeded), the model's own description and tags, and unless ``aliases``
-    its aliases, are taken from it instead of read: the parts the write cannot change."""
-    import sqlalchemy as sa
-    from mlflow.store.model_registry.dbmodels.models import (
-        SqlModelVersion,
-        SqlModelVersionTag,
-        SqlRegisteredModel,
-        SqlRegisteredModelAlias,
-        SqlRegisteredModelTag,
-    )
-
+    its aliases, are taken from it instead of read: the parts the write cannot change.
+    Rows of MLflow ``workspace`` only (the store's active one)."""
+    q = _reads()
     session.flush()
+    conn = session.connection()  # (the session's transaction, without the ORM's execute)
+    key = {"workspace": workspace, "name": name}
     if known is not None:
         out = MModel(name, tags=dict(known.tags), description=known.description,
                      aliases=dict(known.aliases))  # fmt: skip
     else:
-        rm = SqlRegisteredModel.__table__.c
-        row = session.execute(
-            sa.select(rm.description, rm.creation_time).where(rm.name == name)
-        ).first()
-        if row is None:
+        rows = conn.execute(q.model, key).all()
+        if not rows:
             return None
-        out = MModel(name, description=row.description or None, creation_time=row.creation_time)
-        t = SqlRegisteredModelTag.__table__.c
-        out.tags = {k: v or "" for k, v in session.execute(
-            sa.select(t.key, t.value).where(t.name == name))}  # fmt: skip
+        description, created = rows[0][0], rows[0][1]
+        out = MModel(name, description=description or None, creation_time=created)
+        out.tags = {k: v or "" for _, _, k, v in rows if k is not None}
     if known is None or aliases:
-        a = SqlRegisteredModelAlias.__table__.c
-        out.aliases = {al: int(v) for al, v in session.execute(
-            sa.select(a.alias, a.version).where(a.name == name))}  # fmt: skip
-    mv = SqlModelVersion.__table__.c
-    cols = (mv.version, mv.current_stage, mv.description, mv.source, mv.storage_location,
-            mv.run_id, mv.run_link, mv.creation_time, mv.user_id)  # fmt: skip
-    query = sa.select(*cols).where(mv.name == name)
-    if versions is not None:
+        out.aliases = {al: int(v) for al, v in conn.execute(q.aliases, key)}
+    if versions is None:
+        rows = conn.execute(q.versions, key).all()
+    else:
         wanted = sorted(versions | set(out.aliases.values()))
-        query = query.where(sa.or_(
-            mv.version.in_(wanted), mv.version > newer_than,
-            mv.current_stage.in_(sorted(STAGE_ENV)),
-        ))  # fmt: skip
-    rows = session.execute(query).all()
-    vt = SqlModelVersionTag.__table__.c
-    tag_query = sa.select(vt.version, vt.key, vt.value).where(vt.name == name)
-    if versions is not None:
-        tag_query = tag_query.where(vt.version.in_([int(r.version) for r in rows]))
-    tags: dict[int, dict[str, str]] = {}
-    for v, k, value in session.execute(tag_query):
-        tags.setdefault(int(v), {})[k] = value or ""
+        rows = conn.execute(q.scoped, {**key, "wanted": wanted, "newer_than": newer_than}).all()
     for r in rows:
-        deleted = r.current_stage == DELETED_STAGE
-        out.versions[int(r.version)] = MVersion(
-            int(r.version),
-            stage="None" if deleted else (r.current_stage or "None"),
-            tags=tags.get(int(r.version), {}),
-            description=r.description or None,
-            deleted=deleted,
-            source=r.source,
-            storage_location=r.storage_location,
-            run_id=r.run_id or None,
-            run_link=r.run_link or None,
-            creation_time=r.creation_time,
-            user_id=r.user_id,
-        )
+        n = int(r[0])
+        mv = out.versions.get(n)
+        if mv is None:
+            stage = r[1]
+            deleted = stage == DELETED_STAGE
+            mv = out.versions[n] = MVersion(
+                n,
+                stage="None" if deleted else (stage or "None"),
+                description=r[2] or None,
+                deleted=deleted,
+                source=r[3],
+                storage_location=r[4],
+                run_id=r[5] or None,
+                run_link=r[6] or None,
+                creation_time=r[7],
+                user_id=r[8],
+            )
+        if r[9] is not None:
+            mv.tags[r[9]] = r[10] or ""
     return out
 
 
-def newest_source(session: Any, name: str) -> str | None:
+def newest_source(session: Any, name: str, workspace: str = DEFAULT_WORKSPACE) -> str | None:
     """The source of model ``name``'s highest version, as ``session`` sees it."""
-    import sqlalchemy as sa
-    from mlflow.store.model_registry.dbmodels.models import SqlModelVersion
-
     session.flush()
-    mv = SqlModelVersion.__table__.c
-    return session.execute(
-        sa.select(mv.source).where(mv.name == name).order_by(mv.version.desc()).limit(1)
-    ).scalar()
+    key = {"workspace": workspace, "name": name}
+    source: str | None = session.connection().execute(_reads().newest, key).scalar()
+    return source
 
 
 def models_from_client(client: Any) -> dict[str, MModel]:

@@ -26,10 +26,12 @@ MLflow change was rolled back.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import os
 import socket
+import sys
 import threading
 import tomllib
 from collections.abc import Callable, Iterator
@@ -66,6 +68,11 @@ outbox = sa.Table(
     # The hash of the write's last event: in the ledger once the write is complete.
     sa.Column("hash", sa.String(64), nullable=False),
 )
+# (built once: SQLAlchemy finds each one's compiled form by its cached key)
+_OUTBOX_ALL = sa.select(outbox.c.id, outbox.c.name, outbox.c.call)
+_OUTBOX_OF = sa.select(outbox.c.id).where(outbox.c.name == sa.bindparam("name"))
+_OUTBOX_ADD = outbox.insert()
+_OUTBOX_DONE = outbox.delete().where(outbox.c.id.in_(sa.bindparam("ids", expanding=True)))
 
 
 # --- configuration ----------------------------------------------------------------------
@@ -298,7 +305,7 @@ class LedgerRegistryStore(SqlAlchemyStore):
         v = int(version) if version is not None and str(version).isdigit() else None
         call = Call(method, str(name), v, None if key is None else str(key), archive)
         self._who(call)
-        if any(name == call.model for _, name, _ in self.pending()):
+        if self._pending_of(call.model):
             # A crashed write of this model came first; recorded before MLflow's session
             # opens (it would hold the database lock recovery needs).
             self.recover()
@@ -336,14 +343,12 @@ class LedgerRegistryStore(SqlAlchemyStore):
                 # (a transaction of their own would cost a commit per write).
                 with self._done_lock:
                     done = sorted(self._done)
+                conn = session.connection()  # (the session's transaction: flushed by plan)
                 if done:
-                    session.execute(outbox.delete().where(outbox.c.id.in_(done)))
-                row = session.execute(
-                    outbox.insert().values(
-                        name=call.model, call=call.document(), created=E.now_micros(),
-                        hash=receipts[-1].hash,
-                    )
-                )  # fmt: skip
+                    conn.execute(_OUTBOX_DONE, {"ids": done})
+                row = conn.execute(_OUTBOX_ADD, {"name": call.model, "call": call.document(),
+                                                 "created": E.now_micros(),
+                                                 "hash": receipts[-1].hash})  # fmt: skip
                 state_box["outbox"] = row.inserted_primary_key[0]
                 session.commit()
                 with self._done_lock:
@@ -372,7 +377,8 @@ class LedgerRegistryStore(SqlAlchemyStore):
         """The models a call's events may name: its own and a new version's parent."""
         out = {call.model}
         if call.method == "create_model_version":
-            parent = M.parent_source(newest_source(session, call.model))
+            newest = newest_source(session, call.model, self._get_active_workspace())
+            parent = M.parent_source(newest)
             if parent is not None:
                 out.add(parent[0])
         return out
@@ -380,24 +386,27 @@ class LedgerRegistryStore(SqlAlchemyStore):
     def plan(self, session: Any, call: Call, state: State) -> list[E.Draft]:
         """The drafts that bring the ledger to MLflow's state of the call's model, or
         a LedgerError if the ledger cannot or must not record it."""
-        led = M.ledger_models(state, [call.model]).get(call.model)
+        # The model's own parts first, without its versions (building every version's
+        # view would cost a write time in proportion to the model's versions).
+        led = M.ledger_models(state, [call.model], versions=()).get(call.model)
         before = led.latest if led is not None else 0
-        # Only the versions the call may change and those it may move (mlflowmap.scope):
-        # the whole model for a deletion, or when recovering.
+        # Only the versions the call may change and those it may move (mlflowmap.scope,
+        # of the whole model): the whole model for a deletion.
         wanted = None
         if call.method != "delete_registered_model":
             wanted = M.scope(led, {}, [call.version] if call.version else [])
+            wanted |= M.staged(state, call.model)
         # A version or alias write succeeded, so the model exists and its own tags and
         # description are as they were: they are the ledger's (and its aliases too
         # unless the call moves them). Drift in them is `ledger mlflow diff`'s to find.
         known = led if call.method in _VERSION_WRITES and led is not None else None
         ml = model_from_session(
             session, call.model, wanted, newer_than=before, known=known,
-            aliases=call.method in _ALIAS_WRITES,
+            aliases=call.method in _ALIAS_WRITES, workspace=self._get_active_workspace(),
         )  # fmt: skip
         if wanted is not None:
             wanted |= set(ml.versions) if ml is not None else set()
-            led = M.restrict(led, wanted)
+        led = M.ledger_models(state, [call.model], versions=wanted).get(call.model)
         diffs = M.differences(
             ml,
             led,
@@ -447,12 +456,12 @@ class LedgerRegistryStore(SqlAlchemyStore):
         """The caller: MLflow's authenticated user (whose key signs, if the users file
         maps them), else the user the request claims and its address, else this process."""
         user = claimed = addr = None
-        try:
-            from flask import g, has_request_context, request
-        except ImportError:  # (in-process client without MLflow's server)
-            has_request_context = None  # type: ignore[assignment]
-        if has_request_context is not None and has_request_context():
-            user = getattr(g, "mlflow_authenticated_user", None)
+        # (a request needs MLflow's server, which has imported flask; an in-process
+        # client has not, and need not pay for the import)
+        flask = sys.modules.get("flask")
+        if flask is not None and flask.has_request_context():
+            user = getattr(flask.g, "mlflow_authenticated_user", None)
+            request = flask.request
             auth = request.authorization
             claimed = auth.username if auth is not None and user is None else None
             addr = request.remote_addr
@@ -467,7 +476,8 @@ class LedgerRegistryStore(SqlAlchemyStore):
         elif addr is not None:
             call.via = {"user": claimed, "authenticated": False, "remote_addr": addr}
         else:
-            call.via = {"user": _os_user(), "authenticated": False, "host": socket.gethostname()}
+            user, host = _this_process()
+            call.via = {"user": user, "authenticated": False, "host": host}
         who = ", ".join(f"{k}={v}" for k, v in call.via.items() if v is not None)
         call.comment = f"mlflow {call.method} ({who})"
 
@@ -486,10 +496,18 @@ class LedgerRegistryStore(SqlAlchemyStore):
         """The outbox rows but those of this store's complete writes: writes committed
         in MLflow whose events may not be written."""
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(outbox.c.id, outbox.c.name, outbox.c.call)).all()
+            rows = conn.execute(_OUTBOX_ALL).all()
         with self._done_lock:
             done = set(self._done)
         return [(int(i), n, Call.from_document(c)) for i, n, c in rows if int(i) not in done]
+
+    def _pending_of(self, name: str) -> bool:
+        """Whether :meth:`pending` has a row of model ``name`` (read by name alone: one
+        small query before each write)."""
+        with self.engine.connect() as conn:
+            ids = conn.execute(_OUTBOX_OF, {"name": name}).scalars().all()
+        with self._done_lock:
+            return any(int(i) not in self._done for i in ids)
 
     def recover(self) -> int:
         """Write the events of every write an outbox row names (a crash came between
@@ -514,8 +532,12 @@ class LedgerRegistryStore(SqlAlchemyStore):
         return written
 
 
-def _os_user() -> str | None:
+@functools.cache
+def _this_process() -> tuple[str | None, str]:
+    """The operating system's user and host name (read once: getuser reads the
+    environment and the password database)."""
     try:
-        return getpass.getuser()
+        user = getpass.getuser()
     except (KeyError, OSError):
-        return None
+        user = None
+    return user, socket.gethostname()

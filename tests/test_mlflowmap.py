@@ -24,6 +24,7 @@ from ledger.mlflowmap import (
     ledger_models,
     restrict,
     scope,
+    staged,
     unmappable,
 )
 
@@ -186,10 +187,27 @@ def test_any_sequence_of_registry_changes_is_mirrored_exactly(team, mlkey, seed)
         _sync(team, mlkey, copy.deepcopy(ml))
         state = team.ledger.state()
         _assert_mirrors(ml, ledger_models(state, [M])[M])
+        _assert_partial_reads_are_whole_ones(rng, state)
         for env, stage in (("staging", "Staging"), ("production", "Production")):
             serving = [n for n, v in ml.versions.items() if v.stage == stage and not v.deleted]
             assert state.live.get((M, env)) == (max(serving) if serving else None)
     assert team.ledger.verify().ok
+
+
+def _assert_partial_reads_are_whole_ones(rng: random.Random, state) -> None:
+    """The store's reads of the ledger's side without every version (ledger_models with
+    ``versions``, scope of a model without its versions and :func:`staged`) are the
+    whole model's."""
+    whole = ledger_models(state, [M])[M]
+    bare = ledger_models(state, [M], versions=())[M]
+    assert bare == restrict(whole, set())
+    for _ in range(5):
+        some = set(rng.sample(range(0, whole.latest + 3), rng.randrange(whole.latest + 3)))
+        assert ledger_models(state, [M], versions=some)[M] == restrict(whole, some)
+        touched = rng.sample(range(1, whole.latest + 2), min(2, whole.latest + 1))
+        aliases = {"next": rng.randrange(1, whole.latest + 2)}
+        assert scope(whole, aliases, touched) == scope(bare, aliases, touched) | staged(state, M)
+    assert ledger_models(state, ["absent"], versions=()) == {} and staged(state, "absent") == set()
 
 
 # --- Writer.append_planned -----------------------------------------------------------------
