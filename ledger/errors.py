@@ -12,6 +12,8 @@ Exit codes (documented in README.md):
        key lacking the role, revoked or unknown to the ledger
     6  the ledger on disk is corrupt or unreadable
     7  the operating system refused a write (disk full, read-only, lock timeout)
+    8  the distributed engine failed (``verify --engine dask``): not installed, scheduler
+       unreachable, workers lost, or a worker cannot open the ledger's files
 """
 
 from __future__ import annotations
@@ -78,6 +80,13 @@ def storage_error(exc: OSError, what: str) -> StorageError:
     elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         reason = f"{reason} (is the ledger folder read-only?)"
     return StorageError(f"cannot {what}: {reason}")
+
+
+class EngineError(LedgerError):
+    """The distributed engine asked for cannot do the work: not installed, its scheduler
+    unreachable, its workers lost, or a worker unable to read the ledger."""
+
+    exit_code = 8
 
 
 class UnverifiedError(LedgerError):

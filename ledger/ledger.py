@@ -258,11 +258,17 @@ class Ledger(RegistryMethods, GovernanceMethods, Opened):
         trusted: str | os.PathLike[str] | None = None,
         since: str | os.PathLike[str] | None = None,
         trusted_keys: Sequence[bytes | VerifierKey] = (),
+        engine: str = "local",
+        scheduler: str | None = None,
     ) -> VerifyReport:
         """Check every segment, event, hash, signature, key and rule, the Merkle tree and
         the stored checkpoints; stop at the first problem (see ledger/scan.py).
 
-        ``jobs`` worker processes check signatures (default: every core). ``trusted`` is
+        ``jobs`` worker processes check signatures (default: every core). With
+        ``engine="dask"`` the signature and hash work runs on a Dask cluster instead
+        (ledger/scandask.py; same verdicts): the one at ``scheduler``
+        (``tcp://HOST:PORT``; its workers must see this ledger at the same path), or a
+        LocalCluster of ``jobs`` worker processes started for the call. ``trusted`` is
         a checkpoint file kept from earlier: the ledger must extend it (else a
         ``truncated`` or ``forked`` verdict). ``since`` is a trusted checkpoint file
         after which alone events are checked, plus the consistency proof.
@@ -274,16 +280,22 @@ class Ledger(RegistryMethods, GovernanceMethods, Opened):
 
         if trusted is not None and since is not None:
             raise InputError("give --trusted or --since, not both")
+        pools: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if engine != "local" or scheduler is not None:
+            from . import scandask
+
+            scandask.check_choice(engine, scheduler, jobs)
+            pools = scandask.dask_pool(scheduler, jobs or scan.default_jobs())
         from . import verified
 
         before = verified.listing(self.store)
-        if since is not None:
-            report = scan.verify_since(
-                self, self.open_checkpoint(since, trusted_keys), progress, jobs
-            )
-        else:
-            cp = self.open_checkpoint(trusted, trusted_keys) if trusted is not None else None
-            report = scan.verify_full(self, progress, jobs, cp)
+        since_cp = self.open_checkpoint(since, trusted_keys) if since is not None else None
+        cp = self.open_checkpoint(trusted, trusted_keys) if trusted is not None else None
+        with pools as pool:
+            if since_cp is not None:
+                report = scan.verify_since(self, since_cp, progress, jobs, pool)
+            else:
+                report = scan.verify_full(self, progress, jobs, cp, pool)
         verified.accept(self, report, before)
         return report
 

@@ -20,7 +20,7 @@ import contextlib
 import json
 import os
 from collections.abc import Callable, Generator, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 
@@ -44,7 +44,15 @@ from .procs import can_start_processes, main_module_hidden
 from .scanworkers import Task, _init, check_run
 from .store import COLUMNS, SCHEMA, Segment, Store, micros, open_parquet, pylist
 from .tree import LeafTree, Tree
-from .verify import FAST_COLUMNS, Failed, Problem, Verifier, VerifyReport, schema_problem
+from .verify import (
+    FAST_COLUMNS,
+    Clean,
+    Failed,
+    Problem,
+    Verifier,
+    VerifyReport,
+    schema_problem,
+)
 
 if TYPE_CHECKING:
     from .opened import Opened
@@ -187,10 +195,28 @@ def _schema(v: Verifier, store: Store, seg: Segment) -> None:
 PARALLEL_MIN_ROWS = 50_000
 
 
+class RunPool(Protocol):
+    """Somewhere other than local worker processes to run the per-run checks (e.g.
+    :class:`ledger.scandask.DaskPool`, a Dask cluster). Only the per-run checks go
+    there; the chain across runs, the rules and the verdict stay in this process."""
+
+    def checks(
+        self, tasks: Sequence[Task], origin: str, keys: dict[str, bytes]
+    ) -> Generator[Clean, None, None]:
+        """:func:`~ledger.scanworkers.check_task` of each task, in task order, started
+        when called; closing the generator gives up the tasks not yet done."""
+        ...
+
+
 def _results(
-    tasks: list[Task], origin: str, keys: dict[str, bytes], jobs: int
+    tasks: list[Task],
+    origin: str,
+    keys: dict[str, bytes],
+    jobs: int,
+    pool: RunPool | None = None,
 ) -> Generator[Any, None, None]:
-    """None, then the worker results in task order; inline when one job, one task or few
+    """None, then the worker results in task order; with ``pool``, the results it gives
+    (whatever the size: it was asked for); else inline when one job, one task or few
     rows suffice, or in a daemonic process (which may not start any). The first
     ``next()`` starts the workers, so that they start up while the main process reads
     its first segment.
@@ -202,6 +228,14 @@ def _results(
     Closing the iterator (at the first problem) cancels the tasks not yet started.
     """
     _init(origin, keys)
+    if pool is not None:
+        remote = pool.checks(tasks, origin, keys)
+        try:
+            yield None
+            yield from remote
+        finally:
+            remote.close()
+        return
     if (
         jobs <= 1
         or len(tasks) <= 1
@@ -218,9 +252,9 @@ def _results(
 
     done = 0
     primed = False
-    pool = None
+    executor = None
     try:
-        pool = ProcessPoolExecutor(
+        executor = ProcessPoolExecutor(
             jobs,
             mp_context=mp.get_context("forkserver"),
             initializer=_init,
@@ -229,7 +263,7 @@ def _results(
         # The first task is checked here while the workers start up (a second or so of
         # interpreter and import time during which this process would only wait).
         with main_module_hidden():  # (the workers start on the first submission)
-            results = pool.map(check_run, tasks[1:], chunksize=1)
+            results = executor.map(check_run, tasks[1:], chunksize=1)
         primed = True
         yield None
         yield check_run(tasks[0])
@@ -243,8 +277,8 @@ def _results(
         for t in tasks[done:]:
             yield check_run(t)
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
 
 
 def default_jobs() -> int:
@@ -261,8 +295,11 @@ def verify_segments(
     progress: Callable[[int, int], None] | None = None,
     jobs: int | None = None,
     since: int = 0,
+    pool: RunPool | None = None,
 ) -> None:
-    """Check the layout and every event from ``since`` on; raises Failed at the first problem."""
+    """Check the layout and every event from ``since`` on; raises Failed at the first
+    problem. The per-run checks go to ``pool`` if given, else to ``jobs`` local worker
+    processes."""
     store = led.store
     layout = store.layout()
     for p in layout.strays:
@@ -293,7 +330,7 @@ def verify_segments(
             if first + count > since:
                 tasks.append((path, rg, first, count, max(0, since - first)))
                 owner.append(k)
-    results = _results(tasks, led.origin, keys, jobs or default_jobs())
+    results = _results(tasks, led.origin, keys, jobs or default_jobs(), pool)
     expected = since
     done = 0
     ti = 0
@@ -406,9 +443,11 @@ def verify_since(
     cp: C.SignedCheckpoint,
     progress: Callable[[int, int], None] | None = None,
     jobs: int | None = None,
+    pool: RunPool | None = None,
 ) -> VerifyReport:
-    """Check the events after trusted checkpoint ``cp`` and that the tree extends it."""
-    return _retrying(lambda last: _verify_since(led, cp, progress, jobs, last))
+    """Check the events after trusted checkpoint ``cp`` and that the tree extends it;
+    the per-run checks in ``pool`` if given."""
+    return _retrying(lambda last: _verify_since(led, cp, progress, jobs, last, pool))
 
 
 @contextlib.contextmanager
@@ -431,6 +470,7 @@ def _verify_since(
     progress: Callable[[int, int], None] | None,
     jobs: int | None,
     last: bool,
+    pool: RunPool | None = None,
 ) -> VerifyReport:
     m = cp.size
     v = Verifier(led.origin, led.identity["genesis_hash"], since=m)
@@ -443,7 +483,8 @@ def _verify_since(
         state = trusted_state(led, m)
         prev = _hash_at(led.store, m - 1).hex() if m else E.GENESIS_PREV_HASH
         v.resume(state, prev, m)
-        verify_segments(led, v, progress, jobs=jobs if jobs is not None else 1, since=m)
+        jobs = jobs if jobs is not None else 1
+        verify_segments(led, v, progress, jobs=jobs, since=m, pool=pool)
         check_index(led, v, since=m)
         n = len(v.hashes)
         tree = Tree(led.store, n, fresh_from=m)
@@ -497,11 +538,13 @@ def verify_full(
     progress: Callable[[int, int], None] | None = None,
     jobs: int | None = None,
     trusted: C.SignedCheckpoint | None = None,
+    pool: RunPool | None = None,
 ) -> VerifyReport:
     """Check every segment, event, hash, signature, key, rule, the tree and the stored
     checkpoints (and ``trusted``); stop at the first problem. A compaction running
-    meanwhile makes it start over (up to :data:`ATTEMPTS` times in all)."""
-    return _retrying(lambda last: _verify_full(led, progress, jobs, trusted, last))
+    meanwhile makes it start over (up to :data:`ATTEMPTS` times in all). The per-run
+    checks go to ``pool`` if given (e.g. a Dask cluster), else to ``jobs`` processes."""
+    return _retrying(lambda last: _verify_full(led, progress, jobs, trusted, last, pool))
 
 
 def _verify_full(
@@ -510,10 +553,11 @@ def _verify_full(
     jobs: int | None,
     trusted: C.SignedCheckpoint | None,
     last: bool,
+    pool: RunPool | None = None,
 ) -> VerifyReport:
     v = Verifier(led.origin, led.identity["genesis_hash"])
     with _stopping(v, last):
-        verify_segments(led, v, progress, jobs)
+        verify_segments(led, v, progress, jobs, pool=pool)
         check_index(led, v)
         check_tree(led, v)
         if trusted is not None:
@@ -536,7 +580,15 @@ def _verify_full(
     return v.finish()
 
 
-__all__ = ["Problem", "check_run", "default_jobs", "verify_after", "verify_full", "verify_since"]
+__all__ = [
+    "Problem",
+    "RunPool",
+    "check_run",
+    "default_jobs",
+    "verify_after",
+    "verify_full",
+    "verify_since",
+]
 
 
 # --- partial state replays (typed columns, only the rows a check needs) ---------------------

@@ -75,7 +75,14 @@ _DAY = 86_400_000_000
 
 def check_run(task: Task) -> Clean:
     """Check the rows of one row group (or a whole file when ``rg`` is None), after the
-    first ``skip`` (``verify --since`` starts inside a row group)."""
+    first ``skip`` (``verify --since`` starts inside a row group), with the origin and
+    key map :func:`_init` set."""
+    return check_task(task, _ORIGIN, _KEYS)
+
+
+def check_task(task: Task, origin: str, keys: dict[str, bytes]) -> Clean:
+    """:func:`check_run` with the origin and key map given: for workers that may check
+    runs of several ledgers (a shared Dask cluster), where no global can be trusted."""
     path, rg, first, _count, skip = task
     try:
         pf = open_parquet(path)
@@ -88,7 +95,7 @@ def check_run(task: Task) -> Clean:
         for name in _WORKER_COLUMNS:
             if t.schema.field(name).type != SCHEMA.field(name).type:
                 return Clean(0, "", b"")  # the reference path names the problem
-        n, first_prev = _template_rows(t.combine_chunks(), first)
+        n, first_prev = _template_rows(t.combine_chunks(), first, origin)
         t = t.slice(0, n)
         canons = t.column("canonical").to_pylist()
         # Fixed-size binary converts ~15x slower than variable-size binary.
@@ -97,10 +104,10 @@ def check_run(task: Task) -> Clean:
         kids = t.column("key_id").to_pylist()
     except Exception:  # anything odd: leave the verdict to the reference path
         return Clean(0, "", b"")
-    return _check_rows(first, first_prev, canons, hashes, sigs, kids)
+    return _check_rows(first, first_prev, canons, hashes, sigs, kids, keys)
 
 
-def _template_rows(t: pa.Table, first: int) -> tuple[int, str]:
+def _template_rows(t: pa.Table, first: int, origin: str) -> tuple[int, str]:
     """How many leading rows of ``t`` hold canonical bytes that are exactly the event
     their typed columns describe, and the first row's ``prev_hash``.
 
@@ -117,7 +124,7 @@ def _template_rows(t: pa.Table, first: int) -> tuple[int, str]:
     import pyarrow.compute as pc
 
     n = t.num_rows
-    if not n or re.search(_UNSAFE, _ORIGIN) or not _ORIGIN:
+    if not n or re.search(_UNSAFE, origin) or not origin:
         return 0, ""
     col = t.column
     binary = pa.binary()
@@ -159,10 +166,10 @@ def _template_rows(t: pa.Table, first: int) -> tuple[int, str]:
     ).cast(binary)
     model = pc.fill_null(pc.binary_join_element_wise(b'"', m, b'"', b""), b"null")
     version = pc.fill_null(col("version").chunk(0).cast(pa.string()).cast(binary), b"null")
-    origin = _ORIGIN.encode()
+    origin_bytes = origin.encode()
     expected = pc.binary_join_element_wise(
         b'{"action":"', a, b'","actor":"', ac, b'","key_id":"', k, b'","model":', model,
-        b',"origin":"' + origin + b'","payload":', p, b',"prev_hash":"', prev,
+        b',"origin":"' + origin_bytes + b'","payload":', p, b',"prev_hash":"', prev,
         b'","seq":', seq.cast(pa.string()).cast(binary), b',"ts":"', date.cast(binary),
         b"T", pad(hh, 2), b":", pad(mi, 2), b":", pad(ss, 2), b".", pad(frac, 6),
         b'Z","version":', version, b"}", b"",
@@ -191,6 +198,7 @@ def _check_rows(
     hashes: list[bytes],
     sigs: list[bytes],
     kids: list[str],
+    keys: dict[str, bytes],
 ) -> Clean:
     """The per-row checks of rows whose bytes :func:`_template_rows` matched: stored
     hash = SHA-256 of the bytes, signature under the key id's key; then leaf hashes.
@@ -203,7 +211,6 @@ def _check_rows(
     mode costs as much as the copy saves (measured: within 1%)."""
     ffi, lib = sodium()
     sha256 = hashlib.sha256
-    keys = _KEYS
     size = max(map(len, canons), default=0) + 1024
     buf = ffi.new("unsigned char[]", size)
     outlen = ffi.new("unsigned long long *")
@@ -228,4 +235,4 @@ def _check_rows(
     return Clean(i, first_prev if i else "", b"".join(leaves), roots)
 
 
-__all__ = ["Task", "check_run"]
+__all__ = ["Task", "check_run", "check_task"]

@@ -492,8 +492,7 @@ def _recheck(
     for canon, h in zip(known.column("canonical").to_pylist(), hashes, strict=True):
         if canon is None or sha256(canon).digest() != h:
             return None
-    scanworkers._init(led.origin, {})
-    rows, _prev = scanworkers._template_rows(known, seg.first)
+    rows, _prev = scanworkers._template_rows(known, seg.first, led.origin)
     if rows != known.num_rows:
         return None
     if _index_problem(led.store, seg):

@@ -79,11 +79,8 @@ def test_the_workers_inline_pae_and_leaf_hash_are_the_definitions():
     canons = [b'{"seq":0}', b'{"seq":1,"x":"\xc3\xa9"}']
     sigs = [key.sign(keys.pae(c)) for c in canons]
     hashes = [hashlib.sha256(c).digest() for c in canons]
-    scanworkers._init("o", {key.key_id: key.public_key})
-    try:
-        clean = scanworkers._check_rows(0, "", canons, hashes, sigs, [key.key_id] * 2)
-    finally:
-        scanworkers._init("", {})
+    kids, known = [key.key_id] * 2, {key.key_id: key.public_key}
+    clean = scanworkers._check_rows(0, "", canons, hashes, sigs, kids, known)
     assert clean.rows == 2
     assert clean.leaves == b"".join(merkle.leaf_hash(c) for c in canons)
     assert keys.pae(b"body") == keys.pae_prefix() + b"4 body"

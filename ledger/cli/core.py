@@ -325,6 +325,20 @@ def log(
     help="Worker processes checking signatures (default: every core).",
 )
 @click.option(
+    "--engine",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="Where the signature and hash checks run: local worker processes, or Dask"
+    " workers (pip install 'ledger[dask]'; same verdicts).",
+)
+@click.option(
+    "--scheduler",
+    metavar="tcp://HOST:PORT",
+    help="With --engine dask: the scheduler of a running cluster, whose workers see this"
+    " ledger at the same path (default: a LocalCluster of --jobs workers, for this run).",
+)
+@click.option(
     "--evidence-dir",
     default="ledger-evidence",
     show_default=True,
@@ -344,6 +358,8 @@ def verify(
     since: str | None,
     trusted_keys: tuple[str, ...],
     jobs: int | None,
+    engine: str,
+    scheduler: str | None,
     evidence_dir: str,
     policy_audit: bool,
     ledger_path: str,
@@ -358,6 +374,8 @@ def verify(
     led = _open(ledger_path)
     kw: dict[str, Any] = {
         "jobs": jobs,
+        "engine": engine,
+        "scheduler": scheduler,
         "trusted": trusted,
         "since": since,
         "trusted_keys": load_verifier_keys(trusted_keys),
