@@ -477,7 +477,7 @@ class Store:
         if contents is None or not contents.table.num_rows:
             return None
         first, n = contents.first, contents.table.num_rows
-        if first == end and contents.last == end + n - 1:
+        if first == end and contents.last == end + n - 1 and contents.table.schema.equals(SCHEMA):
             return contents
         if isinstance(first, int) and contents.last is not None and contents.last < end:
             return None

@@ -288,7 +288,7 @@ def summary(led: Opened) -> Summary | None:
 def listing(store: Store) -> dict[str, FileId | None]:
     """The live segments' identities (taken before a verify starts)."""
     try:
-        return {s.name: file_id(s.path) for s in store.segments()}
+        return {s.name: file_id(s.file) for s in store.segments()}
     except LedgerError:
         return {}
 
@@ -302,7 +302,7 @@ def accept(led: Opened, report: VerifyReport, before: dict[str, FileId | None]) 
             return
         entries = []
         for seg in led.store.segments():
-            file = file_id(seg.path)
+            file = file_id(seg.file)
             if seg.last >= report.events or file is None or before.get(seg.name) != file:
                 break  # (what is not recorded is checked, or reported, by the next read)
             entries.append(_entry(led.store, seg, file))
@@ -350,7 +350,7 @@ def check(led: Opened) -> str | None:
         return "ledger.json changed since ledger verify accepted it; run ledger verify"
     store = led.store
     segs = store.segments()
-    files = [file_id(s.path) for s in segs]
+    files = [file_id(s.file) for s in segs]
     total = segs[-1].last + 1 if segs else 0
     by_name = {e.name: e for e in record.entries}
     end = record.end

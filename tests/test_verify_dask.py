@@ -71,6 +71,22 @@ def test_the_dask_engine_gives_the_local_verdict(victim, invoke, cluster, case):
     assert local[0] == 1 and json.loads(local[1])["problems"][0]["kind"] == case[3]
 
 
+@pytest.mark.parametrize("attacked", [False, True])
+def test_a_journal_gets_the_local_verdict_on_dask(victim, invoke, cluster, attacked):
+    """The journal (FORMAT.md §5.4) is checked by the leader, from its own copy, which
+    workers on other hosts could not open: the verdict is the local one either way."""
+    from .test_journal import _into_journal
+    from .test_tamper import modified_typed_column
+
+    if attacked:
+        modified_typed_column(victim)
+    _into_journal(victim.path)
+    assert (victim.path / "events" / "journal.arrows").exists()
+    local = _verdicts(invoke, victim.path, "--jobs", "1")
+    assert _verdicts(invoke, victim.path, *_on(cluster)) == local
+    assert local[0] == (1 if attacked else 0)
+
+
 def test_a_clean_ledger_through_the_scheduler(victim, invoke, cluster):
     args = ["verify", "--ledger", str(victim.path)]
     local = invoke(args)
