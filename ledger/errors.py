@@ -12,6 +12,8 @@ Exit codes (documented in README.md):
        key lacking the role, revoked or unknown to the ledger
     6  the ledger on disk is corrupt or unreadable
     7  the operating system refused a write (disk full, read-only, lock timeout)
+    8  a query engine other than DuckDB cannot run the query: pyspark not installed,
+       no Java, the Spark master unreachable, or SQL the translation to Spark refuses
 """
 
 from __future__ import annotations
@@ -78,6 +80,12 @@ def storage_error(exc: OSError, what: str) -> StorageError:
     elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         reason = f"{reason} (is the ledger folder read-only?)"
     return StorageError(f"cannot {what}: {reason}")
+
+
+class EngineError(LedgerError):
+    """The query engine asked for (Spark) cannot be started, reached, or run this SQL."""
+
+    exit_code = 8
 
 
 class UnverifiedError(LedgerError):
