@@ -86,6 +86,10 @@ class SparkEngine:
         self.scratch = Path(tempfile.mkdtemp(prefix="ledger-spark-"))
         self._log = (self.scratch / "driver.log").open("wb")
         env = dict(os.environ, SPARK_LOCAL_DIRS=str(self.scratch / "local"))
+        # The driver imports this very package, wherever it was imported from (it runs in
+        # the scratch folder, so a relative PYTHONPATH would not find it).
+        home = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (home, env.get("PYTHONPATH")) if p)
         t0 = time.perf_counter()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "ledger.sparkworker", master, str(self.scratch)],

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import cast
 
 import sqlglot
 from sqlglot import exp
@@ -67,7 +68,8 @@ class UntranslatableError(EngineError):
 
 
 def _spark(sql: str) -> exp.Expression:
-    return sqlglot.parse_one(sql, read="spark")
+    # (sqlglot 30 types parse_one as its base ``Expr``; every parsed tree is an Expression)
+    return cast(exp.Expression, sqlglot.parse_one(sql, read="spark"))
 
 
 _ROLLBACK = re.compile(r"(?<!['\"\w])rollback(?!['\"\w])")
@@ -361,7 +363,7 @@ def translate(sql: str) -> str:
     """One DuckDB statement (a SELECT or a CREATE VIEW) as Spark SQL; ``$name`` parameters
     become Spark's ``:name`` markers. Raises UntranslatableError if it cannot."""
     try:
-        tree = sqlglot.parse_one(_pre_parse(sql), read="duckdb")
+        tree = cast(exp.Expression, sqlglot.parse_one(_pre_parse(sql), read="duckdb"))
     except sqlglot.errors.SqlglotError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UntranslatableError(f"sqlglot cannot parse it: {first}") from None

@@ -17,6 +17,7 @@ must not take the ``ledger`` command with it.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,12 @@ def _session(master: str, scratch: str) -> Any:
         "spark.sql.shuffle.partitions": "4",  # (the default 200 is for clusters)
         "spark.sql.adaptive.enabled": "true",
     }
+    # LEDGER_SPARK_CONF="key=value;key=value" adds or overrides settings (executor memory
+    # on a cluster, say); it cannot move the scratch folders out of SCRATCH.
+    for item in os.environ.get("LEDGER_SPARK_CONF", "").split(";"):
+        k, sep, v = item.partition("=")
+        if sep and k.strip() and not k.strip().endswith((".dir", "extraJavaOptions")):
+            conf[k.strip()] = v.strip()
     builder = SparkSession.builder.master(master).appName("ledger")
     for k, v in conf.items():
         builder = builder.config(k, v)
