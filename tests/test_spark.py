@@ -142,10 +142,20 @@ def test_cli_query_prints_what_duckdb_prints(spark, ledgers, invoke, fmt: str) -
     assert d.exit_code == 0 and "still live" in d.stdout
 
 
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
 def test_cli_sql_on_spark(spark, ledgers, invoke) -> None:
+    """(and Spark writes nothing in the ledger, nor in the working folder)"""
     led = ledgers["audit"]
+    before = _files(led.path)
     text = "SELECT env, model, version FROM live ORDER BY env, model"
     r = invoke(["sql", text, "--engine", "spark", "--ledger", str(led.path), "--format", "csv"])
+    assert _files(led.path) == before
+    assert not {"spark-warehouse", "derby.log", "metastore_db"} & {
+        p.name for p in Path.cwd().iterdir()
+    }
     assert (r.exit_code, r.stdout) == (
         0,
         "env,model,version\nproduction,churn.gbm,1\nproduction,fraud.xgb,1\nstaging,churn.gbm,1\n",
