@@ -178,7 +178,6 @@ def query(
     Examples (on the demo ledger: ledger demo; export LEDGER_PATH=demo-ledger):
       ledger query self-approval
       ledger query production-history --param model=fraud.detector.xgb
-      ledger query self-approval --engine spark
     """
     when = _when(as_of, at_seq)
     if master is not None and engine != "spark":
