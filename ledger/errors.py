@@ -12,8 +12,10 @@ Exit codes (documented in README.md):
        key lacking the role, revoked or unknown to the ledger
     6  the ledger on disk is corrupt or unreadable
     7  the operating system refused a write (disk full, read-only, lock timeout)
-    8  the distributed engine failed (``verify --engine dask``): not installed, scheduler
-       unreachable, workers lost, or a worker cannot open the ledger's files
+    8  an engine other than the built-in ones failed: ``verify --engine dask`` (not
+       installed, scheduler unreachable, workers lost, a worker cannot open the ledger's
+       files) or ``--engine spark`` (pyspark not installed, no Java, the Spark master
+       unreachable, SQL the translation to Spark refuses)
 """
 
 from __future__ import annotations
@@ -83,8 +85,9 @@ def storage_error(exc: OSError, what: str) -> StorageError:
 
 
 class EngineError(LedgerError):
-    """The distributed engine asked for cannot do the work: not installed, its scheduler
-    unreachable, its workers lost, or a worker unable to read the ledger."""
+    """The engine asked for (Dask for verify, Spark for queries) cannot do the work:
+    not installed, unreachable, its workers lost, a worker unable to read the ledger, or
+    SQL it cannot run."""
 
     exit_code = 8
 

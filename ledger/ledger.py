@@ -30,6 +30,16 @@ from .writer import Receipt, Writer, _Columns
 _T = TypeVar("_T")
 
 
+#: The engines ``Ledger.query`` and ``Ledger.sql`` run on.
+ENGINES = ("duckdb", "spark")
+
+
+def _engine(name: str) -> str:
+    if name not in ENGINES:
+        raise InputError(f"unknown engine {name!r} (engines: {', '.join(ENGINES)})")
+    return name
+
+
 class Ledger(RegistryMethods, GovernanceMethods, Opened):
     """A ledger folder. Create one with ``Ledger.init``, open one with ``Ledger.open``.
 
@@ -501,18 +511,36 @@ class Ledger(RegistryMethods, GovernanceMethods, Opened):
         *,
         as_of: int | str | None = None,
         at_seq: int | None = None,
+        engine: str = "duckdb",
+        master: str | None = None,
     ) -> pa.Table:
-        """Run the named audit query ``name`` (``ledger/queries/NAME.sql``) with ``params``."""
+        """Run the named audit query ``name`` (``ledger/queries/NAME.sql``) with ``params``;
+        ``engine="spark"`` runs it on Spark SQL (``master``: local[2] by default)."""
+        if _engine(engine) == "spark":
+            from . import sparkquery
+
+            return sparkquery.named(self.store, name, params, as_of, at_seq, master)[0]
         from .query import named
 
         return named(self.store, name, params, as_of, at_seq)[0]
 
     @_checked
     def sql(
-        self, text: str, *, as_of: int | str | None = None, at_seq: int | None = None
+        self,
+        text: str,
+        *,
+        as_of: int | str | None = None,
+        at_seq: int | None = None,
+        engine: str = "duckdb",
+        master: str | None = None,
     ) -> pa.Table:
         """Run one ad-hoc SELECT against the views (events, model_versions, deployments,
-        live, approvals, keys, registrations, lineage, datasets, as_of)."""
+        live, approvals, keys, registrations, lineage, datasets, as_of); DuckDB SQL, which
+        ``engine="spark"`` translates and runs on Spark SQL."""
+        if _engine(engine) == "spark":
+            from . import sparkquery
+
+            return sparkquery.adhoc(self.store, text, as_of, at_seq, master)[0]
         from .query import adhoc
 
         return adhoc(self.store, text, as_of, at_seq)[0]

@@ -339,10 +339,9 @@ def run(
     raise CorruptLedgerError("segments kept changing while reading")  # pragma: no cover
 
 
-def adhoc(
-    store: Store, sql: str, as_of: int | str | None = None, at_seq: int | None = None
-) -> tuple[pa.Table, Cutoff]:
-    """Run one ad-hoc SELECT against the views (no writes, no COPY, one statement)."""
+def adhoc_check(sql: str) -> str:
+    """``sql`` checked to be exactly one SELECT statement (no writes, no COPY), without
+    its trailing ``;``."""
     try:
         statements = duckdb.connect(":memory:").extract_statements(sql)
     except duckdb.Error as exc:
@@ -352,7 +351,14 @@ def adhoc(
     if statements[0].type != duckdb.StatementType.SELECT:
         kind = statements[0].type.name
         raise InputError(f"only SELECT statements are allowed (got {kind})")
-    return run(store, sql.strip().rstrip(";"), None, as_of, at_seq, what="SQL")
+    return sql.strip().rstrip(";")
+
+
+def adhoc(
+    store: Store, sql: str, as_of: int | str | None = None, at_seq: int | None = None
+) -> tuple[pa.Table, Cutoff]:
+    """Run one ad-hoc SELECT against the views (no writes, no COPY, one statement)."""
+    return run(store, adhoc_check(sql), None, as_of, at_seq, what="SQL")
 
 
 def named(

@@ -6,10 +6,14 @@ Each is one library call (``Ledger.status`` … ``Ledger.sql``) plus rendering. 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
 
 from .. import events as E
 from ..errors import InputError
+from ..ledger import ENGINES
 from ..output import render, render_arrow
 from .group import cli
 from .options import format_option, point_in_time, read_options
@@ -134,10 +138,27 @@ def _params(specs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def engine_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--engine duckdb|spark`` and ``--master URL`` (docs/scale.md, "Audits on Spark")."""
+    f = click.option(
+        "--master",
+        metavar="URL",
+        help="The Spark master for --engine spark (default local[2]; spark://HOST:PORT).",
+    )(f)
+    return click.option(
+        "--engine",
+        type=click.Choice(ENGINES),
+        default="duckdb",
+        show_default=True,
+        help="Run on DuckDB, or translated to Spark SQL (needs pyspark and Java; ~18 s start).",
+    )(f)
+
+
 @cli.command()
 @click.argument("name")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A query parameter.")
 @point_in_time
+@engine_options
 @read_options
 @format_option()
 def query(
@@ -145,6 +166,8 @@ def query(
     params: tuple[str, ...],
     as_of: str | None,
     at_seq: int | None,
+    engine: str,
+    master: str | None,
     ledger_path: str,
     fmt: str,
     out_path: str | None,
@@ -157,7 +180,11 @@ def query(
       ledger query production-history --param model=fraud.detector.xgb
     """
     when = _when(as_of, at_seq)
-    table = _open(ledger_path).query(name, _params(params), as_of=as_of, at_seq=at_seq)
+    if master is not None and engine != "spark":
+        raise InputError("--master is for --engine spark")
+    table = _open(ledger_path).query(
+        name, _params(params), as_of=as_of, at_seq=at_seq, engine=engine, master=master
+    )
     render_arrow(
         table, fmt, path=out_path, empty=f"No rows for {name}{when}.", title=when.strip() or None
     )
@@ -166,12 +193,15 @@ def query(
 @cli.command()
 @click.argument("text", metavar='"SELECT …"')
 @point_in_time
+@engine_options
 @read_options
 @format_option()
 def sql(
     text: str,
     as_of: str | None,
     at_seq: int | None,
+    engine: str,
+    master: str | None,
     ledger_path: str,
     fmt: str,
     out_path: str | None,
@@ -185,5 +215,7 @@ def sql(
       ledger sql "SELECT actor, count(*) AS n FROM events GROUP BY actor" --format csv
     """
     when = _when(as_of, at_seq)
-    table = _open(ledger_path).sql(text, as_of=as_of, at_seq=at_seq)
+    if master is not None and engine != "spark":
+        raise InputError("--master is for --engine spark")
+    table = _open(ledger_path).sql(text, as_of=as_of, at_seq=at_seq, engine=engine, master=master)
     render_arrow(table, fmt, path=out_path, empty=f"No rows{when}.", title=when.strip() or None)
