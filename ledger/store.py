@@ -24,7 +24,6 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
-from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,28 +31,28 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 # (``from M import X as X``: re-exported, for the callers that import X from here)
-from . import bundles, compaction, eventindex, merges, outfile, segmentio
+from . import compaction, eventindex, merges, outfile, segmentio
 from . import journal as J
 from . import segments as S
-from .bundles import Bundle
 from .errors import CorruptLedgerError, InputError, NotFoundError, storage_error
 from .locks import ReadersGate, WriterLock
 from .merges import merge_fanout
 from .replay import replay as replay
 from .replay import typed_events as typed_events
-from .segments import COLUMNS, INDEX_MIN_ROWS, SCHEMA, SEGMENT_EVENTS, Layout, Segment, segment_name
+from .segments import COLUMNS as COLUMNS
+from .segments import INDEX_MIN_ROWS, SEGMENT_EVENTS, Layout, Segment, segment_name
 from .segments import ROW_GROUP as ROW_GROUP
+from .segments import SCHEMA as SCHEMA
 from .segments import SEGMENT_RE as SEGMENT_RE
 from .segments import STATE_COLUMNS as STATE_COLUMNS
 from .segments import micros as micros
 from .segments import pylist as pylist
+from .storecaches import SideFiles
+from .storejournal import JournalMethods
+from .storereads import EventReads
 
 #: (the names benchmarks/ write segments with)
 _DICT_COLUMNS, _STATS_COLUMNS = S.DICT_COLUMNS, S.STATS_COLUMNS
-#: Above this many runs of wanted rows in a segment, one ``take`` beats many slices.
-_MAX_SLICES = 32
-#: Above this many rows, a selection imports ``pyarrow.compute`` and uses threads.
-_BIG_READ = 300_000
 _T = TypeVar("_T")
 
 
@@ -97,7 +96,7 @@ def _copy(layout: Layout) -> Layout:
     )
 
 
-class Store:
+class Store(EventReads, JournalMethods, SideFiles):
     """A ledger folder on disk: the one storage interface. Its public methods, by
     section below, are what a second backend implements; everything else is how this
     one keeps the folder's on-disk protocol (module docstring)."""
@@ -309,15 +308,6 @@ class Store:
             )
         raise CorruptLedgerError(f"events/{S.JOURNAL} kept disappearing while reading")
 
-    def _journal_segment(self, contents: J.Contents) -> Segment:
-        """The journal's records as a segment: the range its first seq and its number of
-        rows imply (verify checks every row's seq against it)."""
-        first = contents.first
-        if not isinstance(first, int) or first < 0:
-            first = 0  # (a damaged journal: verify names it)
-        path = self._journal.copy(contents)
-        return Segment(first, first + contents.table.num_rows - 1, path, source=self.journal_path)
-
     def _files(self) -> Layout:
         """The Parquet segments and strays of ``events/``, and whether the journal is
         there; listed once per lock by the holder, and kept up to date by its writes."""
@@ -388,67 +378,6 @@ class Store:
         """One segment's columns as its file declares them (for ``verify``'s schema check)."""
         return segmentio.parquet_columns(seg)
 
-    def read(
-        self,
-        columns: Sequence[str] | None = None,
-        model: str | None = None,
-        last: int | None = None,
-    ) -> pa.Table:
-        """All live events (or ``model``'s), in seq order; with ``last``, only the last
-        ``last`` of them, read from the newest segments back until that many are found.
-        Retries if a compaction swaps files meanwhile (possible only when ``.readers``
-        could not be held)."""
-        tables = self._again(lambda: self._read_back(columns, model, last))
-        if not tables:
-            return SCHEMA.empty_table().select(list(columns) if columns else COLUMNS)
-        try:
-            return pa.concat_tables(tables)
-        except pa.ArrowInvalid as exc:
-            raise CorruptLedgerError(
-                f"segments have incompatible columns: {segmentio.short(exc)}"
-            ) from None
-
-    def read_where(
-        self,
-        columns: Sequence[str],
-        actions: AbstractSet[str],
-        models: AbstractSet[str],
-        before: int | None = None,
-    ) -> pa.Table:
-        """The live events whose action is in ``actions`` or whose model is in ``models``
-        (and, if given, whose seq is below ``before``), in seq order.
-
-        A one-off writer, or a ``verify --since``, needs only these rows. Each segment
-        is read in one pass with the name columns dictionary-encoded, which costs about
-        what a first pass over ``action`` and ``model`` alone would (measured: such a
-        pass, to skip row groups, was slower, as a model's events are spread over nearly
-        every row group). Those columns come back dictionary-encoded; :func:`pylist`
-        decodes them cheaply. Only a big ledger's selection imports ``pyarrow.compute``
-        and uses threads: the import costs a fresh ``ledger register`` on a small ledger
-        more than its whole selection.
-        """
-        names = list(dict.fromkeys([*columns, "action", "model"]))
-
-        def select() -> list[pa.Table]:
-            segs = [s for s in self.segments() if before is None or s.first < before]
-            # A big selection is worth pyarrow.compute's import and the thread pool.
-            big = sum(s.count for s in segs) > _BIG_READ
-            return [
-                t
-                for s in segs
-                for t in segmentio.read_where(s, names, actions, models, before, big, _MAX_SLICES)
-            ]
-
-        parts = self._again(select)
-        if not parts:
-            return SCHEMA.empty_table().select(list(columns))
-        try:
-            return pa.concat_tables(parts).select(list(columns))
-        except pa.ArrowInvalid as exc:
-            raise CorruptLedgerError(
-                f"segments have incompatible columns: {segmentio.short(exc)}"
-            ) from None
-
     def tail(self) -> tuple[int, bytes, int]:
         """(number of events, hash of the last event, its ts in µs), from the journal's
         last record or else the last segment."""
@@ -462,29 +391,6 @@ class Store:
                 n = t.num_rows
                 return live.last + 1, t.column("hash")[n - 1].as_py(), micros(t["ts"])[n - 1]  # type: ignore[operator]
             return segmentio.tail(segs[-1])
-
-    def _live_journal(self, end: int) -> J.Contents | None:
-        """The journal's records if they are the events from ``end`` on (the Parquet
-        segments end before ``end``); None if there is no journal or it holds no records
-        or only events the segments hold too (a flush interrupted before the journal was
-        removed); CorruptLedgerError if it does not follow the segments."""
-        if self._files().journal is None:
-            return None
-        try:
-            contents = self._journal.contents()
-        except OSError:
-            contents = None  # (gone since the listing: moved into a segment)
-        if contents is None or not contents.table.num_rows:
-            return None
-        first, n = contents.first, contents.table.num_rows
-        if first == end and contents.last == end + n - 1 and contents.table.schema.equals(SCHEMA):
-            return contents
-        if isinstance(first, int) and contents.last is not None and contents.last < end:
-            return None
-        raise CorruptLedgerError(
-            f"events/{S.JOURNAL} does not continue the segments (they end at seq {end - 1});"
-            " run ledger verify"
-        )
 
     def last_seq_at(self, ts: int) -> int:
         """The seq of the last event with ``ts`` (µs) at or before ``ts``, or -1 (the
@@ -508,28 +414,6 @@ class Store:
                 if attempt == 4:
                     raise CorruptLedgerError("segments kept disappearing while reading") from None
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _read_back(
-        self, columns: Sequence[str] | None, model: str | None, last: int | None
-    ) -> list[pa.Table]:
-        names = list(columns or COLUMNS)
-        read = names if model is None or "model" in names else [*names, "model"]
-        tables: list[pa.Table] = []
-        found = 0
-        for seg in reversed(self.segments()):
-            if last is not None and found >= last:
-                break
-            table = self.read_segment(seg, read)
-            if model is not None:
-                import pyarrow.compute as pc
-
-                table = table.filter(pc.equal(table["model"], model)).select(names)
-            tables.append(table)
-            found += table.num_rows
-        tables.reverse()
-        if last is not None and found > last:
-            tables[0] = tables[0].slice(found - last)
-        return tables
 
     # --- writing segments, and the merges that keep them few --------------------------
     def write_segment(self, table: pa.Table, index: pa.Table | None = None) -> Segment:
@@ -579,78 +463,6 @@ class Store:
             return [self._journal_append(table)]
         self.flush_journal()
         return self._write_blocks(table)
-
-    def _journal_append(self, table: pa.Table) -> Segment:
-        """Append one record to the journal and fsync it (create it, if there is none
-        with records, as a temporary file fsynced and renamed into place)."""
-        segs = self._parquet_segments()
-        end = segs[-1].last + 1 if segs else 0
-        live = self._live_journal(end)
-        if live is None and self._files().journal is not None:
-            self._drop_journal()  # (empty, or a leftover _clean could not remove)
-            if self.journal_path.exists():
-                raise CorruptLedgerError(
-                    f"events/{S.JOURNAL} holds events the segments hold too, but not the"
-                    " same ones; run ledger verify"
-                )
-        record = J.record(table)
-        try:
-            if live is None:
-                data = J.header() + record
-                try:
-                    self._write_atomic(self.journal_path, data)
-                except OSError:
-                    # (failed after the rename, at the folder's fsync: told it failed)
-                    with contextlib.suppress(OSError):
-                        self.journal_path.unlink()
-                    raise
-                contents = J.Contents(table, len(data), len(data))
-                self._relisted(journal=True)
-            else:
-                J.append(self.journal_path, record, live.valid)
-                size = live.valid + len(record)
-                contents = J.Contents(pa.concat_tables([live.table, table]), size, size)
-        except OSError as exc:
-            self._journal.forget()
-            self._listing = None
-            raise storage_error(exc, f"append to events/{S.JOURNAL}") from None
-        self._journal.wrote(contents)
-        first = table.column("seq")[0].as_py()
-        return Segment(first, first + table.num_rows - 1, self.journal_path, self.journal_path)
-
-    def flush_journal(self) -> None:
-        """Write the journal's records as segments (durably), then remove it. Caller
-        holds the writer lock."""
-        self._require_lock()
-        if self._files().journal is None:
-            return
-        segs = self._parquet_segments()
-        live = self._live_journal(segs[-1].last + 1 if segs else 0)
-        if live is not None:
-            self._write_blocks(live.table)
-        self._drop_journal()
-
-    def _drop_journal(self) -> None:
-        """Remove the journal if it holds no record or only events a segment holds too,
-        byte for byte (not fsynced: if a power cut undoes it, the journal is that same
-        leftover again). Anything else stays for verify to report."""
-        try:
-            contents = self._journal.contents()
-        except OSError:
-            contents = None
-        if contents is not None and contents.table.num_rows:
-            first = contents.first
-            covering = [
-                s
-                for s in self._parquet_segments()
-                if isinstance(first, int) and s.first <= first and contents.last <= s.last  # type: ignore[operator]
-            ]
-            if not covering or not segmentio.same_rows_as(contents.table, covering[0]):
-                return
-        with contextlib.suppress(FileNotFoundError):
-            self.journal_path.unlink()
-        self._journal.forget()
-        self._relisted(journal=False)
 
     def _write_blocks(self, table: pa.Table) -> list[Segment]:
         out = []
@@ -728,104 +540,13 @@ class Store:
                 self._write_index(seg.name, eventindex.derive(rows))
                 return
 
-    # --- the event index (``index/``, see ledger/eventindex.py): a cache --------------
-    def read_index(self, seg: Segment) -> bundles.SortedBundle | None:
-        """The index bundle beside ``seg`` (memory-mapped), or None if it is missing or
-        does not fit it."""
-        tables = self.index_tables(seg)
-        if tables is None:
-            return None
-        try:
-            return bundles.SortedBundle(*tables)
-        except (pa.ArrowException, ValueError, KeyError):
-            return None
-
+    # --- the event index (``index/``; the rest is ledger/storecaches.py) --------------
     def index_tables(self, seg: Segment) -> tuple[pa.Table, pa.Table] | None:
         """The two tables of the bundle beside ``seg`` (memory-mapped) if readers would
         take them (present, readable, for exactly its seqs), else None."""
         if seg.count < INDEX_MIN_ROWS:
             return None
         return segmentio.read_bundle(S.bundle_paths(self.index_dir, seg.name), seg)
-
-    def index_files(self, seg: Segment) -> tuple[Path, Path]:
-        """Where the bundle of ``seg`` lives (events table, edges table)."""
-        return S.bundle_paths(self.index_dir, seg.name)
-
-    def bundles(self, since: int = 0) -> list[Bundle]:
-        """The index of every live segment (holding events from ``since`` on), in seq
-        order: the bundle beside it, or one derived from the segment where that is
-        missing or does not fit. Hold :meth:`reading` while using them."""
-        return self._again(lambda: [self._bundle(s) for s in self.segments() if s.last >= since])
-
-    def _write_index(self, name: str, index: pa.Table) -> None:
-        """Write the bundle of a segment's index rows (a cache: not fsynced; a failure
-        leaves at most a file readers will not take)."""
-        segmentio.write_bundle(S.bundle_paths(self.index_dir, name), index)
-
-    def _bundle(self, seg: Segment) -> Bundle:
-        bundle = self.read_index(seg)
-        if bundle is None:
-            kept = self._written.get(seg)
-            if kept is not None and kept[1] is not None:
-                return bundles.RowBundle(kept[1])
-            rows = kept[0] if kept is not None else None
-            if rows is None:
-                rows = self.read_segment(seg, eventindex.SOURCE_COLUMNS)
-            return bundles.RowBundle(eventindex.derive(rows))
-        return bundle
-
-    # --- signed checkpoints (``checkpoints/``): kept forever, never rewritten ---------
-    def checkpoint_names(self) -> list[str]:
-        """The files in ``checkpoints/`` (temporaries left out), sorted by name."""
-        return self._names(S.CHECKPOINTS_DIR)
-
-    def checkpoint_path(self, name: str) -> Path:
-        """Where ``checkpoints/NAME`` is (for messages and for ``SignedCheckpoint.path``)."""
-        return self.root / S.CHECKPOINTS_DIR / name
-
-    def read_checkpoint(self, name: str, limit: int) -> bytes:
-        """At most ``limit + 1`` bytes of ``checkpoints/NAME`` (OSError if unreadable)."""
-        with open(self.root / S.CHECKPOINTS_DIR / name, "rb") as f:
-            return f.read(limit + 1)
-
-    def write_checkpoint(self, name: str, data: bytes) -> None:
-        """Durably add ``checkpoints/NAME`` unless it is already there (caller holds the
-        lock): a checkpoint, once issued, is evidence and is never replaced."""
-        self._require_lock()
-        folder = self.root / S.CHECKPOINTS_DIR
-        try:
-            folder.mkdir()
-            _fsync_dir(self.root)
-        except FileExistsError:
-            pass
-        if not os.path.lexists(folder / name):
-            self._write_atomic(folder / name, data)
-
-    # --- caches derived from the events (``tree/``): untrusted, checked on use --------
-    def read_cached(self, name: str) -> bytes | None:
-        """The bytes of cache file ``tree/NAME``, or None if it cannot be read."""
-        try:
-            return (self.root / S.CACHE_DIR / name).read_bytes()
-        except OSError:
-            return None
-
-    def cached_names(self, prefix: str = "") -> list[str]:
-        """The cache files in ``tree/`` whose names start with ``prefix``, sorted."""
-        return self._names(S.CACHE_DIR, prefix)
-
-    def write_cached(self, name: str, data: bytes) -> None:
-        """Replace cache file ``tree/NAME`` atomically (caller holds the lock)."""
-        self._require_lock()
-        folder = self.root / S.CACHE_DIR
-        with contextlib.suppress(FileExistsError):
-            folder.mkdir()
-        self._write_atomic(folder / name, data)
-
-    def drop_cached(self, name: str) -> None:
-        """Delete cache file ``tree/NAME`` if it is there (caller holds the lock)."""
-        self._require_lock()
-        with contextlib.suppress(FileNotFoundError):
-            (self.root / S.CACHE_DIR / name).unlink()
 
     # --- small files, written whole ---------------------------------------------------
     def _write_atomic(self, path: Path, data: bytes) -> None:
@@ -841,6 +562,9 @@ class Store:
                 tmp.unlink()
             raise
         _fsync_dir(path.parent)
+
+    def _fsync_folder(self, path: Path) -> None:
+        _fsync_dir(path)
 
     def _names(self, folder: str, prefix: str = "") -> list[str]:
         """The files in ``folder`` whose names start with ``prefix`` (temporaries left

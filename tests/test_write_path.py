@@ -18,9 +18,8 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import Ledger, SigningKey, signer
+from ledger import Ledger, SigningKey, signer, storereads
 from ledger import events as E
-from ledger import store as store_module
 from ledger.canonical import _Bad, _check, _scan, canonicalize
 from ledger.errors import InputError, NotFoundError, RuleViolation
 from ledger.store import STATE_COLUMNS
@@ -307,8 +306,8 @@ def test_a_one_off_writer_replays_exactly_the_touched_models(tmp_path: Path) -> 
 def test_read_where_selects_exactly_the_wanted_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, big: bool, max_slices: int
 ) -> None:
-    monkeypatch.setattr(store_module, "_BIG_READ", 0 if big else 10**9)
-    monkeypatch.setattr(store_module, "_MAX_SLICES", max_slices)
+    monkeypatch.setattr(storereads, "_BIG_READ", 0 if big else 10**9)
+    monkeypatch.setattr(storereads, "_MAX_SLICES", max_slices)
     led, keys = _team(tmp_path / "l")
     for i in range(0, 42, 6):  # several segments, each with several models
         led.append_many(_drafts(6, i), keys["imp"])
