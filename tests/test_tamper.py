@@ -439,9 +439,9 @@ def test_every_verdict_of_the_issue_has_a_case():
 @pytest.fixture
 def pooled(monkeypatch):
     """Use the worker pool even for a small ledger."""
-    from ledger import scan
+    from ledger import scanpool
 
-    monkeypatch.setattr(scan, "PARALLEL_MIN_ROWS", 0)
+    monkeypatch.setattr(scanpool, "PARALLEL_MIN_ROWS", 0)
 
 
 def test_parallel_and_serial_agree_on_a_clean_ledger(victim, pooled):
@@ -469,7 +469,7 @@ def test_worker_processes_give_the_reference_verdict(history, pooled):
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0].__name__ for c in CASES])
 def test_the_reference_alone_gives_the_same_verdict(victim, monkeypatch, case):
-    from ledger import scan
+    from ledger import scanpool
     from ledger.verify import Clean
 
     attack = case[0]
@@ -478,7 +478,7 @@ def test_the_reference_alone_gives_the_same_verdict(victim, monkeypatch, case):
         t.ledger.add_key(t.keys["cp"].public_key, "cp", "checkpointer", key=t.keys["admin"])
     attack(t)
     fast = t.ledger.verify(jobs=1).to_dict()
-    monkeypatch.setattr(scan, "check_run", lambda task: Clean(0, "", b""))
+    monkeypatch.setattr(scanpool, "check_run", lambda task: Clean(0, "", b""))
     assert t.ledger.verify(jobs=1).to_dict() == fast
     assert not fast["ok"]
 
@@ -536,7 +536,7 @@ def test_unsafe_text_in_a_typed_column_gets_the_reference_verdict(victim, monkey
     """A typed string the fast path's template cannot vouch for (an unknown action, so no
     rule looks at it, spliced raw into correctly hashed and signed bytes): the verdict is
     the reference's, ``malformed``, on both paths."""
-    from ledger import scan
+    from ledger import scanpool
     from ledger.verify import Clean
 
     t = victim
@@ -547,7 +547,7 @@ def test_unsafe_text_in_a_typed_column_gets_the_reference_verdict(victim, monkey
     canon = canon.replace(b'"action":"audit"', b'"action":"' + raw + b'"')
     _forge_raw(t.ledger, t.keys["alice"], ev, canon, action=raw.decode())
     fast = t.ledger.verify(jobs=1).to_dict()
-    monkeypatch.setattr(scan, "check_run", lambda task: Clean(0, "", b""))
+    monkeypatch.setattr(scanpool, "check_run", lambda task: Clean(0, "", b""))
     assert t.ledger.verify(jobs=1).to_dict() == fast
     assert (fast["problems"][0]["kind"], fast["problems"][0]["seq"]) == ("malformed", n)
 

@@ -106,7 +106,7 @@ def test_every_run_goes_to_the_workers(victim, cluster, monkeypatch):
         return real(self, tasks, origin, keys)
 
     monkeypatch.setattr(scandask.DaskPool, "checks", counting)
-    monkeypatch.setattr("ledger.scan.check_run", None)  # (the local path would fail)
+    monkeypatch.setattr("ledger.scanpool.check_run", None)  # (the local path would fail)
     report = victim.ledger.verify(engine="dask", scheduler=cluster.scheduler_address)
     assert report.ok and seen == [1]
 

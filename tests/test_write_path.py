@@ -336,7 +336,7 @@ def test_read_where_selects_exactly_the_wanted_rows(
 #: An importer's work, run by the scripts below: big batches (the signing helper signs
 #: them), then a verify on worker processes (as if the ledger were big).
 _IMPORTER = """\
-import ledger.scan
+import ledger.scanpool
 from ledger import Ledger, SigningKey
 from ledger import events as E
 
@@ -347,7 +347,7 @@ def work(path, batches):
     p = {'datasets': [], 'metrics': {}, 'params': {}, 'parents': [], 'tags': {}}
     for _ in range(batches):
         led.append_many([E.Draft(E.REGISTER, p, f'm{i}') for i in range(2100)], imp)
-    ledger.scan.PARALLEL_MIN_ROWS = 0
+    ledger.scanpool.PARALLEL_MIN_ROWS = 0
     print(led.verify(jobs=2).summary(), flush=True)
 """
 
