@@ -7,9 +7,9 @@ Not part of ``python -m benchmarks run``. Two ledgers are written one event at a
 never compacted by hand, the appends alternating between them (so that the machine's
 load falls on both alike): one by a plain writer (a segment per append, then automatic
 merges), one by a journaling writer (docs/FORMAT.md §5.4). Each figure is printed beside
-the physical floor measured in the same run: one fsynced 300-byte append to a file (what
-a journal record costs at least), and that plus a fsync of its folder (a new file made
-durable, what a segment costs at least).
+the physical floor measured in the same run (benchmarks/limits.py): one fsynced 300-byte
+append to a file (what a journal record costs at least), and a new file made durable
+(write, fsync, rename, fsync of the folder: what a segment costs at least).
 
 Then a fresh ``ledger status MODEL`` process on each ledger (mean of ``--fresh`` runs):
 the journal's reader copy is the difference.
@@ -18,7 +18,6 @@ the journal's reader copy is the difference.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -27,24 +26,13 @@ import time
 from pathlib import Path
 
 
-def _floor(folder: Path, n: int = 300) -> tuple[float, float]:
-    """Seconds per fsynced 300-byte append; and per append plus a fsync of the folder."""
-    path = folder / "floor"
-    out = []
-    for with_dir in (False, True):
-        t = time.perf_counter()
-        for _ in range(n):
-            with open(path, "ab") as f:
-                f.write(b"x" * 300)
-                f.flush()
-                os.fsync(f.fileno())
-            if with_dir:
-                fd = os.open(folder, os.O_RDONLY)
-                os.fsync(fd)
-                os.close(fd)
-        out.append((time.perf_counter() - t) / n)
-    path.unlink()
-    return out[0], out[1]
+def _floor(folder: Path) -> tuple[float, float]:
+    """Seconds per fsynced 300-byte append, and per new file made durable (write, fsync,
+    rename, fsync of the folder): benchmarks/limits.py's disk probes."""
+    from benchmarks import limits
+
+    rows = {r["name"]: r["value"] for r in limits.disk(folder)}
+    return 1 / rows["fsync_append"], 1 / rows["atomic_file"]
 
 
 def main() -> None:
@@ -84,7 +72,7 @@ def main() -> None:
                   f"  first 10% {statistics.fmean(first) * 1e3:6.3f}"
                   f"  last 10% {statistics.fmean(last) * 1e3:6.3f} ms")  # fmt: skip
         print(f"  floor: fsynced 300-byte append {record * 1e3:.3f} ms;"
-              f" + folder fsync {new_file * 1e3:.3f} ms")  # fmt: skip
+              f" a new file made durable {new_file * 1e3:.3f} ms")  # fmt: skip
         files = {j: sorted(p.name for p in (root / n / "events").iterdir())
                  for j, n in ((False, "segments"), (True, "journal"))}  # fmt: skip
         print(f"  files in events/: segments {len(files[False])}, journal {len(files[True])}"

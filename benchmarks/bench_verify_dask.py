@@ -97,22 +97,6 @@ def _leader_only(led: Any) -> float:
     return _best(lambda: scan.verify_full(led, pool=_Recorded(list(recorded))))
 
 
-def _cluster(workers: int) -> Any:
-    import distributed
-
-    from ledger.procs import main_module_hidden
-
-    with main_module_hidden():
-        return distributed.LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-        )
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=200_000)
@@ -144,10 +128,12 @@ def main(argv: list[str] | None = None) -> None:
     add("leader_only", leader, "events/s", "sequential part, workers' results ready")
     local = n / _best(lambda: led.verify())
     add("verify_local", local, "events/s", f"--jobs {cores}; {local / raw / cores:.0%} of raw")
+    from ledger.scandask import local_cluster
+
     rates: dict[int, float] = {}
     for w in [int(x) for x in args.workers.split(",")]:
         t0 = time.perf_counter()
-        c = _cluster(w)
+        c = local_cluster(w)
         start = time.perf_counter() - t0
         try:
             addr = c.scheduler_address

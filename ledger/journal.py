@@ -44,8 +44,7 @@ class Contents:
 def read(path: Path) -> Contents:
     """The journal's complete records (OSError if it cannot be read). A file that does
     not start with a whole schema message (a crash while creating it) holds none."""
-    data = path.read_bytes()
-    return parse(data)
+    return parse(path.read_bytes())
 
 
 def parse(data: bytes) -> Contents:
@@ -75,10 +74,9 @@ def header() -> bytes:
 
 def record(table: pa.Table) -> bytes:
     """The record of one commit's rows (one record batch message)."""
-    batch = table.combine_chunks().to_batches()
-    if len(batch) != 1:  # (one batch per record, so that a record is all or nothing)
-        batch = [pa.RecordBatch.from_pylist(table.to_pylist(), schema=SCHEMA)]
-    return bytes(batch[0].serialize())
+    # (one batch per record, so that a record is all or nothing)
+    (batch,) = table.combine_chunks().to_batches()
+    return bytes(batch.serialize())
 
 
 def append(path: Path, data: bytes, size: int) -> None:

@@ -108,6 +108,11 @@ class NamedQuery:
     sql: str
     path: Path
 
+    @property
+    def digests(self) -> list[str]:
+        """The parameters that take a digest (a prefix of one is completed first)."""
+        return [p.name for p in self.params if p.type == "digest"]
+
     def bind(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
         """Check and convert the given parameters; fill in defaults."""
         given = dict(given or {})
@@ -371,8 +376,7 @@ def named(
 ) -> tuple[pa.Table, Cutoff]:
     """Run the named audit query ``name`` with ``params``."""
     q = get_query(name, folder)
-    digests = [p.name for p in q.params if p.type == "digest"]
-    return run(store, q.sql, q.bind(params), as_of, at_seq, f"query {name}", digests)
+    return run(store, q.sql, q.bind(params), as_of, at_seq, f"query {name}", q.digests)
 
 
 STATUS_MODELS = """

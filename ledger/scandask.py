@@ -240,22 +240,10 @@ def dask_pool(scheduler: str | None, workers: int) -> Iterator[DaskPool]:
         raise EngineError(
             "a daemonic process cannot start a LocalCluster's workers; give --scheduler"
         )
-    # Workers are processes (the checks hold the GIL), spawned without re-running the
-    # caller's script (ledger/procs.py); no dashboard, no port on any outside interface.
-    with main_module_hidden():
-        try:
-            cluster = distributed.LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-                # (its HTTP server, health and metrics only: any free port, loopback only)
-                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                silence_logs=logging.ERROR,
-            )
-        except (OSError, TimeoutError, RuntimeError) as exc:
-            raise EngineError(f"cannot start a Dask LocalCluster: {exc}") from None
+    try:
+        cluster = local_cluster(workers)
+    except (OSError, TimeoutError, RuntimeError) as exc:
+        raise EngineError(f"cannot start a Dask LocalCluster: {exc}") from None
     try:
         client = distributed.Client(cluster, set_as_default=False)
         try:
@@ -266,4 +254,23 @@ def dask_pool(scheduler: str | None, workers: int) -> Iterator[DaskPool]:
         cluster.close()
 
 
-__all__ = ["DaskPool", "check_choice", "check_on_worker", "dask_pool"]
+def local_cluster(workers: int) -> Any:
+    """A ``distributed.LocalCluster`` of ``workers`` single-threaded worker processes on
+    127.0.0.1 (the checks hold the GIL), spawned without re-running the caller's script
+    (ledger/procs.py); no dashboard, no port on any outside interface."""
+    import distributed
+
+    with main_module_hidden():
+        return distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            # (its HTTP server, health and metrics only: any free port, loopback only)
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            silence_logs=logging.ERROR,
+        )
+
+
+__all__ = ["DaskPool", "check_choice", "check_on_worker", "dask_pool", "local_cluster"]

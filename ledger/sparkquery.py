@@ -271,8 +271,7 @@ def named(
 ) -> tuple[pa.Table, Cutoff]:
     """Run the named audit query ``name`` on Spark (see ``query.named``)."""
     q = get_query(name, folder)
-    digests = [p.name for p in q.params if p.type == "digest"]
-    return run(store, q.sql, q.bind(params), as_of, at_seq, digests, master)
+    return run(store, q.sql, q.bind(params), as_of, at_seq, q.digests, master)
 
 
 def adhoc(
